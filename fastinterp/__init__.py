@@ -1,0 +1,18 @@
+"""fastinterp: fast, correct bilinear resizing of images and CNN feature maps.
+
+``import fastinterp`` loads numpy only; numba compiles (or loads from its cache) on the
+first call, and torch is imported only for torch tensors.
+"""
+
+from ._api import MAX_OUTPUT_ELEMENTS, resize
+from ._dropin import BilinearInterpolation
+from ._threads import get_num_threads, set_num_threads
+
+__all__ = [
+    "BilinearInterpolation",
+    "MAX_OUTPUT_ELEMENTS",
+    "get_num_threads",
+    "resize",
+    "set_num_threads",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,384 @@
+"""The validating front of :func:`fastinterp.resize`.
+
+Everything about the request is checked here, before any kernel runs: the array's kind,
+rank, dtype and layout, the rates or size, ``out=``, the mode. The kernels behind it see
+only C-contiguous arrays in one of two layouts:
+
+* ``planes``: (P, H, W), every leading dimension folded into P (channels-first data);
+* ``pixels``: (N, H, W, C), channels innermost (channels-last data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._coords import AxisTaps, axis_taps, legacy_axis_taps
+from .reference import ALIGN_MODES, LEGACY_ALIGN_MODES
+
+#: Largest output fastinterp agrees to allocate, in elements.
+MAX_OUTPUT_ELEMENTS = 2**34
+
+#: dtypes of the correct kernels. float16 is computed in float32; integers are computed in
+#: float32, rounded to nearest and saturated.
+SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("float32", "float64", "float16", "uint8", "uint16", "int16"))
+#: dtypes the original script's arithmetic is reproduced for (integers compute in float64).
+LEGACY_DTYPES = tuple(np.dtype(t) for t in ("float32", "float64", "uint8", "uint16", "int16"))
+
+#: Below this many output elements a call runs on the calling thread only.
+SERIAL_THRESHOLD = 1 << 16
+#: Target number of tasks per thread, so that uneven tasks still balance.
+TASKS_PER_THREAD = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request, in kernel terms."""
+
+    layout: str  # "planes" or "pixels"
+    in_h: int
+    in_w: int
+    out_h: int
+    out_w: int
+    align: str
+    legacy: bool
+    dtype: np.dtype  # element dtype of the input as the kernels see it
+    out_dtype: np.dtype
+
+    @property
+    def compute_dtype(self) -> np.dtype:
+        if self.dtype == np.float64 or (self.legacy and self.dtype != np.float32):
+            return np.dtype(np.float64)
+        return np.dtype(np.float32)
+
+    def taps(self) -> tuple[AxisTaps, AxisTaps]:
+        make = legacy_axis_taps if self.legacy else axis_taps
+        return (
+            make(self.in_h, self.out_h, self.align, self.compute_dtype),
+            make(self.in_w, self.out_w, self.align, self.compute_dtype),
+        )
+
+
+def is_torch_tensor(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_rate(name: str, value: Any) -> float:
+    if not _is_rate(value):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def output_size(
+    in_h: int, in_w: int, w_rate: Any, h_rate: Any, size: Any
+) -> tuple[int, int]:
+    """Output (height, width) from rates (``round(in * rate)``, as the original) or ``size``."""
+    if size is not None:
+        if w_rate is not None or h_rate is not None:
+            raise ValueError("give either rates or size=, not both")
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise TypeError(f"size must be a pair (out_h, out_w), got {size!r}")
+        for value in size:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"size must hold two integers >= 1, got {tuple(size)!r}")
+        return int(size[0]), int(size[1])
+    if w_rate is None and h_rate is None:
+        raise ValueError("give a rate (w_rate, h_rate) or an output size=(out_h, out_w)")
+    if h_rate is None:
+        h_rate = w_rate
+    if w_rate is None:
+        w_rate = h_rate
+    w_rate, h_rate = check_rate("w_rate", w_rate), check_rate("h_rate", h_rate)
+    out_h, out_w = round(in_h * h_rate), round(in_w * w_rate)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(
+            f"rates (w_rate={w_rate}, h_rate={h_rate}) turn a {in_h}x{in_w} input into an empty "
+            f"{out_h}x{out_w} output"
+        )
+    return out_h, out_w
+
+
+def check_align(align: Any, legacy: bool) -> str:
+    modes = LEGACY_ALIGN_MODES if legacy else ALIGN_MODES
+    if align not in modes:
+        what = "legacy align" if legacy else "align"
+        raise ValueError(f"{what} must be one of {modes}, got {align!r}")
+    return align
+
+
+def check_dtype(dtype: np.dtype, legacy: bool) -> np.dtype:
+    """The native-byte-order dtype the kernels will see, or a TypeError naming the options."""
+    native = dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype
+    allowed = LEGACY_DTYPES if legacy else SUPPORTED_DTYPES
+    if native not in allowed:
+        mode = "legacy=True" if legacy else "resize"
+        names = ", ".join(str(d) for d in allowed)
+        raise TypeError(f"{mode} does not support dtype {dtype}; supported: {names}")
+    return native
+
+
+def check_size(lead: tuple[int, ...], out_h: int, out_w: int) -> None:
+    elements = math.prod(lead) * out_h * out_w
+    if elements > MAX_OUTPUT_ELEMENTS:
+        shape = (*lead, out_h, out_w)
+        raise ValueError(
+            f"the output would have {elements:,} elements (shape {shape} in the kernels' order), "
+            f"more than the {MAX_OUTPUT_ELEMENTS:,} fastinterp allocates; resize in pieces"
+        )
+
+
+def schedule(outer: int, out_h: int, out_elements: int, threads: int) -> tuple[int, bool]:
+    """Rows per task and whether to run serially, for ``outer`` images of ``out_h`` rows."""
+    if out_elements < SERIAL_THRESHOLD or threads == 1:
+        return out_h, True
+    wanted_tasks = threads * TASKS_PER_THREAD
+    if outer >= wanted_tasks:
+        return out_h, False
+    blocks_per_outer = -(-wanted_tasks // outer)
+    return max(1, -(-out_h // blocks_per_outer)), False
+
+
+def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
+    """Resize kernel-layout ``src`` into kernel-layout ``dest`` with the numba kernels.
+
+    ``src`` may have any strides and byte order; ``dest`` must already have the right shape
+    and the plan's output dtype. Where ``dest`` cannot be written directly (not C-contiguous,
+    float16) the kernel writes a C-contiguous temporary that is then copied into it.
+    """
+    from . import _cpu
+    from ._threads import parallel_launch
+
+    src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
+    direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
+    target = dest if direct else np.empty(dest.shape, np.float32 if dest.dtype == np.float16 else dest.dtype)
+    if plan.legacy:
+        kernel = _cpu.legacy_pixels
+        if plan.layout == "planes":
+            src, target = src[..., np.newaxis], target[..., np.newaxis]
+    else:
+        kernel = _cpu.resize_planes if plan.layout == "planes" else _cpu.resize_pixels
+    ys, xs = plan.taps()
+    import numba
+
+    rows_per_task, serial = schedule(src.shape[0], plan.out_h, target.size, numba.get_num_threads())
+    if serial:
+        kernel(src, target, ys, xs, rows_per_task, True)
+    else:
+        with parallel_launch():
+            kernel(src, target, ys, xs, rows_per_task, False)
+    if not direct:
+        np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
+
+
+def _check_out_numpy(out: Any, shape: tuple[int, ...], dtype: np.dtype, src: np.ndarray) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out= must be a numpy array for numpy input, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out= has shape {out.shape}, expected {shape}")
+    if out.dtype.newbyteorder("=") != dtype:
+        raise TypeError(f"out= has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out= is read-only")
+    if np.may_share_memory(out, src):
+        raise ValueError("out= overlaps the input; pass a separate array")
+    return out
+
+
+def _numpy_layout(arr: np.ndarray, channels_first: bool) -> tuple[str, np.ndarray]:
+    """Kernel layout and kernel-shaped view of a numpy input (no copy unless folding needs one)."""
+    if arr.ndim == 2:
+        return "planes", arr[np.newaxis]
+    if arr.ndim == 3:
+        return ("planes", arr) if channels_first else ("pixels", arr[np.newaxis])
+    if arr.ndim == 4:
+        return ("planes", arr.reshape(-1, *arr.shape[2:])) if channels_first else ("pixels", arr)
+    layouts = "(N, C, H, W)" if channels_first else "(N, H, W, C)"
+    raise ValueError(
+        f"expected a 2-D (H, W), 3-D or 4-D {layouts} array, got {arr.ndim} dimensions {arr.shape}"
+    )
+
+
+def as_numeric_array(arr: Any) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        if isinstance(arr, (str, bytes)) or arr is None:
+            raise TypeError(f"expected an array, got {type(arr).__name__}")
+        arr = np.asarray(arr)
+    if arr.dtype.kind not in "uif":
+        raise TypeError(f"expected a numeric array (float or integer), got dtype {arr.dtype}")
+    return arr
+
+
+def make_plan(
+    layout: str,
+    kernel_src_shape: tuple[int, ...],
+    dtype: np.dtype,
+    w_rate: Any,
+    h_rate: Any,
+    size: Any,
+    align: Any,
+    legacy: bool,
+) -> Plan:
+    """Validate everything about a request that does not depend on where the data lives."""
+    if not isinstance(legacy, bool):
+        raise TypeError(f"legacy must be True or False, got {legacy!r}")
+    align = check_align(align, legacy)
+    native = check_dtype(dtype, legacy)
+    if 0 in kernel_src_shape:
+        raise ValueError(f"cannot resize an empty array (kernel shape {kernel_src_shape})")
+    in_h, in_w = kernel_src_shape[1], kernel_src_shape[2]
+    out_h, out_w = output_size(in_h, in_w, w_rate, h_rate, size)
+    lead = (kernel_src_shape[0],) + kernel_src_shape[3:]
+    check_size(lead, out_h, out_w)
+    out_dtype = np.dtype(np.uint8) if legacy else native
+    return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, out_dtype)
+
+
+def resize_numpy(
+    arr: np.ndarray, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, channels_first: bool
+) -> np.ndarray:
+    layout, src = _numpy_layout(arr, channels_first)
+    plan = make_plan(layout, src.shape, arr.dtype, w_rate, h_rate, size, align, legacy)
+    user_shape = _user_out_shape(arr.shape, plan, channels_first)
+    if out is None:
+        result = np.empty(user_shape, plan.out_dtype)
+    else:
+        result = _check_out_numpy(out, user_shape, plan.out_dtype, arr)
+    _, dest = _numpy_layout(result, channels_first)
+    if layout == "pixels" and src.shape[3] == 1:  # one channel: the same memory as planes
+        plan = dataclasses.replace(plan, layout="planes")
+        src, dest = src[..., 0], dest[..., 0]
+    run_cpu(src, dest, plan)
+    if not np.may_share_memory(dest, result):  # folding a strided out= had to copy it
+        np.copyto(result, dest.reshape(user_shape))
+    return result
+
+
+def _user_out_shape(in_shape: tuple[int, ...], plan: Plan, channels_first: bool) -> tuple[int, ...]:
+    if len(in_shape) == 2 or channels_first:
+        return (*in_shape[:-2], plan.out_h, plan.out_w)
+    return (*in_shape[:-3], plan.out_h, plan.out_w, in_shape[-1])
+
+
+def _torch_layout(t: Any) -> str:
+    """``pixels`` for a 4-D tensor stored channels_last, else ``planes``."""
+    import torch
+
+    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return "pixels"
+    return "planes"
+
+
+def _torch_kernel_view(array: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "pixels":
+        return array.transpose(0, 2, 3, 1)
+    return array.reshape(-1, *array.shape[-2:])
+
+
+def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+    """CPU tensors: zero-copy through numpy; (..., H, W) as in torch, channels_last kept."""
+    import torch
+
+    if t.ndim < 2:
+        raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"expected a real floating or integer tensor, got {t.dtype}")
+    layout = _torch_layout(t)
+    compute_t = t.detach().resolve_conj().resolve_neg()
+    if compute_t.dtype == torch.bfloat16:  # numpy has no bfloat16: compute in float32
+        compute_t = compute_t.float()
+    src_np = compute_t.numpy()
+    src = _torch_kernel_view(src_np, layout)
+    plan = make_plan(layout, src.shape, src_np.dtype, w_rate, h_rate, size, align, legacy)
+    out_dtype = torch.uint8 if legacy else t.dtype
+    shape = (*t.shape[:-2], plan.out_h, plan.out_w)
+    memory_format = torch.channels_last if layout == "pixels" else torch.contiguous_format
+    if out is None:
+        result = torch.empty(shape, dtype=out_dtype, memory_format=memory_format)
+    else:
+        if not is_torch_tensor(out):
+            raise TypeError(f"out= must be a torch tensor for tensor input, got {type(out).__name__}")
+        if out.device.type != "cpu":
+            raise ValueError(f"out= is on {out.device}, the input on cpu")
+        if tuple(out.shape) != shape or out.dtype != out_dtype:
+            raise ValueError(f"out= has shape {tuple(out.shape)} and dtype {out.dtype}, expected {shape} and {out_dtype}")
+        result = out
+    writable = result if result.dtype != torch.bfloat16 else torch.empty_like(result, dtype=torch.float32)
+    dest_np = writable.detach().numpy()
+    if np.may_share_memory(dest_np, src_np):
+        raise ValueError("out= overlaps the input; pass a separate tensor")
+    dest = _torch_kernel_view(dest_np, layout)
+    if plan.layout == "planes" or dest.shape[3] != 1:
+        run_cpu(src, dest, plan)
+    else:
+        run_cpu(src[..., 0], dest[..., 0], dataclasses.replace(plan, layout="planes"))
+    if not np.may_share_memory(dest, dest_np):
+        np.copyto(dest_np, dest.reshape(dest_np.shape) if layout == "planes" else dest.transpose(0, 3, 1, 2))
+    if writable is not result:
+        result.copy_(writable)
+    return result
+
+
+def resize(
+    arr: Any,
+    w_rate: float | None = None,
+    h_rate: float | None = None,
+    *,
+    align: str = "center",
+    size: tuple[int, int] | None = None,
+    out: Any = None,
+    channels_first: bool = False,
+    legacy: bool = False,
+) -> Any:
+    """Bilinear resize of an image, a stack of channels or a batch of feature maps.
+
+    Parameters
+    ----------
+    arr
+        A numpy array or a torch tensor. numpy: (H, W), (H, W, C) or (N, H, W, C), or with
+        ``channels_first=True`` (C, H, W) or (N, C, H, W). torch: (..., H, W) as in torch;
+        a 4-D ``torch.channels_last`` tensor is read and written in that layout. CPU tensors
+        are used zero-copy through numpy.
+    w_rate, h_rate
+        Scale factors, width first as in the original ``BilinearInterpolation``; one rate
+        means both. The output size is ``round(in * rate)`` (Python's round).
+    align
+        ``"center"`` (torch ``align_corners=False``, OpenCV, Pillow), ``"corners"``
+        (``align_corners=True``) or ``"left"`` (TF1 ``resize_bilinear``). Edges are replicated.
+    size
+        ``(out_h, out_w)``: an exact output size instead of rates.
+    out
+        Write into this preallocated array (a tensor for tensor input) of the output's shape
+        and dtype; it is returned.
+    channels_first
+        numpy only: read 3-D input as (C, H, W) and 4-D as (N, C, H, W).
+    legacy
+        Reproduce the original script's ``BilinearInterpolation.transform`` bit for bit:
+        uint8 output with truncation and wrap-around, black frame, +0.001 px shift. Only
+        ``"center"`` and ``"left"`` exist there.
+
+    Returns
+    -------
+    An array of the input's kind and dtype (uint8 with ``legacy=True``). float16 and integer
+    inputs are computed in float32; integers are rounded to nearest and saturated.
+    """
+    if is_torch_tensor(arr):
+        if arr.device.type != "cpu":
+            raise ValueError(f"tensors on {arr.device} are not supported by the CPU backend")
+        return resize_torch_cpu(arr, w_rate, h_rate, size, align, legacy, out)
+    if not isinstance(channels_first, bool):
+        raise TypeError(f"channels_first must be True or False, got {channels_first!r}")
+    return resize_numpy(as_numeric_array(arr), w_rate, h_rate, size, align, legacy, out, channels_first)

@@ -1,0 +1,71 @@
+"""Per-axis interpolation tables shared by every backend.
+
+For each output index along one axis the kernels need two source indices and their two
+weights. Computing them once per axis (vectorised, float64, the same operations as
+:mod:`fastinterp.reference`) keeps the kernels free of coordinate arithmetic and keeps
+every backend on exactly the same coordinates.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+
+
+class AxisTaps(NamedTuple):
+    """Source indices and weights of one axis: ``out[d] = src[first[d]] * w_first[d] + src[second[d]] * w_second[d]``."""
+
+    first: np.ndarray  # int64
+    second: np.ndarray  # int64
+    w_first: np.ndarray  # compute dtype
+    w_second: np.ndarray  # compute dtype
+
+
+def _readonly(*arrays: np.ndarray) -> None:
+    for array in arrays:
+        array.setflags(write=False)
+
+
+@lru_cache(maxsize=256)
+def axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisTaps:
+    """Taps of the correct algorithm (see :func:`fastinterp.reference.taps`), edges clamped."""
+    dst = np.arange(out_size, dtype=np.float64)
+    if align == "center":
+        src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    elif align == "left":
+        src = dst * (in_size / out_size)
+    else:  # corners
+        src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(1)
+    first = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    second = np.minimum(first + 1, in_size - 1)
+    w_second = src - first
+    taps = AxisTaps(first, second, (1.0 - w_second).astype(dtype), w_second.astype(dtype))
+    _readonly(*taps)
+    return taps
+
+
+@lru_cache(maxsize=256)
+def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisTaps:
+    """Taps of the original script (see :func:`fastinterp.reference.legacy_src_coord`).
+
+    Where the coordinate is clamped it is an integer, so both weights are 0: that is the
+    original's black frame, reproduced on purpose.
+    """
+    dst = np.arange(out_size, dtype=np.float64)
+    if align == "left":
+        src = dst * (in_size / out_size)
+    else:  # center
+        src = (dst + 0.5) * (in_size / out_size) - 0.5
+    src = np.minimum(np.maximum(src + 0.001, 0.0), float(in_size - 1))
+    first = np.floor(src)
+    second = np.ceil(src)
+    taps = AxisTaps(
+        first.astype(np.int64),
+        second.astype(np.int64),
+        (second - src).astype(dtype),
+        (src - first).astype(dtype),
+    )
+    _readonly(*taps)
+    return taps
