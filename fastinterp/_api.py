@@ -376,9 +376,27 @@ def resize(
     inputs are computed in float32; integers are rounded to nearest and saturated.
     """
     if is_torch_tensor(arr):
+        import torch
+
+        if arr.requires_grad and torch.is_grad_enabled():
+            return _resize_with_autograd(arr, w_rate, h_rate, size, align, legacy, out)
         if arr.device.type != "cpu":
             raise ValueError(f"tensors on {arr.device} are not supported by the CPU backend")
         return resize_torch_cpu(arr, w_rate, h_rate, size, align, legacy, out)
     if not isinstance(channels_first, bool):
         raise TypeError(f"channels_first must be True or False, got {channels_first!r}")
     return resize_numpy(as_numeric_array(arr), w_rate, h_rate, size, align, legacy, out, channels_first)
+
+
+def _resize_with_autograd(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+    """Tensors that need a gradient go through the differentiable op of :mod:`fastinterp.torch`."""
+    if legacy:
+        raise ValueError("legacy=True has no gradient (its output is uint8); detach the tensor first")
+    if out is not None:
+        raise ValueError("out= cannot be used with a tensor that requires grad")
+    if t.ndim < 2:
+        raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
+    from . import torch as fastinterp_torch
+
+    out_size = output_size(t.shape[-2], t.shape[-1], w_rate, h_rate, size)
+    return fastinterp_torch.resize(t, size=out_size, align=check_align(align, False))
