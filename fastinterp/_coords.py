@@ -40,7 +40,9 @@ def axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisT
         src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(1)
     first = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     second = np.minimum(first + 1, in_size - 1)
-    w_second = src - first
+    # Where both taps are the same (clamped) pixel, weigh it 1 and 0: float32 weights that
+    # only nearly sum to 1 would otherwise turn a replicated 3.5 into 3.5000002.
+    w_second = np.where(second == first, 0.0, src - first)
     taps = AxisTaps(first, second, (1.0 - w_second).astype(dtype), w_second.astype(dtype))
     _readonly(*taps)
     return taps
