@@ -141,9 +141,14 @@ def check_size(lead: tuple[int, ...], out_h: int, out_w: int) -> None:
         )
 
 
-def schedule(outer: int, out_h: int, out_elements: int, threads: int) -> tuple[int, bool]:
+def schedule(outer: int, out_h: int, out_elements: int) -> tuple[int, bool]:
     """Rows per task and whether to run serially, for ``outer`` images of ``out_h`` rows."""
-    if out_elements < SERIAL_THRESHOLD or threads == 1:
+    if out_elements < SERIAL_THRESHOLD:
+        return out_h, True
+    import numba
+
+    threads = numba.get_num_threads()
+    if threads == 1:
         return out_h, True
     wanted_tasks = threads * TASKS_PER_THREAD
     if outer >= wanted_tasks:
@@ -165,21 +170,15 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
     src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
     direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
     target = dest if direct else np.empty(dest.shape, np.float32 if dest.dtype == np.float16 else dest.dtype)
-    if plan.legacy:
-        kernel = _cpu.legacy_pixels
-        if plan.layout == "planes":
-            src, target = src[..., np.newaxis], target[..., np.newaxis]
-    else:
-        kernel = _cpu.resize_planes if plan.layout == "planes" else _cpu.resize_pixels
+    if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
+        src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()
-    import numba
-
-    rows_per_task, serial = schedule(src.shape[0], plan.out_h, target.size, numba.get_num_threads())
+    rows_per_task, serial = schedule(src.shape[0], plan.out_h, target.size)
     if serial:
-        kernel(src, target, ys, xs, rows_per_task, True)
+        _cpu.resize_tasks(src, target, ys, xs, rows_per_task, True)
     else:
         with parallel_launch():
-            kernel(src, target, ys, xs, rows_per_task, False)
+            _cpu.resize_tasks(src, target, ys, xs, rows_per_task, False)
     if not direct:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 
@@ -332,6 +331,37 @@ def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, le
     return result
 
 
+BACKENDS = ("auto", "cpu", "cuda")
+
+
+def is_on_gpu(arr: Any) -> bool:
+    """Whether ``arr`` lives on a GPU: a CUDA tensor, or an array with the CUDA array
+    interface (numba, CuPy), or a device array of numba's CUDA simulator."""
+    if is_torch_tensor(arr):
+        return arr.device.type == "cuda"
+    return hasattr(arr, "__cuda_array_interface__") or type(arr).__module__.startswith("numba.cuda.simulator")
+
+
+def _check_backend(backend: Any, device: Any, on_gpu: bool) -> None:
+    """Refuse any combination that would move data between host and GPU unasked."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "cpu" and device is not None:
+        raise ValueError(f"device={device!r} runs on the GPU; it cannot be combined with backend='cpu'")
+    if on_gpu and backend == "cpu":
+        raise ValueError(
+            "backend='cpu' got data on the GPU; fastinterp never moves data silently: copy it to the "
+            "host first (tensor.cpu(), device_array.copy_to_host()) or use backend='cuda'"
+        )
+    if on_gpu and device is not None:
+        raise ValueError("device= copies host arrays to the GPU and back; this input is already on the GPU")
+    if not on_gpu and backend == "cuda" and device is None:
+        raise ValueError(
+            "backend='cuda' got host data; pass device='cuda' to copy it to the GPU and back, "
+            "or move it to the GPU first"
+        )
+
+
 def resize(
     arr: Any,
     w_rate: float | None = None,
@@ -342,16 +372,20 @@ def resize(
     out: Any = None,
     channels_first: bool = False,
     legacy: bool = False,
+    backend: str = "auto",
+    device: str | None = None,
 ) -> Any:
     """Bilinear resize of an image, a stack of channels or a batch of feature maps.
 
     Parameters
     ----------
     arr
-        A numpy array or a torch tensor. numpy: (H, W), (H, W, C) or (N, H, W, C), or with
+        A numpy array, a torch tensor, or a GPU array (numba device array, CuPy array).
+        numpy and GPU arrays: (H, W), (H, W, C) or (N, H, W, C), or with
         ``channels_first=True`` (C, H, W) or (N, C, H, W). torch: (..., H, W) as in torch;
         a 4-D ``torch.channels_last`` tensor is read and written in that layout. CPU tensors
-        are used zero-copy through numpy.
+        are used zero-copy through numpy, CUDA tensors zero-copy through the CUDA array
+        interface, on torch's current stream.
     w_rate, h_rate
         Scale factors, width first as in the original ``BilinearInterpolation``; one rate
         means both. The output size is ``round(in * rate)`` (Python's round).
@@ -361,31 +395,58 @@ def resize(
     size
         ``(out_h, out_w)``: an exact output size instead of rates.
     out
-        Write into this preallocated array (a tensor for tensor input) of the output's shape
-        and dtype; it is returned.
+        Write into this preallocated array (a tensor for tensor input, a device array of the
+        input's kind on the input's GPU for GPU input) of the output's shape and dtype; it is
+        returned.
     channels_first
-        numpy only: read 3-D input as (C, H, W) and 4-D as (N, C, H, W).
+        numpy and GPU arrays: read 3-D input as (C, H, W) and 4-D as (N, C, H, W).
     legacy
         Reproduce the original script's ``BilinearInterpolation.transform`` bit for bit:
         uint8 output with truncation and wrap-around, black frame, +0.001 px shift. Only
         ``"center"`` and ``"left"`` exist there.
+    backend
+        ``"auto"`` (the GPU for GPU data, the CPU for host data), ``"cpu"`` or ``"cuda"``.
+        Data is never moved between host and GPU unless ``device`` asks for it: ``"cpu"``
+        with GPU data and ``"cuda"`` with host data and no ``device`` are errors.
+    device
+        numpy input only: ``"cuda"`` or ``"cuda:N"`` copies the array to that GPU, resizes
+        it there and copies the result back.
 
     Returns
     -------
-    An array of the input's kind and dtype (uint8 with ``legacy=True``). float16 and integer
-    inputs are computed in float32; integers are rounded to nearest and saturated.
+    An array of the input's kind, dtype and device (uint8 with ``legacy=True``). float16 and
+    integer inputs are computed in float32; integers are rounded to nearest and saturated.
+    On the GPU, float results equal the CPU's bit for bit.
     """
+    on_gpu = is_on_gpu(arr)
+    _check_backend(backend, device, on_gpu)
     if is_torch_tensor(arr):
         import torch
 
         if arr.requires_grad and torch.is_grad_enabled():
             return _resize_with_autograd(arr, w_rate, h_rate, size, align, legacy, out)
+        if on_gpu:
+            from . import _cuda
+
+            return _cuda.resize_torch(arr, w_rate, h_rate, size, align, legacy, out)
         if arr.device.type != "cpu":
-            raise ValueError(f"tensors on {arr.device} are not supported by the CPU backend")
+            raise ValueError(f"tensors on {arr.device} are not supported")
+        if device is not None:
+            raise TypeError("device= copies numpy arrays; move a tensor with tensor.to('cuda') instead")
         return resize_torch_cpu(arr, w_rate, h_rate, size, align, legacy, out)
     if not isinstance(channels_first, bool):
         raise TypeError(f"channels_first must be True or False, got {channels_first!r}")
-    return resize_numpy(as_numeric_array(arr), w_rate, h_rate, size, align, legacy, out, channels_first)
+    if on_gpu:
+        from . import _cuda
+
+        return _cuda.resize_device_array(arr, w_rate, h_rate, size, align, legacy, out, channels_first)
+    arr = as_numeric_array(arr)
+    if device is not None:
+        from . import _cuda
+
+        index = _cuda.parse_device(device)
+        return _cuda.resize_host(arr, w_rate, h_rate, size, align, legacy, out, channels_first, index)
+    return resize_numpy(arr, w_rate, h_rate, size, align, legacy, out, channels_first)
 
 
 def _resize_with_autograd(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:

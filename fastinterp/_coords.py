@@ -23,6 +23,18 @@ class AxisTaps(NamedTuple):
     w_second: np.ndarray  # compute dtype
 
 
+class LegacyAxisTaps(NamedTuple):
+    """Taps of the original script: ``w_first = ceil(src) - src`` and ``w_second = src - floor(src)``.
+
+    A type of its own so that the kernels pick the original's arithmetic by type.
+    """
+
+    first: np.ndarray  # int64
+    second: np.ndarray  # int64
+    w_first: np.ndarray  # compute dtype
+    w_second: np.ndarray  # compute dtype
+
+
 def _readonly(*arrays: np.ndarray) -> None:
     for array in arrays:
         array.setflags(write=False)
@@ -49,7 +61,7 @@ def axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisT
 
 
 @lru_cache(maxsize=256)
-def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisTaps:
+def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> LegacyAxisTaps:
     """Taps of the original script (see :func:`fastinterp.reference.legacy_src_coord`).
 
     Where the coordinate is clamped it is an integer, so both weights are 0: that is the
@@ -63,7 +75,7 @@ def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -
     src = np.minimum(np.maximum(src + 0.001, 0.0), float(in_size - 1))
     first = np.floor(src)
     second = np.ceil(src)
-    taps = AxisTaps(
+    taps = LegacyAxisTaps(
         first.astype(np.int64),
         second.astype(np.int64),
         (second - src).astype(dtype),

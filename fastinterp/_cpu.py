@@ -1,18 +1,19 @@
 """CPU backend: numba kernels behind :func:`fastinterp.resize`.
 
-Three kernels, one per memory pattern:
+One parallel driver, :func:`resize_tasks`, splits the output into tasks (one image or plane
+times one block of output rows) and runs each with the task body that fits its arguments'
+types, one per memory pattern:
 
-* :func:`resize_planes`: channels-first planes (P, H, W), separable. Each task (one plane,
-  one block of output rows) interpolates the input rows it needs horizontally into a small
-  scratch buffer, then blends pairs of those rows vertically: the inner loops run over
-  contiguous memory and vectorise.
-* :func:`resize_pixels`: channels-last (N, H, W, C). Each output pixel blends four
-  contiguous channel vectors; the inner loop runs over channels.
-* :func:`legacy_pixels`: the original script's arithmetic and uint8 store, bit for bit.
+* planes (P, H, W), channels-first, separable: a task interpolates the input rows it needs
+  horizontally into a small scratch buffer, then blends pairs of those rows vertically, so
+  the inner loops run over contiguous memory and vectorise;
+* pixels (N, H, W, C), channels-last: each output pixel blends four contiguous channel
+  vectors; the inner loop runs over channels. With taps of type
+  :class:`~fastinterp._coords.LegacyAxisTaps` it computes the original script's expression
+  and uint8 store instead, bit for bit.
 
-Every kernel takes the per-axis tables of :mod:`fastinterp._coords`, works on
-``rows_per_task`` output rows per task and runs its tasks serially when ``serial`` is true
-(small work is not worth waking the thread pool).
+The taps come from :mod:`fastinterp._coords`. Tasks run serially when ``serial`` is true:
+small work is not worth waking the thread pool.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
+
+from ._coords import LegacyAxisTaps
 
 
 def _to_output(value, out):  # pragma: no cover - replaced by the overload below in jitted code
@@ -30,7 +33,7 @@ def _to_output(value, out):  # pragma: no cover - replaced by the overload below
 def _to_output_impl(value, out):
     """Convert a computed value for storing into ``out``: round and saturate for integers."""
     if isinstance(out.dtype, types.Integer):
-        info = np.iinfo(out.dtype.key if hasattr(out.dtype, "key") else str(out.dtype))
+        info = np.iinfo(str(out.dtype))
         low, high = float(info.min), float(info.max)
 
         def store_integer(value, out):
@@ -70,17 +73,36 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task):
             target[j] = _to_output(top[j] * w_top + bottom[j] * w_bottom, out)
 
 
-@njit(cache=True, parallel=True)
-def resize_planes(src, out, ys, xs, rows_per_task, serial):
-    """Correct bilinear resize of C-contiguous planes ``src`` (P, H, W) into ``out`` (P, OH, OW)."""
-    blocks = -(-out.shape[1] // rows_per_task)
-    n_tasks = src.shape[0] * blocks
-    if serial:
-        for task in range(n_tasks):
-            _plane_task(src, out, ys, xs, task, blocks, rows_per_task)
-    else:
-        for task in prange(n_tasks):
-            _plane_task(src, out, ys, xs, task, blocks, rows_per_task)
+@njit(inline="always")
+def _legacy_uint8(value):
+    # numpy stores a float into uint8 through a C cast to a 32-bit integer: truncation,
+    # wrap-around modulo 256, and 0 for NaN, infinities and anything outside int32.
+    if value >= -2147483648.0 and value < 2147483648.0:
+        return np.uint8(np.int64(value) & 0xFF)
+    return np.uint8(0)
+
+
+def _blend(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):  # pragma: no cover - see the overload
+    raise NotImplementedError
+
+
+@overload(_blend, inline="always")
+def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+    """The stored value of one output element from its four taps (a b / c d) and weights."""
+    if getattr(ys, "instance_class", None) is LegacyAxisTaps:
+
+        def original_expression(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+            # img[i1,j1]*x2_x*y2_y + img[i1,j2]*x_x1*y2_y + img[i2,j1]*x2_x*y_y1 + img[i2,j2]*x_x1*y_y1,
+            # term by term and left to right, as numpy evaluates it in the original.
+            return _legacy_uint8(a * w_left * w_top + b * w_right * w_top + c * w_left * w_bottom + d * w_right * w_bottom)
+
+        return original_expression
+
+    def bilinear(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+        # The same order of operations as the separable planes body: bit-identical results.
+        return _to_output((a * w_left + b * w_right) * w_top + (c * w_left + d * w_right) * w_bottom, out)
+
+    return bilinear
 
 
 @njit(cache=True)
@@ -95,63 +117,32 @@ def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
             w_left, w_right = xs.w_first[j], xs.w_second[j]
             target = out[image, i, j]
             for c in range(channels):
-                top = upper[left, c] * w_left + upper[right, c] * w_right
-                bottom = lower[left, c] * w_left + lower[right, c] * w_right
-                target[c] = _to_output(top * w_top + bottom * w_bottom, out)
+                target[c] = _blend(
+                    upper[left, c], upper[right, c], lower[left, c], lower[right, c],
+                    w_left, w_right, w_top, w_bottom, ys, out,
+                )  # fmt: skip
+
+
+def _run_task(src, out, ys, xs, task, blocks, rows_per_task):  # pragma: no cover - see the overload
+    raise NotImplementedError
+
+
+@overload(_run_task, inline="always")
+def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task):
+    """Pick the task body by the rank of ``src``: (P, H, W) planes or (N, H, W, C) pixels."""
+    body = _plane_task if src.ndim == 3 else _pixel_task
+    return lambda src, out, ys, xs, task, blocks, rows_per_task: body(src, out, ys, xs, task, blocks, rows_per_task)
 
 
 @njit(cache=True, parallel=True)
-def resize_pixels(src, out, ys, xs, rows_per_task, serial):
-    """Correct bilinear resize of channels-last images ``src`` (N, H, W, C) into ``out`` (N, OH, OW, C)."""
+def resize_tasks(src, out, ys, xs, rows_per_task, serial):
+    """Resize ``src`` into ``out``: (P, H, W) planes, or (N, H, W, C) pixels, ``rows_per_task`` rows a task."""
     blocks = -(-out.shape[1] // rows_per_task)
     n_tasks = src.shape[0] * blocks
     if serial:
         for task in range(n_tasks):
-            _pixel_task(src, out, ys, xs, task, blocks, rows_per_task)
+            _run_task(src, out, ys, xs, task, blocks, rows_per_task)
     else:
         for task in prange(n_tasks):
-            _pixel_task(src, out, ys, xs, task, blocks, rows_per_task)
+            _run_task(src, out, ys, xs, task, blocks, rows_per_task)
 
-
-@njit(inline="always")
-def _legacy_uint8(value):
-    # numpy stores a float into uint8 through a C cast to a 32-bit integer: truncation,
-    # wrap-around modulo 256, and 0 for NaN, infinities and anything outside int32.
-    if value >= -2147483648.0 and value < 2147483648.0:
-        return np.uint8(np.int64(value) & 0xFF)
-    return np.uint8(0)
-
-
-@njit(cache=True)
-def _legacy_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
-    out_h, out_w, channels = out.shape[1], out.shape[2], out.shape[3]
-    image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out_h)
-    for i in range(row_start, row_stop):
-        upper, lower = src[image, ys.first[i]], src[image, ys.second[i]]
-        y2_y, y_y1 = ys.w_first[i], ys.w_second[i]
-        for j in range(out_w):
-            j1, j2 = xs.first[j], xs.second[j]
-            x2_x, x_x1 = xs.w_first[j], xs.w_second[j]
-            target = out[image, i, j]
-            for c in range(channels):
-                # The original's expression, term by term and left to right.
-                value = (
-                    upper[j1, c] * x2_x * y2_y
-                    + upper[j2, c] * x_x1 * y2_y
-                    + lower[j1, c] * x2_x * y_y1
-                    + lower[j2, c] * x_x1 * y_y1
-                )
-                target[c] = _legacy_uint8(value)
-
-
-@njit(cache=True, parallel=True)
-def legacy_pixels(src, out, ys, xs, rows_per_task, serial):
-    """The original script's transform of (N, H, W, C) ``src`` into uint8 ``out`` (N, OH, OW, C)."""
-    blocks = -(-out.shape[1] // rows_per_task)
-    n_tasks = src.shape[0] * blocks
-    if serial:
-        for task in range(n_tasks):
-            _legacy_task(src, out, ys, xs, task, blocks, rows_per_task)
-    else:
-        for task in prange(n_tasks):
-            _legacy_task(src, out, ys, xs, task, blocks, rows_per_task)
