@@ -320,12 +320,9 @@ def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, le
     if np.may_share_memory(dest_np, src_np):
         raise ValueError("out= overlaps the input; pass a separate tensor")
     dest = _torch_kernel_view(dest_np, layout)
-    if plan.layout == "planes" or dest.shape[3] != 1:
-        run_cpu(src, dest, plan)
-    else:
-        run_cpu(src[..., 0], dest[..., 0], dataclasses.replace(plan, layout="planes"))
-    if not np.may_share_memory(dest, dest_np):
-        np.copyto(dest_np, dest.reshape(dest_np.shape) if layout == "planes" else dest.transpose(0, 3, 1, 2))
+    run_cpu(src, dest, plan)
+    if not np.may_share_memory(dest, dest_np):  # folding a strided out= had to copy it
+        np.copyto(dest_np, dest.reshape(dest_np.shape))
     if writable is not result:
         result.copy_(writable)
     return result

@@ -212,3 +212,14 @@ def test_large_work_uses_parallel_path_and_agrees_with_serial():
     finally:
         fastinterp.set_num_threads(threads)
     assert np.array_equal(parallel, serial)
+
+
+def test_torch_non_contiguous_input_and_strided_out():
+    x = torch.randn(2, 3, 5, 6)
+    expected = torch.nn.functional.interpolate(x.transpose(2, 3), size=(12, 10), mode="bilinear")
+    torch.testing.assert_close(fastinterp.resize(x.transpose(2, 3), 2), expected, rtol=0, atol=2e-6)
+    big = torch.full((2, 3, 10, 24), float("nan"))
+    out = big[..., ::2]
+    fastinterp.resize(x, 2, out=out)
+    torch.testing.assert_close(out, torch.nn.functional.interpolate(x, size=(10, 12), mode="bilinear"), rtol=0, atol=2e-6)
+    assert big[..., 1::2].isnan().all()
