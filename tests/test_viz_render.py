@@ -1,0 +1,130 @@
+"""viz.render: written pixels against an independent numpy + matplotlib computation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+import fastinterp
+from viz.errors import VizError
+from viz.render import RenderOptions, render_layer
+
+VIRIDIS = matplotlib.colormaps["viridis"]
+
+
+def expected_rgb(values: np.ndarray, lo: np.float32, hi: np.float32, cmap=VIRIDIS) -> np.ndarray:
+    """matplotlib's own float -> colour mapping of (values - lo) / (hi - lo)."""
+    if hi == lo:
+        return np.broadcast_to(cmap(0, bytes=True)[:3], (*values.shape, 3))
+    return cmap((values - lo) / (hi - lo), bytes=True)[..., :3]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture
+def features() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    maps = rng.standard_normal((5, 6, 7)).astype(np.float32)
+    maps[2] = 0.25  # a flat channel
+    maps[4] *= 1000.0  # a large range
+    return maps
+
+
+def test_channel_pngs_equal_numpy_normalise_and_colormap_of_fastinterp_output(tmp_path, features):
+    manifest = render_layer(features, tmp_path, RenderOptions(scale=3, threads=2))
+    upsampled = fastinterp.resize(features, 3, channels_first=True)
+    assert upsampled.shape == (5, 18, 21)
+    for i, channel in enumerate(upsampled):
+        path = tmp_path / "channels" / f"{i:04d}.png"
+        with Image.open(path) as image:
+            assert image.mode == "P" and image.size == (21, 18)
+        np.testing.assert_array_equal(read_rgb(path), expected_rgb(channel, channel.min(), channel.max()))
+        assert manifest["channels"]["scale_lo"][i] == pytest.approx(float(channel.min()), rel=1e-6)
+        assert manifest["channels"]["scale_hi"][i] == pytest.approx(float(channel.max()), rel=1e-6)
+
+
+def test_layer_and_percentile_normalisation(tmp_path, features):
+    upsampled = fastinterp.resize(features, 2, channels_first=True)
+    (tmp_path / "layer").mkdir()
+    render_layer(features, tmp_path / "layer", RenderOptions(scale=2, norm="layer"))
+    lo, hi = upsampled.min(), upsampled.max()
+    for i, channel in enumerate(upsampled):
+        np.testing.assert_array_equal(read_rgb(tmp_path / "layer" / "channels" / f"{i:04d}.png"), expected_rgb(channel, lo, hi))
+
+    (tmp_path / "pct").mkdir()
+    render_layer(features, tmp_path / "pct", RenderOptions(scale=2, norm="percentile", clip=5.0))
+    for i, channel in enumerate(upsampled):
+        lo, hi = np.percentile(channel, [5.0, 95.0]).astype(np.float32)
+        np.testing.assert_array_equal(read_rgb(tmp_path / "pct" / "channels" / f"{i:04d}.png"), expected_rgb(channel, lo, hi))
+
+
+def test_file_names_summaries_and_manifest(tmp_path, features):
+    image = np.random.default_rng(1).integers(0, 256, (30, 35, 3), dtype=np.uint8)
+    manifest = render_layer(features, tmp_path, RenderOptions(scale=2, top_k=3, rank_by="max"), image=image,
+                            context={"model": "tiny", "layer": "block"})
+    channel_files = [f"channels/{i:04d}.png" for i in range(5)]
+    summaries = ["sum.png", "mean.png", "max.png", "sheet.png", "overlay.png", "manifest.json"]
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(channel_files + summaries)
+    assert manifest["files"] == channel_files + summaries
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    assert manifest["model"] == "tiny" and manifest["layer"] == "block"
+    assert manifest["feature_shape"] == [5, 6, 7] and manifest["image_size"] == [12, 14]
+    np.testing.assert_allclose(manifest["channels"]["mean"], features.mean(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(manifest["channels"]["energy"], np.square(features.astype(np.float64)).mean(axis=(1, 2)), rtol=1e-6)
+    assert manifest["sheet"]["channels"] == list(np.argsort(-features.max(axis=(1, 2)), kind="stable")[:3])
+
+    upsampled = fastinterp.resize(features, 2, channels_first=True)
+    total = fastinterp.resize(features.astype(np.float64).sum(axis=0), 2)
+    maximum = upsampled.max(axis=0)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "sum.png"), expected_rgb(total, total.min(), total.max()))
+    np.testing.assert_array_equal(read_rgb(tmp_path / "max.png"), expected_rgb(maximum, maximum.min(), maximum.max()))
+    assert manifest["summaries"]["mean"]["max"] == pytest.approx(total.max() / 5)
+
+    on_image = fastinterp.resize(total, size=(30, 35))
+    colours = expected_rgb(on_image, on_image.min(), on_image.max()).astype(np.float32)
+    blended = np.clip(np.rint(0.5 * image.astype(np.float32) + 0.5 * colours), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "overlay.png"), blended)
+
+
+def test_streaming_in_small_chunks_writes_the_same_files(tmp_path, features):
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "chunked").mkdir()
+    render_layer(features, tmp_path / "whole", RenderOptions(scale=4, norm="layer"))
+    one_channel_mb = 9 * 24 * 28 / 2**20  # the chunk budget of a single upsampled channel
+    render_layer(features, tmp_path / "chunked", RenderOptions(scale=4, norm="layer", chunk_mb=2 * one_channel_mb))
+    for name in [f"channels/{i:04d}.png" for i in range(5)] + ["sum.png", "max.png"]:
+        np.testing.assert_array_equal(read_rgb(tmp_path / "whole" / name), read_rgb(tmp_path / "chunked" / name))
+
+
+def test_jpeg_output_and_any_colormap(tmp_path, features):
+    manifest = render_layer(features, tmp_path, RenderOptions(scale=8, image_format="jpg", cmap="magma"))
+    assert manifest["files"][:2] == ["channels/0000.jpg", "channels/0001.jpg"]
+    assert "sum.jpg" in manifest["files"] and "sheet.png" in manifest["files"]
+    channel = fastinterp.resize(features[0], 8)
+    expected = expected_rgb(channel, channel.min(), channel.max(), matplotlib.colormaps["magma"]).astype(int)
+    with Image.open(tmp_path / "channels" / "0000.jpg") as image:
+        assert image.format == "JPEG"
+        error = np.abs(np.asarray(image.convert("RGB")).astype(int) - expected)
+    assert error.mean() < 1.5 and error.max() < 40
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"norm": "global"}, "--norm must be one of channel, layer, percentile"),
+        ({"cmap": "viridiss"}, "unknown matplotlib colormap 'viridiss'; closest: viridis"),
+        ({"scale": 0.0}, "--scale must be a number > 0"),
+        ({"top_k": 0}, "--top-k must be >= 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(options, message):
+    with pytest.raises(VizError, match="^" + message.replace("(", r"\(")):
+        RenderOptions(**options)

@@ -1,0 +1,371 @@
+"""Feature maps to image files: upsampling, normalisation, colour mapping, writing.
+
+Colour mapping follows matplotlib's rule for floats: a value normalised to ``x`` in [0, 1]
+takes colour ``lut[min(floor(x * 256), 255)]`` of the colormap's 256-entry table, so a
+written channel equals ``cmap(x, bytes=True)``. Channel images are 8-bit palette PNGs built
+from that table and written by Pillow in parallel threads (no pyplot per channel); only the
+contact sheet and the comparison panels are drawn by matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import fastinterp
+
+from .errors import VizError
+
+NORM_MODES = ("channel", "layer", "percentile")
+RANK_MODES = ("mean", "max", "energy")
+IMAGE_FORMATS = ("png", "jpg")
+#: zlib level for channel PNGs: level 1 is ~2x faster than the default 6 for ~5% more bytes.
+PNG_COMPRESS_LEVEL = 1
+JPEG_QUALITY = 95
+#: Bytes per output pixel while a chunk is processed: float32 map, float32 scratch, uint8 index.
+BYTES_PER_CHUNK_PIXEL = 9
+LUT_SIZE = 256
+
+
+def default_threads() -> int:
+    """Writer threads: one per CPU the process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a layer's feature maps become images.
+
+    ``scale``: upsampling factor (``round(h * scale)``, as ``fastinterp.resize``), or None to
+    upsample to the input image's size. ``norm``: ``channel`` (each channel's own min..max),
+    ``layer`` (one min..max for the whole layer) or ``percentile`` (each channel clipped to its
+    ``clip``..``100 - clip`` percentiles). Ranges are taken on the upsampled maps.
+    """
+
+    scale: float | None = 8.0
+    norm: str = "channel"
+    clip: float = 1.0
+    cmap: str = "viridis"
+    image_format: str = "png"
+    top_k: int = 16
+    rank_by: str = "mean"
+    alpha: float = 0.5
+    chunk_mb: float = 256.0
+    threads: int = field(default_factory=default_threads)
+
+    def __post_init__(self) -> None:
+        _check_choice("norm", self.norm, NORM_MODES)
+        _check_choice("rank", self.rank_by, RANK_MODES)
+        _check_choice("format", self.image_format, IMAGE_FORMATS)
+        if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
+            raise VizError(f"--scale must be a number > 0 or 'input', got {self.scale}")
+        if not 0 <= self.clip < 50:
+            raise VizError(f"--clip must be a percentage in [0, 50), got {self.clip}")
+        if self.top_k < 1:
+            raise VizError(f"--top-k must be >= 1, got {self.top_k}")
+        if not 0 <= self.alpha <= 1:
+            raise VizError(f"--alpha must be in [0, 1], got {self.alpha}")
+        if self.chunk_mb <= 0 or self.threads < 1:
+            raise VizError("--chunk-mb must be > 0 and --threads >= 1")
+        colormap_lut(self.cmap)  # fail now on an unknown colormap
+
+    def output_size(self, feature_hw: tuple[int, int], input_hw: tuple[int, int] | None) -> tuple[int, int]:
+        """(height, width) of the upsampled channel images."""
+        if self.scale is None:
+            if input_hw is None:
+                raise VizError("--scale input needs the input image")
+            return input_hw
+        return max(1, round(feature_hw[0] * self.scale)), max(1, round(feature_hw[1] * self.scale))
+
+
+def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise VizError(f"--{what} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def colormap_lut(name: str) -> np.ndarray:
+    """The (256, 3) uint8 colour table of a matplotlib colormap."""
+    import difflib
+
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=3)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise VizError(f"unknown matplotlib colormap {name!r}{hint}") from None
+    return np.ascontiguousarray(cmap.resampled(LUT_SIZE)(np.arange(LUT_SIZE), bytes=True)[:, :3])
+
+
+def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    """Colour-table indices of ``values`` normalised to ``lo``..``hi`` (broadcast), as uint8.
+
+    ``x = (v - lo) / (hi - lo)`` in the values' precision, index ``floor(x * 256)`` clipped
+    to 0..255 (values outside the range saturate). A flat range (``hi == lo``) maps to 0.
+    """
+    lo = np.asarray(lo, values.dtype)
+    span = np.asarray(hi, values.dtype) - lo
+    span = np.where(span > 0, span, np.inf).astype(values.dtype)
+    scaled = (values - lo) / span
+    scaled *= LUT_SIZE
+    np.clip(scaled, 0, LUT_SIZE - 1, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def write_indexed(path: Path, indices: np.ndarray, lut: np.ndarray) -> None:
+    """Write a 2-D index image: an 8-bit palette PNG, or an RGB JPEG for ``.jpg`` paths."""
+    from PIL import Image
+
+    if path.suffix == ".png":
+        image = Image.fromarray(indices, "P")
+        image.putpalette(lut.tobytes())
+        image.save(path, compress_level=PNG_COMPRESS_LEVEL)
+    else:
+        # 4:4:4: chroma subsampling would smear the colormap's hues across channel edges.
+        Image.fromarray(lut[indices], "RGB").save(path, quality=JPEG_QUALITY, subsampling=0)
+
+
+def write_map(path: Path, values: np.ndarray, lut: np.ndarray, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
+    """Write one 2-D map normalised to ``lo``..``hi`` (default: its own range); returns the range."""
+    lo = float(values.min()) if lo is None else lo
+    hi = float(values.max()) if hi is None else hi
+    write_indexed(path, palette_indices(values, lo, hi), lut)
+    return lo, hi
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling (``fastinterp.resize``, align center) of a (C, h, w) or (h, w) array."""
+    return fastinterp.resize(maps, size=size, channels_first=True)
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel statistics of the raw (not upsampled) feature maps, float64."""
+
+    mean: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    energy: np.ndarray  # mean of squares
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> ChannelStats:
+        flat = features.reshape(features.shape[0], -1).astype(np.float64)
+        return cls(flat.mean(1), flat.min(1), flat.max(1), np.square(flat).mean(1))
+
+    def top(self, rank_by: str, k: int) -> np.ndarray:
+        """Indices of the ``k`` highest-ranked channels, best first (ties: lower index first)."""
+        score = getattr(self, rank_by)
+        return np.argsort(-score, kind="stable")[:k]
+
+
+def _chunk_ranges(upsampled: np.ndarray, options: RenderOptions, layer_range: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    count = upsampled.shape[0]
+    if options.norm == "layer":
+        assert layer_range is not None
+        lo, hi = np.full(count, layer_range[0]), np.full(count, layer_range[1])
+    elif options.norm == "percentile":
+        lo, hi = np.percentile(upsampled.reshape(count, -1), [options.clip, 100 - options.clip], axis=1)
+    else:
+        lo, hi = upsampled.min(axis=(1, 2)), upsampled.max(axis=(1, 2))
+    return lo.astype(upsampled.dtype), hi.astype(upsampled.dtype)
+
+
+def channels_per_chunk(size: tuple[int, int], chunk_mb: float) -> int:
+    """How many upsampled channels fit the memory budget at once (at least one)."""
+    return max(1, int(chunk_mb * 2**20 // (BYTES_PER_CHUNK_PIXEL * size[0] * size[1])))
+
+
+@dataclass
+class Panel:
+    """One image of a matplotlib figure; NaN pixels are drawn as background."""
+
+    title: str
+    image: np.ndarray
+    labels: Sequence[tuple[float, float, str]] = ()
+
+
+@dataclass
+class PanelGroup:
+    """Panels sharing one colour scale and one colorbar."""
+
+    panels: Sequence[Panel]
+    cmap: str
+    lo: float
+    hi: float
+    colorbar_label: str
+
+
+FIGURE_DPI = 100
+MIN_PANEL_INCHES = 3.0
+
+
+def save_figure(path: Path, title: str, groups: Sequence[PanelGroup]) -> None:
+    """Draw panel groups side by side, each group with a colorbar of its real value range."""
+    import matplotlib
+    from matplotlib import patheffects
+    from matplotlib.figure import Figure
+
+    panels = [panel for group in groups for panel in group.panels]
+    height_px = max(panel.image.shape[0] for panel in panels)
+    zoom = max(1.0, MIN_PANEL_INCHES * FIGURE_DPI / height_px)
+    width_in = sum(panel.image.shape[1] for panel in panels) * zoom / FIGURE_DPI + 1.1 * len(groups)
+    figure = Figure(figsize=(width_in, height_px * zoom / FIGURE_DPI + 0.8), dpi=FIGURE_DPI, layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    outline = [patheffects.withStroke(linewidth=2, foreground="black")]
+    position = 0
+    for group in groups:
+        cmap = matplotlib.colormaps[group.cmap].with_extremes(bad="white")
+        group_axes = axes[position : position + len(group.panels)]
+        position += len(group.panels)
+        for axis, panel in zip(group_axes, group.panels):
+            drawn = axis.imshow(panel.image, cmap=cmap, vmin=group.lo, vmax=group.hi, interpolation="nearest")
+            for x, y, text in panel.labels:
+                axis.text(x, y, text, color="white", fontsize=7, va="top", ha="left", path_effects=outline)
+            axis.set_title(panel.title, fontsize=9)
+            axis.set_axis_off()
+        figure.colorbar(drawn, ax=list(group_axes), shrink=0.85, label=group.colorbar_label)
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path)
+
+
+def mosaic(maps: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Tile (k, h, w) maps in a near-square grid with NaN gaps; returns it and label positions."""
+    count, height, width = maps.shape
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    gap = max(2, height // 16)
+    canvas = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), np.nan, np.float32)
+    placed = []
+    for n, (tile, label) in enumerate(zip(maps, labels)):
+        y, x = (n // columns) * (height + gap), (n % columns) * (width + gap)
+        canvas[y : y + height, x : x + width] = tile
+        placed.append((x + 1.5, y + 1.5, label))
+    return canvas, placed
+
+
+def overlay(image: np.ndarray, summary: np.ndarray, lut: np.ndarray, alpha: float) -> np.ndarray:
+    """Alpha-blend a colour-mapped 2-D map (upsampled to the image) over an (H, W, 3) uint8 image."""
+    resized = upsample(summary, image.shape[:2])
+    colours = lut[palette_indices(resized, resized.min(), resized.max())].astype(np.float32)
+    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [float(f"{v:.7g}") for v in np.asarray(values, np.float64)]
+
+
+def render_layer(
+    features: np.ndarray,
+    target: Path,
+    options: RenderOptions,
+    *,
+    image: np.ndarray | None = None,
+    context: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write every channel, the sum/mean/max maps, the top-k sheet, the overlay and
+    ``manifest.json`` for one layer's (C, h, w) feature maps into the existing ``target``.
+
+    ``image`` is the (H, W, 3) uint8 input as the network saw it (for the overlay and for
+    ``scale=None``); ``context`` (model, weights, layer, image, ...) goes into the manifest;
+    ``progress(n)`` is called as channels are written. Returns the manifest.
+    """
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    if features.ndim != 3:
+        raise VizError(f"expected (C, h, w) feature maps, got shape {features.shape}")
+    count = features.shape[0]
+    size = options.output_size(features.shape[1:], None if image is None else image.shape[:2])
+    lut = colormap_lut(options.cmap)
+    stats = ChannelStats.of(features)
+    digits = max(4, len(str(count - 1)))
+    (target / "channels").mkdir()
+    channel_files = [f"channels/{i:0{digits}d}.{options.image_format}" for i in range(count)]
+    step = channels_per_chunk(size, options.chunk_mb)
+
+    def chunks() -> Any:
+        for start in range(0, count, step):
+            yield start, upsample(features[start : start + step], size)
+
+    layer_range = None
+    if options.norm == "layer":  # a first pass for the range keeps memory bounded
+        extremes = [(up.min(), up.max()) for _, up in chunks()]
+        layer_range = (min(e[0] for e in extremes), max(e[1] for e in extremes))
+    scales = np.empty((count, 2), np.float64)
+    max_map = np.full(size, -np.inf, np.float32)
+    with ThreadPoolExecutor(options.threads) as pool:
+        for start, up in chunks():
+            np.maximum(max_map, up.max(axis=0), out=max_map)
+            lo, hi = _chunk_ranges(up, options, layer_range)
+            scales[start : start + len(up)] = np.stack([lo, hi], axis=1)
+            indices = palette_indices(up, lo[:, None, None], hi[:, None, None])
+            del up
+
+            def write(offset: int, indices: np.ndarray = indices, start: int = start) -> None:
+                write_indexed(target / channel_files[start + offset], indices[offset], lut)
+                if progress is not None:
+                    progress(1)
+
+            list(pool.map(write, range(len(indices))))
+
+    sum_map = upsample(features.sum(axis=0, dtype=np.float64), size)
+    summaries = {"sum": sum_map, "mean": sum_map / count, "max": max_map}
+    summary_info = {}
+    for name, values in summaries.items():
+        file = f"{name}.{options.image_format}"
+        lo_value, hi_value = write_map(target / file, values, lut)
+        summary_info[name] = {"file": file, "min": lo_value, "max": hi_value}
+
+    top = options.top_k if options.top_k < count else count
+    ranked = stats.top(options.rank_by, top)
+    sheet_maps = upsample(features[ranked], size)
+    sheet_range = (float(sheet_maps.min()), float(sheet_maps.max()))
+    canvas, labels = mosaic(sheet_maps, [f"#{i}" for i in ranked])
+    title = " ".join(str(v) for v in ((context or {}).get("model"), (context or {}).get("layer")) if v)
+    save_figure(
+        target / "sheet.png",
+        f"{title}: top {top} of {count} channels by {options.rank_by}".strip(": "),
+        [PanelGroup([Panel("", canvas, labels)], options.cmap, *sheet_range, "activation")],
+    )
+    files = [*channel_files, *(info["file"] for info in summary_info.values()), "sheet.png"]
+    overlay_info = None
+    if image is not None:
+        from PIL import Image
+
+        Image.fromarray(overlay(image, sum_map, lut, options.alpha)).save(target / "overlay.png")
+        overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
+        files.append("overlay.png")
+    files.append("manifest.json")
+
+    manifest = {
+        **(context or {}),
+        "feature_shape": list(features.shape),
+        "image_size": list(size),
+        "upsampling": {"method": "fastinterp.resize bilinear, align=center", "scale": options.scale},
+        "normalisation": {"mode": options.norm, "clip_percent": options.clip if options.norm == "percentile" else None},
+        "colormap": options.cmap,
+        "value_range": {"min": float(stats.min.min()), "max": float(stats.max.max())},
+        "summaries": summary_info,
+        "sheet": {"file": "sheet.png", "rank_by": options.rank_by, "channels": ranked.tolist(), "range": list(sheet_range)},
+        "overlay": overlay_info,
+        "channels": {
+            "files": channel_files,
+            "mean": _rounded(stats.mean),
+            "min": _rounded(stats.min),
+            "max": _rounded(stats.max),
+            "energy": _rounded(stats.energy),
+            "scale_lo": _rounded(scales[:, 0]),
+            "scale_hi": _rounded(scales[:, 1]),
+        },
+        "files": files,
+    }
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
