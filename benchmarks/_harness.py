@@ -1,0 +1,249 @@
+"""What the benchmark suites and the report share: mode, threads, checking, timing, ratios.
+
+Environment variables (all optional):
+
+* ``FASTINTERP_BENCH_MODE``: ``quick`` (short time budget per method, smaller series) or
+  ``full`` (the default);
+* ``FASTINTERP_BENCH_THREADS``: the thread count pinned for numba, torch and OpenCV (default:
+  numba's pool size, the number of cores);
+* ``FASTINTERP_BENCH_EXCLUSIONS``: a file to which every excluded (case, method) is appended
+  as one JSON line with its reason, for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import numpy as np
+import pytest
+
+from benchmarks._methods import METHODS, Case, Unavailable, expected_cf, input_cf
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to time each method, and how large a slow method's share may be."""
+
+    budget_s: float  # timed rounds per method add up to about this much
+    min_rounds: int  # ... but at least this many (1 for calls over a second)
+    max_rounds: int
+    subset_elements: int  # slow per-plane methods time only this many output elements
+
+
+SETTINGS = {
+    "quick": Settings(budget_s=0.25, min_rounds=3, max_rounds=15, subset_elements=2**21),
+    "full": Settings(budget_s=2.0, min_rounds=5, max_rounds=100, subset_elements=2**24),
+}
+
+
+def mode() -> str:
+    name = os.environ.get("FASTINTERP_BENCH_MODE", "full")
+    if name not in SETTINGS:
+        raise ValueError(f"FASTINTERP_BENCH_MODE must be one of {sorted(SETTINGS)}, got {name!r}")
+    return name
+
+
+def settings() -> Settings:
+    return SETTINGS[mode()]
+
+
+def pin_threads() -> dict[str, int]:
+    """Give numba, torch and OpenCV the same thread count; return what each was set to."""
+    import numba
+
+    count = int(os.environ.get("FASTINTERP_BENCH_THREADS", numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(count)
+    pinned = {"numba": numba.get_num_threads()}
+    try:
+        import torch
+
+        torch.set_num_threads(count)
+        pinned["torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(count)
+        pinned["opencv"] = cv2.getNumThreads()
+    except ImportError:
+        pass
+    return pinned
+
+
+def max_abs_diff(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Largest absolute difference, in blocks of rows so that no full-size temporary is made."""
+    if actual.shape != expected.shape:
+        raise AssertionError(f"shape {actual.shape} differs from fastinterp's {expected.shape}")
+    rows, row_elements = expected.shape[-2], expected.size // expected.shape[-2]
+    step = max(1, (1 << 22) // max(1, row_elements))
+    worst = 0.0
+    for start in range(0, rows, step):
+        block = np.s_[..., start : start + step, :]
+        diff = np.abs(actual[block].astype(np.float64) - expected[block].astype(np.float64))
+        worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
+    return worst
+
+
+def record_exclusion(group: str, label: str, reason: str, **info: Any) -> NoReturn:
+    """Note a method left out of a case (for the report) and skip the test."""
+    path = os.environ.get("FASTINTERP_BENCH_EXCLUSIONS")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"group": group, "label": label, "reason": reason, **info}) + "\n")
+    pytest.skip(f"{label} excluded from {group}: {reason}")
+
+
+def call_once(run: Callable[[], Any]) -> tuple[Any, float]:
+    """Run once (the warm-up, whose result is checked); return the result and its duration."""
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+def time_run(
+    benchmark: Any, run: Callable[[], Any], *, first_s: float, group: str, label: str, **info: Any
+) -> None:
+    """The one timing helper: as many rounds of ``run`` as the mode's budget allows.
+
+    ``first_s`` is the duration of the checked first call. Over a second it may have been
+    compilation or cache loading, so one more call estimates the steady time before the rounds are chosen. ``info`` lands in the benchmark's ``extra_info``: ``role`` (``baseline`` is the group's
+    ratio denominator), ``scale`` (factor from the timed work to the whole case), ``note``,
+    and ``targets`` (see :func:`evaluate_targets`).
+    """
+    config = settings()
+    if first_s >= 1.0:
+        first_s = call_once(run)[1]
+    low = 1 if first_s >= 1.0 else config.min_rounds
+    rounds = int(min(config.max_rounds, max(low, config.budget_s / max(first_s, 1e-9))))
+    benchmark.group = group
+    benchmark.extra_info.update(label=label, **info)
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+def planes_to_time(case: Case, per_plane_cost: bool) -> int:
+    """All planes, or for slow per-plane methods as many as the mode's subset allows."""
+    if not per_plane_cost:
+        return case.planes
+    per_plane = case.out_elements // case.planes
+    return max(1, min(case.planes, settings().subset_elements // per_plane))
+
+
+def bench_method(benchmark: Any, case: Case, name: str, targets: Iterable[dict] = ()) -> None:
+    """Check ``METHODS[name]`` against fastinterp on ``case``, then time it (or exclude it)."""
+    method = METHODS[name]
+    where = {"case": case.title, "dtype": case.dtype}
+    reason = method.excluded(case)
+    if reason:
+        record_exclusion(case.id, name, reason, **where)
+    planes = planes_to_time(case, method.per_plane_cost)
+    try:
+        prepared = method.prepare(case, input_cf(case), planes)
+    except Unavailable as error:
+        record_exclusion(case.id, name, f"skipped: {error}", **where)
+    result, first_s = call_once(prepared.run)
+    info: dict[str, Any] = {}
+    if prepared.as_cf is not None:
+        actual = prepared.as_cf(result)
+        expected = prepared.expected
+        if expected is None:
+            expected = expected_cf(case).reshape(-1, *case.out_hw)[:planes].reshape(actual.shape)
+        tolerance = method.uint8_tolerance if expected.dtype == np.uint8 else 1e-5
+        info["max_diff"] = max_abs_diff(actual, expected)
+        if info["max_diff"] > tolerance:
+            record_exclusion(
+                case.id, name, f"differs from fastinterp by up to {info['max_diff']:g} (tolerance {tolerance:g})", **where
+            )
+    del result
+    note, scale = prepared.note, prepared.scale
+    if planes < case.planes:
+        scale = case.planes / planes
+        note = f"timed on {planes} of {case.planes} planes, scaled x{scale:,.1f}; " + note
+    time_run(
+        benchmark,
+        prepared.run,
+        first_s=first_s,
+        group=case.id,
+        label=name,
+        role=method.role,
+        scale=scale,
+        note=note,
+        out_elements=case.out_elements,
+        series=case.series,
+        targets=list(targets),
+        **where,
+        **info,
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """One benchmark's result: its group, label, median time of the whole case and extra info."""
+
+    group: str
+    label: str
+    median_s: float
+    info: dict[str, Any]
+
+    @classmethod
+    def make(cls, group: str, name: str, median_s: float, info: dict[str, Any]) -> Record:
+        return cls(group, info.get("label", name), median_s * info.get("scale", 1.0), info)
+
+
+def records_from_session(benchmarks: Iterable[Any]) -> list[Record]:
+    """Records from pytest-benchmark's in-process results (``config._benchmarksession``)."""
+    return [Record.make(b.group, b.name, b.stats.median, b.extra_info) for b in benchmarks if b]
+
+
+def records_from_json(report: dict[str, Any]) -> list[Record]:
+    """Records from a ``--benchmark-json`` file."""
+    return [Record.make(b["group"], b["name"], b["stats"]["median"], b["extra_info"]) for b in report["benchmarks"]]
+
+
+def by_group(records: Iterable[Record]) -> dict[str, list[Record]]:
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(record.group, []).append(record)
+    return groups
+
+
+def baseline_of(group: list[Record]) -> Record | None:
+    return next((r for r in group if r.info.get("role") == "baseline"), None)
+
+
+def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
+    """Each target a benchmark declared in ``extra_info["targets"]``, as (description, met).
+
+    A target is ``{"over": label, "max": x}`` or ``{"over": label, "min": x}`` (this
+    benchmark's time over that of ``label`` in the same group), or ``{"value": key,
+    "max": x}`` (a number the benchmark stored in its extra info, in seconds).
+    """
+    groups = by_group(records)
+    results = []
+    for record in records:
+        for target in record.info.get("targets", []):
+            if "over" in target:
+                other = next((r for r in groups[record.group] if r.label == target["over"]), None)
+                if other is None:
+                    results.append((f"{record.group}: {target['over']} was not measured", False))
+                    continue
+                value, what = record.median_s / other.median_s, f"{record.label} / {other.label}"
+                shown = f"{value:.2f}x"
+            else:
+                value, what = record.info[target["value"]], f"{record.label}: {target['value']}"
+                shown = f"{value:.3f} s"
+            bound = "max" if "max" in target else "min"
+            met = value <= target["max"] if bound == "max" else value >= target["min"]
+            limit = f"<= {target['max']}" if bound == "max" else f">= {target['min']}"
+            results.append((f"{record.group}: {what} = {shown} (target {limit}): {'met' if met else 'MISSED'}", met))
+    return results
+
+
+def format_ms(seconds: float) -> str:
+    milliseconds = seconds * 1e3
+    return f"{milliseconds:,.3g}" if milliseconds < 100 else f"{milliseconds:,.0f}"

@@ -1,0 +1,78 @@
+"""First-call latency of fastinterp in a new process, with a cold and a warm numba cache.
+
+Run ``python benchmarks/startup.py`` for a one-off measurement; ``test_bench_core.py`` uses
+:func:`measure` for the core issue's targets (warm < 0.5 s, cold compile < 5 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+#: Run in the child: numpy is already imported (as in any user's program), then the clock
+#: covers ``import fastinterp`` and the first call of each kind of kernel.
+_CHILD = r"""
+import json, time
+import numpy as np
+rng = np.random.default_rng(0)
+stack = rng.random((2048, 24, 24), dtype=np.float32)
+start = time.perf_counter()
+import fastinterp
+import_done = time.perf_counter()
+fastinterp.resize(stack, 8, channels_first=True)
+first_done = time.perf_counter()
+fastinterp.resize(stack, 8, channels_first=True)
+second_done = time.perf_counter()
+fastinterp.resize(rng.integers(0, 256, (24, 24, 2048), dtype=np.uint8), 8)
+uint8_done = time.perf_counter()
+fastinterp.resize(stack[:, :, :1] * 255, 8, legacy=True)
+legacy_done = time.perf_counter()
+print(json.dumps({
+    "import_s": import_done - start,
+    "first_call_s": first_done - start,
+    "second_call_s": second_done - first_done,
+    "first_uint8_hwc_call_s": uint8_done - second_done,
+    "first_legacy_call_s": legacy_done - uint8_done,
+}))
+"""
+
+
+def measure(cache_dir: str) -> dict[str, Any]:
+    """Times of a fresh Python process whose numba cache is ``cache_dir`` (see ``_CHILD``).
+
+    ``first_call_s`` is ``import fastinterp`` plus the first float32 channels-first
+    (2048, 24, 24) x8 call; ``process_s`` is the child's whole wall time.
+    """
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    start = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD], cwd=REPOSITORY, env=env, capture_output=True, text=True, check=True
+    )
+    times = json.loads(child.stdout.strip().splitlines()[-1])
+    times["process_s"] = time.perf_counter() - start
+    return times
+
+
+def cold_then_warm() -> tuple[dict[str, Any], dict[str, Any]]:
+    """One process on an empty numba cache (compiles), then one on the cache it left."""
+    with tempfile.TemporaryDirectory(prefix="fastinterp-numba-cache-") as cache_dir:
+        return measure(cache_dir), measure(cache_dir)
+
+
+def main() -> None:
+    cold, warm = cold_then_warm()
+    print(f"{'':<24}{'cold cache':>12}{'warm cache':>12}")
+    for key in cold:
+        print(f"{key:<24}{cold[key]:>11.3f}s{warm[key]:>11.3f}s")
+
+
+if __name__ == "__main__":
+    main()

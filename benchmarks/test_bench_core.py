@@ -1,0 +1,92 @@
+"""The core issue's benchmarks: fastinterp beside torch, OpenCV and the memory floor.
+
+Run ``python -m pytest benchmarks/test_bench_core.py``; after the run, the ratios of every
+group and the core targets (met or missed) are printed. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fastinterp
+from benchmarks import startup
+from benchmarks._harness import bench_method, call_once, time_run
+from benchmarks._methods import CORE_METHODS, feature_map_cases
+from fastinterp.reference import legacy_transform
+
+HEADLINE = "feature maps (2048, 24, 24) x8 float32"
+#: The core issue's targets on the headline case, by method.
+HEADLINE_TARGETS = {
+    "fastinterp CHW out=": [{"over": "memory floor: fill out=", "max": 2.0}],
+    "fastinterp CHW": [{"over": "memory floor: np.empty + fill", "max": 1.3}],
+    "torch NCHW": [{"over": "fastinterp CHW out=", "min": 5.0}],
+}
+
+PAIRS = [(case, name) for case in feature_map_cases() for name in CORE_METHODS]
+
+
+@pytest.mark.parametrize(("case", "name"), PAIRS, ids=[f"{case.id}|{name}" for case, name in PAIRS])
+def test_resize(benchmark: Any, case: Any, name: str) -> None:
+    targets = HEADLINE_TARGETS.get(name, []) if case.id == HEADLINE else []
+    bench_method(benchmark, case, name, targets)
+
+
+LEGACY_INPUTS = {
+    "legacy (24, 24, 2048) float32 x8": ((24, 24, 2048), 50),
+    "legacy one channel (12, 12, 1) float32 x8": ((12, 12, 1), 1000),
+}
+LEGACY_IMPLEMENTATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "fastinterp legacy=True": lambda image: fastinterp.resize(image, 8, legacy=True),
+    "fastinterp.BilinearInterpolation": lambda image: fastinterp.BilinearInterpolation(8, 8).transform(image),
+    "reference legacy_transform": lambda image: legacy_transform(image, 8, 8),
+}
+
+
+@pytest.mark.parametrize("implementation", LEGACY_IMPLEMENTATIONS)
+@pytest.mark.parametrize("group", LEGACY_INPUTS)
+def test_legacy(benchmark: Any, group: str, implementation: str) -> None:
+    """The original's algorithm, compiled, against the pure-Python reference on the whole input."""
+    shape, wanted_speedup = LEGACY_INPUTS[group]
+    image = np.random.default_rng(1).random(shape, dtype=np.float32) * 255
+    run = lambda: LEGACY_IMPLEMENTATIONS[implementation](image)  # noqa: E731
+    result, first_s = call_once(run)
+    np.testing.assert_array_equal(result, fastinterp.resize(image, 8, legacy=True))
+    is_fastinterp = implementation == "fastinterp legacy=True"
+    targets = [{"over": "fastinterp legacy=True", "min": wanted_speedup}] if implementation.startswith("reference") else []
+    time_run(
+        benchmark, run, first_s=first_s, group=group, label=implementation,
+        role="baseline" if is_fastinterp else "legacy", targets=targets,
+    )
+
+
+@pytest.fixture(scope="module")
+def numba_cache_dir() -> Iterator[str]:
+    """One numba cache for the module: the cold test fills it, the warm test reads it."""
+    with tempfile.TemporaryDirectory(prefix="fastinterp-numba-cache-") as cache_dir:
+        yield cache_dir
+
+
+@pytest.mark.parametrize("cache", ["cold", "warm"])
+def test_first_call(benchmark: Any, numba_cache_dir: str, cache: str) -> None:
+    """A new process: ``import fastinterp`` and the first call, on an empty or a warm numba cache.
+
+    One process each (the cold one compiles, several seconds): the benchmark's time is the
+    whole child process, the targets use the first call itself.
+    """
+    if cache == "warm" and not os.listdir(numba_cache_dir):  # run alone: fill the cache first
+        startup.measure(numba_cache_dir)
+    elif cache == "cold":
+        shutil.rmtree(numba_cache_dir)
+        os.mkdir(numba_cache_dir)
+    benchmark.group = "first call in a new process"
+    limit = 0.5 if cache == "warm" else 5.0
+    benchmark.extra_info.update(label=f"{cache} cache", targets=[{"value": "first_call_s", "max": limit}])
+    times = benchmark.pedantic(startup.measure, args=(numba_cache_dir,), rounds=1, iterations=1)
+    benchmark.extra_info.update(times)
