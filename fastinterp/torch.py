@@ -78,7 +78,10 @@ def _resize_backward_op(grad_out: torch.Tensor, in_h: int, in_w: int, align: str
     if grad_out.device.type == "cuda":
         from . import _cuda  # numba.cuda is loaded only for CUDA tensors
 
-        grad_in = _cuda.resize_adjoint_cuda(grad_out.detach().contiguous(), in_h, in_w, align)
+        grad = grad_out.detach()
+        if grad.dtype == torch.bfloat16:  # numba has no bfloat16: compute it in float32
+            grad = grad.float()
+        grad_in = _cuda.resize_adjoint_cuda(grad.contiguous(), in_h, in_w, align)
     else:
         grad_in = _adjoint_cpu(grad_out, in_h, in_w, align)
     return grad_in.to(dtype=grad_out.dtype, memory_format=_memory_format(grad_out))
