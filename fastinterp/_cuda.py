@@ -544,7 +544,7 @@ def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy
         raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
     channels_last = t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    compute_t = t.detach()
+    compute_t = t.detach() if t.requires_grad else t  # (no_grad mode) the array interface refuses it
     if compute_t.dtype == torch.bfloat16:
         compute_t = compute_t.float()
     if channels_last:
@@ -640,7 +640,8 @@ def resize_device_array(
 
 def _flat_numba(arr: Any) -> Any:
     """A flat numba view of a C-contiguous device array (numba, CuPy or torch)."""
-    return (arr if _SIMULATED else cuda.as_cuda_array(arr)).reshape(-1)
+    flat = arr if _SIMULATED else cuda.as_cuda_array(arr)
+    return flat if flat.ndim == 1 else flat.reshape(-1)
 
 
 def resize_host(
