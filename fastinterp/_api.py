@@ -165,7 +165,6 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
     float16) the kernel writes a C-contiguous temporary that is then copied into it.
     """
     from . import _cpu
-    from ._threads import parallel_launch
 
     src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
     direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
@@ -173,12 +172,7 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()
-    rows_per_task, serial = schedule(src.shape[0], plan.out_h, target.size)
-    if serial:
-        _cpu.resize_tasks(src, target, ys, xs, rows_per_task, True)
-    else:
-        with parallel_launch():
-            _cpu.resize_tasks(src, target, ys, xs, rows_per_task, False)
+    _cpu.run_tasks(src, target, ys, xs, *schedule(src.shape[0], plan.out_h, target.size))
     if not direct:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 

@@ -83,3 +83,33 @@ def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -
     )
     _readonly(*taps)
     return taps
+
+
+class InverseTaps(NamedTuple):
+    """For input index ``i`` along one axis: ``outputs[start[i]:start[i + 1]]`` are the output
+    indices that read it and ``weights[...]`` the weights they read it with."""
+
+    start: np.ndarray  # int64, length in_size + 1
+    outputs: np.ndarray  # int64, increasing within each input index
+    weights: np.ndarray  # compute dtype
+
+
+@lru_cache(maxsize=256)
+def inverse_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> InverseTaps:
+    """The transpose of :func:`fastinterp._coords.axis_taps` in CSR form.
+
+    Built from the float64 tables and cast once, so the adjoint uses the same weights the
+    forward does. Where an edge is clamped (``first == second``) the output index appears
+    twice, once for each weight, exactly as the forward reads it twice.
+    """
+    taps = axis_taps(in_size, out_size, align, np.dtype(np.float64))
+    output_index = np.arange(out_size, dtype=np.int64)
+    sources = np.concatenate([taps.first, taps.second])
+    outputs = np.concatenate([output_index, output_index])
+    weights = np.concatenate([taps.w_first, taps.w_second])
+    order = np.lexsort((outputs, sources))
+    start = np.zeros(in_size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sources, minlength=in_size), out=start[1:])
+    inverse = InverseTaps(start, outputs[order], weights[order].astype(dtype))
+    _readonly(*inverse)
+    return inverse

@@ -10,7 +10,11 @@ types, one per memory pattern:
 * pixels (N, H, W, C), channels-last: each output pixel blends four contiguous channel
   vectors; the inner loop runs over channels. With taps of type
   :class:`~fastinterp._coords.LegacyAxisTaps` it computes the original script's expression
-  and uint8 store instead, bit for bit.
+  and uint8 store instead, bit for bit;
+* adjoint (taps of type :class:`~fastinterp._coords.InverseTaps`): the gradient of a resize
+  with respect to its input, ``src`` the output gradient (P, OH, OW) and ``out`` the input
+  gradient (P, H, W): every input pixel gathers from the output pixels that read it, so
+  there are no atomics and the result is deterministic.
 
 The taps come from :mod:`fastinterp._coords`. Tasks run serially when ``serial`` is true:
 small work is not worth waking the thread pool.
@@ -22,7 +26,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._coords import LegacyAxisTaps
+from ._coords import InverseTaps, LegacyAxisTaps
+from ._threads import parallel_launch
 
 
 def _to_output(value, out):  # pragma: no cover - replaced by the overload below in jitted code
@@ -123,20 +128,54 @@ def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
                 )  # fmt: skip
 
 
+@njit(inline="always")
+def _gather_rows(rows, inverse, index, total):
+    """``total[:] = sum of weight * rows[o]`` over the (o, weight) pairs that read input ``index``."""
+    total[:] = 0
+    for k in range(inverse.start[index], inverse.start[index + 1]):
+        weight, row = inverse.weights[k], rows[inverse.outputs[k]]
+        for j in range(total.shape[0]):
+            total[j] += weight * row[j]
+
+
+@njit(cache=True)
+def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_task):
+    in_h, in_w, out_w = grad_in.shape[1], grad_in.shape[2], grad_out.shape[2]
+    plane, row_start, row_stop = _task_rows(task, blocks_per_plane, rows_per_task, in_h)
+    n_rows = row_stop - row_start
+    # The vertical pass leaves its rows transposed (one row per output column), so that
+    # the horizontal pass is the same contiguous, vectorisable row gather.
+    row_sum = np.empty(out_w, dtype=grad_in.dtype)
+    columns = np.empty((out_w, n_rows), dtype=grad_in.dtype)
+    for i in range(row_start, row_stop):
+        _gather_rows(grad_out[plane], ys, i, row_sum)
+        columns[:, i - row_start] = row_sum
+    column_sum = np.empty(n_rows, dtype=grad_in.dtype)
+    for j in range(in_w):
+        _gather_rows(columns, xs, j, column_sum)
+        grad_in[plane, row_start:row_stop, j] = column_sum
+
+
 def _run_task(src, out, ys, xs, task, blocks, rows_per_task):  # pragma: no cover - see the overload
     raise NotImplementedError
 
 
 @overload(_run_task, inline="always")
 def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task):
-    """Pick the task body by the rank of ``src``: (P, H, W) planes or (N, H, W, C) pixels."""
-    body = _plane_task if src.ndim == 3 else _pixel_task
+    """Pick the task body from the argument types: the adjoint for inverse taps, else (P, H, W)
+    planes or (N, H, W, C) pixels by the rank of ``src``."""
+    if getattr(ys, "instance_class", None) is InverseTaps:
+        body = _adjoint_task
+    elif src.ndim == 3:
+        body = _plane_task
+    else:
+        body = _pixel_task
     return lambda src, out, ys, xs, task, blocks, rows_per_task: body(src, out, ys, xs, task, blocks, rows_per_task)
 
 
 @njit(cache=True, parallel=True)
 def resize_tasks(src, out, ys, xs, rows_per_task, serial):
-    """Resize ``src`` into ``out``: (P, H, W) planes, or (N, H, W, C) pixels, ``rows_per_task`` rows a task."""
+    """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``."""
     blocks = -(-out.shape[1] // rows_per_task)
     n_tasks = src.shape[0] * blocks
     if serial:
@@ -146,3 +185,11 @@ def resize_tasks(src, out, ys, xs, rows_per_task, serial):
         for task in prange(n_tasks):
             _run_task(src, out, ys, xs, task, blocks, rows_per_task)
 
+
+def run_tasks(src, out, ys, xs, rows_per_task: int, serial: bool) -> None:
+    """Run :func:`resize_tasks`; parallel launches go through the thread-safety guard."""
+    if serial:
+        resize_tasks(src, out, ys, xs, rows_per_task, True)
+    else:
+        with parallel_launch():
+            resize_tasks(src, out, ys, xs, rows_per_task, False)
