@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,8 +29,9 @@ IMAGE_FORMATS = ("png", "jpg")
 #: zlib level for channel PNGs: level 1 is ~2x faster than the default 6 for ~5% more bytes.
 PNG_COMPRESS_LEVEL = 1
 JPEG_QUALITY = 95
-#: Bytes per output pixel while a chunk is processed: float32 map, float32 scratch, uint8 index.
-BYTES_PER_CHUNK_PIXEL = 9
+#: Bytes per output pixel while a chunk is processed: float32 map, float32 scratch, uint8 index,
+#: and the uint8 index of the previous chunk still being written.
+BYTES_PER_CHUNK_PIXEL = 10
 LUT_SIZE = 256
 
 
@@ -263,6 +264,43 @@ def _rounded(values: np.ndarray) -> list[float]:
     return [float(f"{v:.7g}") for v in np.asarray(values, np.float64)]
 
 
+def _finish(futures: Sequence[Future[None]]) -> None:
+    """Wait for the writes, raising the first error."""
+    for future in futures:
+        future.result()
+
+
+def _write_summaries(
+    features: np.ndarray, max_map: np.ndarray, size: tuple[int, int], target: Path, options: RenderOptions, lut: np.ndarray
+) -> tuple[dict[str, dict[str, Any]], np.ndarray]:
+    """The channel sum (upsampled from the exact float64 sum), mean and max maps, each on its own range."""
+    sum_map = upsample(features.sum(axis=0, dtype=np.float64), size)
+    summaries = {"sum": sum_map, "mean": sum_map / len(features), "max": max_map}
+    info = {}
+    for name, values in summaries.items():
+        file = f"{name}.{options.image_format}"
+        lo, hi = write_map(target / file, values, lut)
+        info[name] = {"file": file, "min": lo, "max": hi}
+    return info, sum_map
+
+
+def _write_sheet(
+    maps: np.ndarray, ranked: np.ndarray, count: int, size: tuple[int, int], path: Path, options: RenderOptions,
+    context: dict[str, Any],
+) -> tuple[float, float]:
+    """The top-k contact sheet on one shared scale (the real range of its tiles); returns that range."""
+    tiles = upsample(maps, size)
+    sheet_range = (float(tiles.min()), float(tiles.max()))
+    canvas, labels = mosaic(tiles, [f"#{i}" for i in ranked])
+    title = " ".join(str(context[key]) for key in ("model", "layer") if context.get(key))
+    save_figure(
+        path,
+        f"{title}: top {len(ranked)} of {count} channels by {options.rank_by}".strip(": "),
+        [PanelGroup([Panel("", canvas, labels)], options.cmap, *sheet_range, "activation")],
+    )
+    return sheet_range
+
+
 def render_layer(
     features: np.ndarray,
     target: Path,
@@ -301,49 +339,40 @@ def render_layer(
         layer_range = (min(e[0] for e in extremes), max(e[1] for e in extremes))
     scales = np.empty((count, 2), np.float64)
     max_map = np.full(size, -np.inf, np.float32)
-    with ThreadPoolExecutor(options.threads) as pool:
+    pool = ThreadPoolExecutor(options.threads)
+    try:
+        writing: list[Future[None]] = []
         for start, up in chunks():
             np.maximum(max_map, up.max(axis=0), out=max_map)
             lo, hi = _chunk_ranges(up, options, layer_range)
             scales[start : start + len(up)] = np.stack([lo, hi], axis=1)
             indices = palette_indices(up, lo[:, None, None], hi[:, None, None])
             del up
+            _finish(writing)  # at most one chunk is being written while the next one is computed
+            writing = [
+                pool.submit(write_indexed, target / channel_files[start + offset], channel, lut)
+                for offset, channel in enumerate(indices)
+            ]
+            if progress is not None:
+                for future in writing:
+                    future.add_done_callback(lambda _: progress(1))
+        # The summaries, the sheet and the overlay are drawn while the last chunk is written.
+        summary_info, sum_map = _write_summaries(features, max_map, size, target, options, lut)
+        top = min(options.top_k, count)
+        ranked = stats.top(options.rank_by, top)
+        sheet_range = _write_sheet(features[ranked], ranked, count, size, target / "sheet.png", options, context or {})
+        files = [*channel_files, *(info["file"] for info in summary_info.values()), "sheet.png"]
+        overlay_info = None
+        if image is not None:
+            from PIL import Image
 
-            def write(offset: int, indices: np.ndarray = indices, start: int = start) -> None:
-                write_indexed(target / channel_files[start + offset], indices[offset], lut)
-                if progress is not None:
-                    progress(1)
-
-            list(pool.map(write, range(len(indices))))
-
-    sum_map = upsample(features.sum(axis=0, dtype=np.float64), size)
-    summaries = {"sum": sum_map, "mean": sum_map / count, "max": max_map}
-    summary_info = {}
-    for name, values in summaries.items():
-        file = f"{name}.{options.image_format}"
-        lo_value, hi_value = write_map(target / file, values, lut)
-        summary_info[name] = {"file": file, "min": lo_value, "max": hi_value}
-
-    top = options.top_k if options.top_k < count else count
-    ranked = stats.top(options.rank_by, top)
-    sheet_maps = upsample(features[ranked], size)
-    sheet_range = (float(sheet_maps.min()), float(sheet_maps.max()))
-    canvas, labels = mosaic(sheet_maps, [f"#{i}" for i in ranked])
-    title = " ".join(str(v) for v in ((context or {}).get("model"), (context or {}).get("layer")) if v)
-    save_figure(
-        target / "sheet.png",
-        f"{title}: top {top} of {count} channels by {options.rank_by}".strip(": "),
-        [PanelGroup([Panel("", canvas, labels)], options.cmap, *sheet_range, "activation")],
-    )
-    files = [*channel_files, *(info["file"] for info in summary_info.values()), "sheet.png"]
-    overlay_info = None
-    if image is not None:
-        from PIL import Image
-
-        Image.fromarray(overlay(image, sum_map, lut, options.alpha)).save(target / "overlay.png")
-        overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
-        files.append("overlay.png")
-    files.append("manifest.json")
+            Image.fromarray(overlay(image, sum_map, lut, options.alpha)).save(target / "overlay.png")
+            overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
+            files.append("overlay.png")
+        files.append("manifest.json")
+        _finish(writing)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
     manifest = {
         **(context or {}),
