@@ -18,6 +18,7 @@ from .render import (
     mosaic,
     palette_indices,
     save_figure,
+    sheet_tile_size,
     upsample,
     write_indexed,
     write_map,
@@ -34,8 +35,7 @@ def _shared_range(*arrays: np.ndarray) -> tuple[float, float]:
 def _tiles(maps: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The sheet's tiles as one uint8 index mosaic (gaps get index 0), for exact comparison."""
     canvas, _ = mosaic(maps, [""] * len(maps))
-    indices = palette_indices(np.nan_to_num(canvas, nan=lo), lo, hi)
-    return indices
+    return palette_indices(np.nan_to_num(canvas, nan=lo), lo, hi)
 
 
 def compare_layer(
@@ -75,17 +75,21 @@ def compare_layer(
 
     top = min(options.top_k, count)
     ranked = ChannelStats.of(features_a).top(options.rank_by, top)
-    maps_a, maps_b = upsample(features_a[ranked], size), upsample(features_b[ranked], size)
+    tile = sheet_tile_size(size)
+    maps_a, maps_b = upsample(features_a[ranked], tile), upsample(features_b[ranked], tile)
     sheet_range = _shared_range(maps_a, maps_b)
     write_indexed(target / "sheet_a.png", _tiles(maps_a, *sheet_range), lut)
     write_indexed(target / "sheet_b.png", _tiles(maps_b, *sheet_range), lut)
 
-    title = " ".join(str(v) for v in ((context or {}).get("image"), (context or {}).get("layer")) if v)
+    context = context or {}
+    image_name = Path(context["image"]).name if "image" in context else ""
+    where = f"{image_name} {context.get('layer', '')}".strip()
+    legend = f"A = {labels[0]}\nB = {labels[1]}"
     save_figure(
         target / "panel_sum.png",
-        f"{title}: channel sum, shared scale".strip(": "),
+        f"{where}: channel sum, shared scale\n{legend}".strip(": "),
         [
-            PanelGroup([Panel(labels[0], sum_a), Panel(labels[1], sum_b)], options.cmap, *sum_range, "sum of channels"),
+            PanelGroup([Panel("A", sum_a), Panel("B", sum_b)], options.cmap, *sum_range, "sum of channels"),
             PanelGroup([Panel("A - B", difference)], DIFFERENCE_CMAP, -limit, limit, "difference"),
         ],
     )
@@ -94,11 +98,11 @@ def compare_layer(
     canvas_b, placed_b = mosaic(maps_b, channel_labels)
     save_figure(
         target / "panel_sheet.png",
-        f"{title}: top {top} channels of A by {options.rank_by}, shared scale".strip(": "),
-        [PanelGroup([Panel(labels[0], canvas_a, placed_a), Panel(labels[1], canvas_b, placed_b)], options.cmap, *sheet_range, "activation")],
+        f"{where}: top {top} channels of A by {options.rank_by}, shared scale\n{legend}".strip(": "),
+        [PanelGroup([Panel("A", canvas_a, placed_a), Panel("B", canvas_b, placed_b)], options.cmap, *sheet_range, "activation")],
     )
     manifest = {
-        **(context or {}),
+        **context,
         "a": labels[0],
         "b": labels[1],
         "feature_shape": list(features_a.shape),

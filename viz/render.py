@@ -206,6 +206,14 @@ class PanelGroup:
 
 FIGURE_DPI = 100
 MIN_PANEL_INCHES = 3.0
+#: Longest side of a contact-sheet tile: the sheet is an overview, the channel files hold the detail.
+SHEET_TILE_MAX_PX = 128
+
+
+def sheet_tile_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The channel image size shrunk (never enlarged) so its longest side fits a sheet tile."""
+    shrink = min(1.0, SHEET_TILE_MAX_PX / max(size))
+    return max(1, round(size[0] * shrink)), max(1, round(size[1] * shrink))
 
 
 def save_figure(path: Path, title: str, groups: Sequence[PanelGroup]) -> None:
@@ -289,7 +297,7 @@ def _write_sheet(
     context: dict[str, Any],
 ) -> tuple[float, float]:
     """The top-k contact sheet on one shared scale (the real range of its tiles); returns that range."""
-    tiles = upsample(maps, size)
+    tiles = upsample(maps, sheet_tile_size(size))
     sheet_range = (float(tiles.min()), float(tiles.max()))
     canvas, labels = mosaic(tiles, [f"#{i}" for i in ranked])
     title = " ".join(str(context[key]) for key in ("model", "layer") if context.get(key))
