@@ -30,14 +30,15 @@ class Settings:
     """How long to time each method, and how large a slow method's share may be."""
 
     budget_s: float  # timed rounds per method add up to about this much
-    min_rounds: int  # ... but at least this many (1 for calls over a second)
+    min_rounds: int  # ... but at least this many
     max_rounds: int
+    slow_call_s: float  # calls at least this long get as few as one round
     subset_elements: int  # slow per-plane methods time only this many output elements
 
 
 SETTINGS = {
-    "quick": Settings(budget_s=0.25, min_rounds=3, max_rounds=15, subset_elements=2**21),
-    "full": Settings(budget_s=2.0, min_rounds=5, max_rounds=100, subset_elements=2**24),
+    "quick": Settings(budget_s=0.25, min_rounds=3, max_rounds=15, slow_call_s=0.3, subset_elements=2**20),
+    "full": Settings(budget_s=2.0, min_rounds=5, max_rounds=100, slow_call_s=1.0, subset_elements=2**24),
 }
 
 
@@ -119,7 +120,7 @@ def time_run(
     config = settings()
     if first_s >= 1.0:
         first_s = call_once(run)[1]
-    low = 1 if first_s >= 1.0 else config.min_rounds
+    low = 1 if first_s >= config.slow_call_s else config.min_rounds
     rounds = int(min(config.max_rounds, max(low, config.budget_s / max(first_s, 1e-9))))
     benchmark.group = group
     benchmark.extra_info.update(label=label, **info)
@@ -163,7 +164,7 @@ def bench_method(benchmark: Any, case: Case, name: str, targets: Iterable[dict] 
     note, scale = prepared.note, prepared.scale
     if planes < case.planes:
         scale = case.planes / planes
-        note = f"timed on {planes} of {case.planes} planes, scaled x{scale:,.1f}; " + note
+        note = "; ".join(filter(None, [f"timed on {planes} of {case.planes} planes, scaled x{scale:,.1f}", note]))
     time_run(
         benchmark,
         prepared.run,

@@ -322,7 +322,7 @@ def _original(case: Case, x: np.ndarray, planes: int) -> Prepared:
     expected = fastinterp.resize(crop, w_rate, h_rate, legacy=True)
     scale = case.out_elements / expected.size
     note = (
-        f"scaled x{scale:,.0f} from a {crop_h}x{crop_w} crop with all {crop.shape[-1]} channels "
+        f"scaled x{scale:,.1f} from a {crop_h}x{crop_w} crop with all {crop.shape[-1]} channels "
         f"(its cost is per output pixel); {source}"
     )
     return Prepared(

@@ -58,11 +58,12 @@ def test_legacy(benchmark: Any, group: str, implementation: str) -> None:
     run = lambda: LEGACY_IMPLEMENTATIONS[implementation](image)  # noqa: E731
     result, first_s = call_once(run)
     np.testing.assert_array_equal(result, fastinterp.resize(image, 8, legacy=True))
-    is_fastinterp = implementation == "fastinterp legacy=True"
-    targets = [{"over": "fastinterp legacy=True", "min": wanted_speedup}] if implementation.startswith("reference") else []
+    is_reference = implementation.startswith("reference")
+    roles = {"fastinterp legacy=True": "baseline", "fastinterp.BilinearInterpolation": "fastinterp"}
+    targets = [{"over": "fastinterp legacy=True", "min": wanted_speedup}] if is_reference else []
     time_run(
         benchmark, run, first_s=first_s, group=group, label=implementation,
-        role="baseline" if is_fastinterp else "legacy", targets=targets,
+        role=roles.get(implementation, "legacy"), targets=targets,
     )
 
 
