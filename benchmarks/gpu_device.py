@@ -368,16 +368,31 @@ def time_overhead() -> None:
         return (time.perf_counter() - started) / calls * 1e6
 
     plan = _cuda.plan_request("planes", (16, 8, 8), np.dtype(np.float32), 2.0, None, None, "center", False)
-    launch = _cuda._cached_forward_launch(plan, 16, 1, _cuda._current_device_id())
-    src, dst = _cuda._flat_numba(x.view(-1)), _cuda._flat_numba(out.view(-1))
+    launch = _cuda._cached_forward_launch(plan, 16, 1, 0)
+    x_flat, out_flat = x.view(-1), out.view(-1)
+    src, dst = _cuda._tensor_numba(x_flat), _cuda._tensor_numba(out_flat)
     stream = _cuda._torch_stream(x.device)
+
+    def enter_device() -> None:
+        with _cuda._OnDevice(0):
+            pass
+
     timings["overhead_us"] = {
         "fastinterp.resize(x, 2.0)": per_call_us(lambda: fastinterp.resize(x, 2.0)),
         "fastinterp.resize(x, 2.0, out=out)": per_call_us(lambda: fastinterp.resize(x, 2.0, out=out)),
-        "numba launch alone (cached, numba arrays)": per_call_us(lambda: launch(src, dst, stream)),
+        "_cuda.resize_torch (no front)": per_call_us(
+            lambda: _cuda.resize_torch(x, 2.0, None, None, "center", False, out)),
+        "launch, cached numba arrays": per_call_us(lambda: launch(src, dst, stream)),
+        "launch, fresh numba arrays": per_call_us(
+            lambda: launch(_cuda._tensor_numba(x_flat), _cuda._tensor_numba(out_flat), stream)),
+        "_tensor_numba(tensor)": per_call_us(lambda: _cuda._tensor_numba(x_flat)),
         "cuda.as_cuda_array(tensor)": per_call_us(lambda: cuda.as_cuda_array(x)),
+        "plan_request": per_call_us(lambda: _cuda.plan_request(
+            "planes", (16, 8, 8), np.dtype(np.float32), 2.0, None, None, "center", False)),
+        "_cached_forward_launch lookup": per_call_us(lambda: _cuda._cached_forward_launch(plan, 16, 1, 0)),
+        "_OnDevice enter/exit": per_call_us(enter_device),
+        "_torch_stream": per_call_us(lambda: _cuda._torch_stream(x.device)),
         "torch.empty": per_call_us(lambda: torch.empty(1, 16, 16, 16, device="cuda")),
-        "torch.cuda.current_stream()": per_call_us(lambda: torch.cuda.current_stream(x.device)),
         "torch F.interpolate": per_call_us(lambda: F.interpolate(x, scale_factor=2.0, mode="bilinear")),
     }
     print(f"   {timings['overhead_us']}", flush=True)

@@ -41,8 +41,8 @@ _SIMULATED = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
 #: Threads per block; 256 keeps 8 blocks resident per multiprocessor.
 THREADS_PER_BLOCK = 256
-#: Blocks launched, in multiples of what the GPU holds at once: enough to balance the tail.
-WAVES = 2
+#: Blocks launched, in multiples of what the GPU holds at once (8 was fastest on an H200).
+WAVES = 8
 _MAX_GRID_YZ = 65535
 _MAX_THREADS_PER_SM = 2048
 _MAX_BLOCKS_PER_SM = 32
@@ -86,7 +86,7 @@ _ARITHMETIC = {
 
 @cuda.jit(device=True)
 def _thread_position(channel_blocks):
-    """(inner index, col, first row, row step) of this thread, all unsigned 64-bit."""
+    """(inner index, col, row slot, row slots) of this thread, all unsigned 64-bit."""
     block = np.uint64(cuda.blockIdx.x)
     if channel_blocks == 1:  # skip a 64-bit division in the common case
         inner = np.uint64(cuda.threadIdx.x)
@@ -94,35 +94,41 @@ def _thread_position(channel_blocks):
     else:
         inner = (block % channel_blocks) * np.uint64(cuda.blockDim.x) + np.uint64(cuda.threadIdx.x)
         col = (block // channel_blocks) * np.uint64(cuda.blockDim.y) + np.uint64(cuda.threadIdx.y)
-    row = np.uint64(cuda.blockIdx.y) * np.uint64(cuda.blockDim.z) + np.uint64(cuda.threadIdx.z)
-    return inner, col, row, np.uint64(cuda.gridDim.y) * np.uint64(cuda.blockDim.z)
+    slot = np.uint64(cuda.blockIdx.y) * np.uint64(cuda.blockDim.z) + np.uint64(cuda.threadIdx.z)
+    return inner, col, slot, np.uint64(cuda.gridDim.y) * np.uint64(cuda.blockDim.z)
 
 
-def _correct_blend(arith: _Arithmetic) -> Callable:
+def _correct_rows(arith: _Arithmetic) -> tuple[Callable, Callable]:
+    """The CPU kernels' order: each source row horizontally, then two rows vertically."""
     mul, add = arith.mul, arith.add
 
     @cuda.jit(device=True)
-    def blend(upper_left, upper_right, lower_left, lower_right, w_left, w_right, w_upper, w_lower):
-        # The CPU kernels' order: each row horizontally, then the two rows vertically.
-        upper = add(mul(upper_left, w_left), mul(upper_right, w_right))
-        lower = add(mul(lower_left, w_left), mul(lower_right, w_right))
-        return add(mul(upper, w_upper), mul(lower, w_lower))
+    def row_terms(left, right, w_left, w_right):
+        value = add(mul(left, w_left), mul(right, w_right))
+        return value, value
 
-    return blend
+    @cuda.jit(device=True)
+    def blend(upper, lower, w_upper, w_lower):
+        return add(mul(upper[0], w_upper), mul(lower[0], w_lower))
+
+    return row_terms, blend
 
 
-def _legacy_blend(arith: _Arithmetic) -> Callable:
+def _legacy_rows(arith: _Arithmetic) -> tuple[Callable, Callable]:
+    """The original's ``ul*x2_x*y2_y + ur*x_x1*y2_y + ll*x2_x*y_y1 + lr*x_x1*y_y1``, left to right."""
     mul, add = arith.mul, arith.add
 
     @cuda.jit(device=True)
-    def blend(upper_left, upper_right, lower_left, lower_right, x2_x, x_x1, y2_y, y_y1):
-        # The original's expression, term by term and left to right.
-        value = mul(mul(upper_left, x2_x), y2_y)
-        value = add(value, mul(mul(upper_right, x_x1), y2_y))
-        value = add(value, mul(mul(lower_left, x2_x), y_y1))
-        return add(value, mul(mul(lower_right, x_x1), y_y1))
+    def row_terms(left, right, x2_x, x_x1):
+        return mul(left, x2_x), mul(right, x_x1)
 
-    return blend
+    @cuda.jit(device=True)
+    def blend(upper, lower, y2_y, y_y1):
+        value = add(mul(upper[0], y2_y), mul(upper[1], y2_y))
+        value = add(value, mul(lower[0], y_y1))
+        return add(value, mul(lower[1], y_y1))
+
+    return row_terms, blend
 
 
 @cuda.jit(device=True)
@@ -158,56 +164,81 @@ def _forward_kernel(compute: str, store_kind: str, out_dtype: str) -> Any:
     """The forward kernel for a compute dtype and a way of storing (float, integer, legacy)."""
     arith = _ARITHMETIC[compute]
     cast = arith.cast
-    blend = _legacy_blend(arith) if store_kind == "legacy" else _correct_blend(arith)
+    row_terms, blend = _legacy_rows(arith) if store_kind == "legacy" else _correct_rows(arith)
     if store_kind == "integer":
         info = np.iinfo(out_dtype)
         store = _integer_store(float(info.min), float(info.max))
     else:
         store = _store_legacy_uint8 if store_kind == "legacy" else _store_float
 
+    @cuda.jit(device=True)
+    def source_row(src, row, left, right, w_left, w_right):
+        return row_terms(cast(src[row + left]), cast(src[row + right]), w_left, w_right)
+
     @cuda.jit
     def forward(src, out, table, weights):
-        """out[o, i, j, c] = blend of src[o, {upper,lower}[i], {left,right}[j], c].
+        """out[o, i, j, c] from src[o, {upper,lower}[i], {left,right}[j], c].
 
-        ``table``: header (out_h, out_w, inner, channel_blocks, in_image, out_image, outer),
-        then upper[out_h], lower[out_h] as row offsets, left[out_w], right[out_w] as column
-        offsets; ``weights``: w_upper, w_lower, w_left, w_right in the same order.
+        ``table``: header (out_h, out_w, inner, channel_blocks, in_image, out_image, outer,
+        rows_per_thread); (left, right) column offsets for each output column; the segment
+        of each output row; the segments (start row, upper, lower row offsets), then
+        (out_h, 0, 0). A segment is a run of output rows that read the same two source
+        rows. ``weights``: (w_upper, w_lower) for each output row, then (w_left, w_right)
+        for each output column.
+
+        A thread walks down a run of output rows of one (channel, column), segment by
+        segment: it interpolates a segment's two source rows horizontally once (or takes
+        them from the previous segment) and then blends them vertically for each of its
+        output rows. At 8x that is one blend and one store per output element.
         """
         out_h, out_w, inner, channel_blocks = table[0], table[1], table[2], table[3]
-        in_image, out_image, outer = table[4], table[5], table[6]
-        c, j, row_start, row_step = _thread_position(channel_blocks)
-        if c >= inner or j >= out_w:
+        in_image, out_image, outer, rows_per_thread = table[4], table[5], table[6], table[7]
+        c, j, row_slot, _ = _thread_position(channel_blocks)
+        first_row = row_slot * rows_per_thread
+        if c >= inner or j >= out_w or first_row >= out_h:
             return
-        cols = np.uint64(_HEADER) + np.uint64(2) * out_h
-        left = table[cols + j] + c
-        right = table[cols + out_w + j] + c
-        w_left = weights[np.uint64(2) * out_h + j]
-        w_right = weights[np.uint64(2) * out_h + out_w + j]
-        first_outer, outer_step = np.uint64(cuda.blockIdx.z), np.uint64(cuda.gridDim.z)
-        src_step, out_step = outer_step * in_image, outer_step * out_image
-        out_end = outer * out_image
-        i = row_start
-        while i < out_h:
-            upper = table[np.uint64(_HEADER) + i]
-            lower = table[np.uint64(_HEADER) + out_h + i]
-            w_upper, w_lower = weights[i], weights[out_h + i]
-            upper_left, upper_right = upper + left, upper + right
-            lower_left, lower_right = lower + left, lower + right
-            # Walk the outer items by offsets: no multiplication per element.
-            base = first_outer * in_image
-            dest = first_outer * out_image + (i * out_w + j) * inner + c
-            while dest < out_end:
-                value = blend(
-                    cast(src[base + upper_left]),
-                    cast(src[base + upper_right]),
-                    cast(src[base + lower_left]),
-                    cast(src[base + lower_right]),
-                    w_left, w_right, w_upper, w_lower,
-                )
-                store(out, dest, value)
-                base += src_step
-                dest += out_step
-            i += row_step
+        end_row = first_row + rows_per_thread
+        if end_row > out_h:
+            end_row = out_h
+        col = np.uint64(_HEADER) + np.uint64(2) * j
+        left, right = table[col] + c, table[col + np.uint64(1)] + c
+        col_weight = np.uint64(2) * (out_h + j)
+        w_left, w_right = weights[col_weight], weights[col_weight + np.uint64(1)]
+        segment_of_row = np.uint64(_HEADER) + np.uint64(2) * out_w
+        segments = segment_of_row + out_h
+        row_step = out_w * inner
+        no_row = np.uint64(0xFFFFFFFFFFFFFFFF)  # no source offset equals it
+        o = np.uint64(cuda.blockIdx.z)
+        while o < outer:
+            base = o * in_image
+            dest = o * out_image + first_row * row_step + j * inner + c
+            upper_key, lower_key = no_row, no_row
+            upper_terms = lower_terms = row_terms(cast(0), cast(0), w_left, w_right)
+            entry = segments + np.uint64(3) * table[segment_of_row + first_row]
+            i = first_row
+            while i < end_row:
+                upper, lower, segment_end = table[entry + np.uint64(1)], table[entry + np.uint64(2)], table[entry + np.uint64(3)]
+                if segment_end > end_row:
+                    segment_end = end_row
+                if upper != upper_key:
+                    if upper == lower_key:
+                        upper_terms = lower_terms
+                    else:
+                        upper_terms = source_row(src, base + upper, left, right, w_left, w_right)
+                    upper_key = upper
+                if lower != lower_key:
+                    if lower == upper_key:
+                        lower_terms = upper_terms
+                    else:
+                        lower_terms = source_row(src, base + lower, left, right, w_left, w_right)
+                    lower_key = lower
+                while i < segment_end:
+                    pair = np.uint64(2) * i
+                    store(out, dest, blend(upper_terms, lower_terms, weights[pair], weights[pair + np.uint64(1)]))
+                    dest += row_step
+                    i += np.uint64(1)
+                entry += np.uint64(3)
+            o += np.uint64(cuda.gridDim.z)
 
     return forward
 
@@ -226,7 +257,7 @@ def _gather_kernel(compute: str) -> Any:
         """
         rows, src_cols, out_cols, inner = table[0], table[1], table[2], table[3]
         channel_blocks, outer = table[4], table[5]
-        c, j, row_start, row_step = _thread_position(channel_blocks)
+        c, j, row_start, row_step = _thread_position(channel_blocks)  # rows strided over slots
         if c >= inner or j >= out_cols:
             return
         begin, end = table[np.uint64(_HEADER) + j], table[np.uint64(_HEADER) + j + np.uint64(1)]
@@ -269,24 +300,33 @@ def launch_shape(
     threads_per_block: int = THREADS_PER_BLOCK,
     waves: int = WAVES,
 ) -> LaunchShape:
-    """Shape a launch to the problem: channels innermost, then columns, then rows per block.
+    """Shape a launch to the problem: channels innermost, then columns, then row slots.
 
     A block takes whole channel vectors and whole rows where they fit, so its threads write
-    one contiguous run; the grid covers every (channel, column) and as many rows and outer
-    items as it takes to give the GPU ``waves`` times what it holds at once, the rest being
-    walked by the threads' grid-stride loops. Many small maps (2048 x 7 x 7) thus spread over
-    the outer items, one large image (3 x 4000 x 6000) over its rows.
+    one contiguous run. The grid covers every (channel, column) and then spreads over outer
+    items first and rows second until the GPU has ``waves`` times what it holds at once;
+    threads walk the rest in loops. Many small maps (2048 x 7 x 7) thus spread over the
+    outer items, one large image (3 x 4000 x 6000) over its rows.
     """
     block_inner = min(inner, threads_per_block)
     block_cols = min(cols, threads_per_block // block_inner)
     block_rows = min(rows, threads_per_block // (block_inner * block_cols))
     channel_blocks = -(-inner // block_inner)
     grid_x = channel_blocks * -(-cols // block_cols)
-    grid_y = min(-(-rows // block_rows), _MAX_GRID_YZ)
     threads = block_inner * block_cols * block_rows
-    resident = multiprocessors * min(_MAX_BLOCKS_PER_SM, _MAX_THREADS_PER_SM // threads)
-    grid_z = min(outer, _MAX_GRID_YZ, max(1, -(-waves * resident // (grid_x * grid_y))))
+    wanted = waves * multiprocessors * min(_MAX_BLOCKS_PER_SM, _MAX_THREADS_PER_SM // threads)
+    grid_z = min(outer, _MAX_GRID_YZ, -(-wanted // grid_x))
+    grid_y = min(-(-rows // block_rows), _MAX_GRID_YZ, -(-wanted // (grid_x * grid_z)))
     return LaunchShape((block_inner, block_cols, block_rows), (grid_x, grid_y, grid_z), channel_blocks)
+
+
+def _rows_per_thread(rows: int, shape: LaunchShape) -> int:
+    return -(-rows // (shape.grid[1] * shape.block[2]))
+
+
+@functools.lru_cache(maxsize=None)
+def _device_count() -> int:
+    return 1 if _SIMULATED else len(cuda.gpus)
 
 
 def _current_device_id() -> int:
@@ -312,9 +352,11 @@ class _Launch:
         # The simulator's kernel[...] configures and returns the shared kernel itself: redo it.
         configured = None if _SIMULATED else self._configured.get(id(stream))
         if configured is None:
+            # Specialized to this launch's argument types: calls skip numba's type dispatch.
+            specialized = self.kernel.specialize(src, out, self.table, self.weights)
             with warnings.catch_warnings():  # numba warns of small grids; small problems make them
                 warnings.simplefilter("ignore")
-                configured = self.kernel[self.shape.grid, self.shape.block, stream]
+                configured = specialized[self.shape.grid, self.shape.block, stream]
             self._configured[id(stream)] = configured
         configured(src, out, self.table, self.weights)
 
@@ -327,12 +369,20 @@ def forward_launch(plan: Plan, outer: int, inner: int, shape: LaunchShape) -> _L
     """The forward launch of ``plan`` over ``outer`` images of ``inner`` channels."""
     ys, xs = plan.taps()
     row_stride = plan.in_w * inner
+    header = _header(plan.out_h, plan.out_w, inner, shape.channel_blocks, plan.in_h * row_stride,
+                     plan.out_h * plan.out_w * inner, outer, _rows_per_thread(plan.out_h, shape))
+    rows = np.stack([ys.first, ys.second], 1)
+    starts = np.ones(plan.out_h, bool)
+    starts[1:] = np.any(rows[1:] != rows[:-1], axis=1)
+    segments = np.concatenate([np.flatnonzero(starts)[:, None], rows[starts] * row_stride], axis=1)
     table = np.concatenate([
-        _header(plan.out_h, plan.out_w, inner, shape.channel_blocks,
-                plan.in_h * row_stride, plan.out_h * plan.out_w * inner, outer),
-        ys.first * row_stride, ys.second * row_stride, xs.first * inner, xs.second * inner,
+        header,
+        (np.stack([xs.first, xs.second], 1) * inner).reshape(-1),
+        np.cumsum(starts) - 1,
+        segments.reshape(-1),
+        [plan.out_h, 0, 0],
     ]).astype(np.uint64)
-    weights = np.concatenate([ys.w_first, ys.w_second, xs.w_first, xs.w_second])
+    weights = np.concatenate([np.stack([ys.w_first, ys.w_second], 1), np.stack([xs.w_first, xs.w_second], 1)]).reshape(-1)
     if plan.legacy:
         store_kind = "legacy"
     else:
@@ -429,6 +479,8 @@ class _OnDevice:
         self._switch = None
 
     def __enter__(self) -> int:
+        if _device_count() == 1:  # nothing to switch; skips a driver query per call
+            return 0
         current = _current_device_id()
         if self.index is None or self.index == current:
             return current
@@ -491,17 +543,13 @@ def _overlap(first: tuple[int, int], second: tuple[int, int]) -> bool:
 # -- torch --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
 def _torch_numpy_dtype(dtype: Any) -> np.dtype:
-    torch = sys.modules["torch"]
-    names = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
-             torch.uint8: "uint8", torch.int16: "int16", torch.int8: "int8", torch.int32: "int32",
-             torch.int64: "int64", torch.bool: "bool"}
-    uint16 = getattr(torch, "uint16", None)
-    if uint16 is not None:
-        names[uint16] = "uint16"
-    if dtype not in names:
+    """numpy's name for a torch dtype (make_plan then says which are supported)."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in ("float32", "float64", "float16", "uint8", "uint16", "int8", "int16", "int32", "int64", "bool"):
         raise TypeError(f"the CUDA backend does not support tensors of dtype {dtype}")
-    return np.dtype(names[dtype])
+    return np.dtype(name)
 
 
 def _torch_range(t: Any) -> tuple[int, int]:
@@ -566,7 +614,7 @@ def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy
     )
     src = _torch_flat(compute_t.contiguous(memory_format=memory_format), channels_last)
     with _OnDevice(t.device.index) as device_id:
-        run(plan, kernel_shape, _flat_numba(src), _flat_numba(_torch_flat(target, channels_last)),
+        run(plan, kernel_shape, _tensor_numba(src), _tensor_numba(_torch_flat(target, channels_last)),
             _torch_stream(t.device), device_id)
     if target is not result:
         result.copy_(target)
@@ -636,6 +684,15 @@ def resize_device_array(
         result = allocate() if out is None else _check_device_out(out, arr, user_shape, plan.out_dtype)
         run(plan, kernel_shape, _flat_numba(arr), _flat_numba(result), stream, device_id)
     return result
+
+
+def _tensor_numba(t: Any) -> Any:
+    """A numba view of a flat CUDA tensor, described directly (torch's own description is slower)."""
+    if _SIMULATED:
+        return t
+    interface = {"shape": (t.numel(),), "strides": None, "typestr": _torch_numpy_dtype(t.dtype).str,
+                 "data": (t.data_ptr(), False), "version": 2}
+    return cuda.from_cuda_array_interface(interface, owner=t, sync=False)
 
 
 def _flat_numba(arr: Any) -> Any:
@@ -718,7 +775,8 @@ def resize_adjoint_cuda(grad_out: Any, in_h: int, in_w: int, align: str) -> Any:
         with _OnDevice(grad.device.index) as device_id:
             tmp = torch.empty(tmp_size, dtype=getattr(torch, compute.name), device=grad.device)
             grad_in = torch.empty(in_shape, dtype=grad.dtype, device=grad.device)
-            _adjoint_passes(_flat_numba(grad), _flat_numba(tmp), _flat_numba(grad_in), in_h, in_w, align, compute,
+            _adjoint_passes(_tensor_numba(grad.view(-1)), _tensor_numba(tmp), _tensor_numba(grad_in.view(-1)),
+                            in_h, in_w, align, compute,
                             _torch_stream(grad.device), device_id, shape)
         return grad_in
     if not _is_c_contiguous(grad_out):

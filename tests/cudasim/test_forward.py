@@ -105,3 +105,18 @@ def test_launch_shape_fills_the_gpu_for_small_maps_and_large_images():
         assert np.prod(shape.block) <= _cuda.THREADS_PER_BLOCK and max(shape.grid[1:]) <= 65535
         block_inner, block_cols, _ = shape.block
         assert block_inner == min(inner, 256) and (block_cols == cols or block_inner * block_cols >= 128)
+
+
+@pytest.mark.parametrize("in_size, out_size", [((13, 17), (5, 6)), ((9, 4), (4, 9)), ((5, 6), (1, 1)), ((1, 1), (3, 2))])
+@pytest.mark.parametrize("align", ALIGNS)
+def test_downscaling_and_single_pixels_match_cpu(in_size, out_size, align):
+    x = random_array(np.random.default_rng(8), (*in_size, 2), "float32")
+    gpu = fastinterp.resize(x, size=out_size, align=align, device="cuda")
+    np.testing.assert_array_equal(gpu, fastinterp.resize(x, size=out_size, align=align))
+
+
+@pytest.mark.parametrize("rates", [(0.45, 0.6), (2.0, 3.0), (1.0, 1.0)])
+def test_legacy_downscaling_and_integer_coordinates(rates):
+    x = random_array(np.random.default_rng(9), (9, 11, 2), "float64")
+    gpu = fastinterp.resize(x, *rates, legacy=True, device="cuda")
+    np.testing.assert_array_equal(gpu, reference.legacy_transform(x, *rates))

@@ -22,7 +22,7 @@ def cpu_tensors_as_device_arrays(monkeypatch):
     def flat_view(arr):
         return (arr.numpy() if isinstance(arr, torch.Tensor) else arr).reshape(-1)
 
-    monkeypatch.setattr(_cuda, "_flat_numba", flat_view)
+    monkeypatch.setattr(_cuda, "_tensor_numba", flat_view)
     monkeypatch.setattr(_cuda, "_torch_stream", lambda device: 0)
 
 
