@@ -384,8 +384,8 @@ def time_overhead() -> None:
             lambda: _cuda.resize_torch(x, 2.0, None, None, "center", False, out)),
         "launch, cached numba arrays": per_call_us(lambda: launch(src, dst, stream)),
         "launch, fresh numba arrays": per_call_us(
-            lambda: launch(_cuda._tensor_numba(x_flat), _cuda._tensor_numba(out_flat), stream)),
-        "_tensor_numba(tensor)": per_call_us(lambda: _cuda._tensor_numba(x_flat)),
+            lambda: launch(cuda.as_cuda_array(x_flat), cuda.as_cuda_array(out_flat), stream)),
+        "_tensor_numba(tensor), cached view": per_call_us(lambda: _cuda._tensor_numba(x_flat)),
         "cuda.as_cuda_array(tensor)": per_call_us(lambda: cuda.as_cuda_array(x)),
         "plan_request": per_call_us(lambda: _cuda.plan_request(
             "planes", (16, 8, 8), np.dtype(np.float32), 2.0, None, None, "center", False)),
