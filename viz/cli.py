@@ -42,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
                        help="ImageNet weights (random init with a warning if they cannot be downloaded), "
                        "none (random init), or a state-dict checkpoint (default: %(default)s)")
-    model.add_argument("--num-classes", type=int, help="classifier size, for checkpoints not trained on ImageNet's 1000 classes")
-    model.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default: %(default)s)")
+    model.add_argument("--num-classes", type=int, metavar="N", help="classifier size, for checkpoints not trained on ImageNet's 1000 classes")
+    model.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random initialisation (default: %(default)s)")
     model.add_argument("--preprocess", choices=("original", "weights"), default="original",
                        help="original: resize to --input-size bicubic + ImageNet mean/std, as the original script; "
                        "weights: the torchvision weights' own transforms (default: %(default)s)")
-    model.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, help="side of the original preprocessing (default: %(default)s)")
+    model.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, metavar="N", help="side of the original preprocessing (default: %(default)s)")
     layers = parser.add_argument_group("layers")
     layers.add_argument("--layer", action="append", metavar="NAME",
                         help="dotted layer name, e.g. layer4, layer4.2.conv3, layer4[-1]; repeat or comma-separate "
@@ -61,15 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--format", choices=IMAGE_FORMATS, default="png", help="channel and summary images: 8-bit palette PNG or JPEG (default: %(default)s)")
     render.add_argument("--top-k", type=int, default=16, metavar="K", help="channels on the contact sheet (default: %(default)s)")
     render.add_argument("--rank", choices=RANK_MODES, default="mean", help="contact sheet ranking (default: %(default)s)")
-    render.add_argument("--alpha", type=float, default=0.5, help="opacity of the sum map over the input (default: %(default)s)")
-    render.add_argument("--chunk-mb", type=float, default=256.0, help="memory for upsampled channels at once (default: %(default)s)")
-    render.add_argument("--threads", type=int, default=default_threads(), help="image-writing threads (default: %(default)s)")
+    render.add_argument("--alpha", type=float, default=0.5, metavar="A", help="opacity of the sum map over the input (default: %(default)s)")
+    render.add_argument("--chunk-mb", type=float, default=256.0, metavar="MB", help="memory for upsampled channels at once (default: %(default)s)")
+    render.add_argument("--threads", type=int, default=default_threads(), metavar="N", help="image-writing threads (default: %(default)s)")
     compare = parser.add_argument_group("compare (baseline vs new method)")
     compare.add_argument("--compare", metavar="imagenet|none|PATH", help="weights of a second model: write shared-scale sum maps, sheets and a difference map instead")
     compare.add_argument("--compare-model", metavar="NAME", help="architecture of the second model (default: --model)")
     run = parser.add_argument_group("run")
-    run.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
-    run.add_argument("--out", type=Path, default=Path("viz-out"), help="output directory (default: %(default)s)")
+    run.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where the model runs (default: %(default)s)")
+    run.add_argument("--out", type=Path, default=Path("viz-out"), metavar="DIR", help="output directory (default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="replace existing output directories instead of stopping")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     return parser

@@ -3,8 +3,9 @@
 Colour mapping follows matplotlib's rule for floats: a value normalised to ``x`` in [0, 1]
 takes colour ``lut[min(floor(x * 256), 255)]`` of the colormap's 256-entry table, so a
 written channel equals ``cmap(x, bytes=True)``. Channel images are 8-bit palette PNGs built
-from that table and written by Pillow in parallel threads (no pyplot per channel); only the
-contact sheet and the comparison panels are drawn by matplotlib.
+from that table and written by Pillow in parallel threads (no pyplot per channel). The
+contact sheet and the comparison panels are composed with Pillow too; matplotlib supplies
+only colour tables and tick positions, so ``matplotlib.figure`` is never imported.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def channels_per_chunk(size: tuple[int, int], chunk_mb: float) -> int:
 
 @dataclass
 class Panel:
-    """One image of a matplotlib figure; NaN pixels are drawn as background."""
+    """One image of a figure; NaN pixels are drawn as background."""
 
     title: str
     image: np.ndarray
@@ -204,10 +205,15 @@ class PanelGroup:
     colorbar_label: str
 
 
-FIGURE_DPI = 100
-MIN_PANEL_INCHES = 3.0
-#: Longest side of a contact-sheet tile: the sheet is an overview, the channel files hold the detail.
+#: Panels smaller than this (in pixels, height) are enlarged by an integer factor (nearest).
+MIN_PANEL_PX = 256
+#: Contact-sheet tiles: the longest side of a tile; the channel files hold the detail.
 SHEET_TILE_MAX_PX = 128
+MARGIN_PX = 10
+GAP_PX = 8
+COLORBAR_WIDTH_PX = 16
+BACKGROUND = (255, 255, 255)
+INK = (0, 0, 0)
 
 
 def sheet_tile_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -216,33 +222,88 @@ def sheet_tile_size(size: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(size[0] * shrink)), max(1, round(size[1] * shrink))
 
 
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _coloured(image: np.ndarray, lut: np.ndarray, lo: float, hi: float, zoom: int) -> Any:
+    """An RGB ``PIL.Image`` of a 2-D map on lo..hi (NaN as background), enlarged ``zoom`` times."""
+    from PIL import Image
+
+    missing = np.isnan(image)
+    rgb = lut[palette_indices(np.where(missing, lo, image).astype(np.float32), lo, hi)]
+    rgb[missing] = BACKGROUND
+    return Image.fromarray(np.ascontiguousarray(rgb)).resize(
+        (image.shape[1] * zoom, image.shape[0] * zoom), resample=Image.Resampling.NEAREST
+    )
+
+
+def _colorbar(lut: np.ndarray, lo: float, hi: float, height: int, label: str) -> Any:
+    """A vertical colorbar with ticks at round values of the real range lo..hi, and its label."""
+    from matplotlib.ticker import MaxNLocator
+    from PIL import Image, ImageDraw
+
+    font = _font(11)
+    ticks = [t for t in MaxNLocator(nbins=6).tick_values(lo, hi) if lo <= t <= hi] if hi > lo else [lo]
+    texts = [f"{t:.4g}" for t in ticks]
+    text_width = max(int(font.getlength(text)) for text in texts)
+    label_image = Image.new("L", (int(font.getlength(label)) + 2, 14), 0)
+    ImageDraw.Draw(label_image).text((1, 0), label, fill=255, font=font)
+    label_image = label_image.rotate(90, expand=True)
+    bar = Image.new("RGB", (COLORBAR_WIDTH_PX + 6 + text_width + 6 + label_image.width, height + 12), BACKGROUND)
+    gradient = lut[np.linspace(LUT_SIZE - 1, 0, height).round().astype(np.intp)]
+    bar.paste(Image.fromarray(np.ascontiguousarray(np.repeat(gradient[:, None], COLORBAR_WIDTH_PX, axis=1))), (0, 6))
+    draw = ImageDraw.Draw(bar)
+    draw.rectangle((0, 6, COLORBAR_WIDTH_PX - 1, 6 + height - 1), outline=INK)
+    for tick, text in zip(ticks, texts):
+        y = 6 + (height - 1) * (1.0 - ((tick - lo) / (hi - lo) if hi > lo else 0.0))
+        draw.line((COLORBAR_WIDTH_PX, y, COLORBAR_WIDTH_PX + 3, y), fill=INK)
+        draw.text((COLORBAR_WIDTH_PX + 6, y), text, fill=INK, font=font, anchor="lm")
+    top = 6 + max(0, (height - label_image.height) // 2)
+    bar.paste(Image.new("RGB", label_image.size, INK), (bar.width - label_image.width, top), label_image)
+    return bar
+
+
 def save_figure(path: Path, title: str, groups: Sequence[PanelGroup]) -> None:
-    """Draw panel groups side by side, each group with a colorbar of its real value range."""
-    import matplotlib
-    from matplotlib import patheffects
-    from matplotlib.figure import Figure
+    """Draw panel groups side by side, each group with a colorbar of its real value range.
+
+    Drawn with Pillow (matplotlib only supplies colour tables and tick positions): panels are
+    shown pixel for pixel, enlarged by a whole factor when small, with NaN as background.
+    """
+    from PIL import Image, ImageDraw
 
     panels = [panel for group in groups for panel in group.panels]
-    height_px = max(panel.image.shape[0] for panel in panels)
-    zoom = max(1.0, MIN_PANEL_INCHES * FIGURE_DPI / height_px)
-    width_in = sum(panel.image.shape[1] for panel in panels) * zoom / FIGURE_DPI + 1.1 * len(groups)
-    figure = Figure(figsize=(width_in, height_px * zoom / FIGURE_DPI + 0.8), dpi=FIGURE_DPI, layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    outline = [patheffects.withStroke(linewidth=2, foreground="black")]
-    position = 0
+    zoom = max(1, -(-MIN_PANEL_PX // max(panel.image.shape[0] for panel in panels)))
+    height = max(panel.image.shape[0] for panel in panels) * zoom
+    title_font, panel_font, label_font = _font(14), _font(13), _font(max(9, min(12, 3 * zoom + 6)))
+    title_lines = title.splitlines()
+    panel_title_height = 20 if any(panel.title for panel in panels) else 0
+    top = MARGIN_PX + 18 * len(title_lines) + (6 if title_lines else 0) + panel_title_height
+    pieces: list[tuple[Any, int, str, Panel | None]] = []  # image, x, title, panel (None: colorbar)
+    x = MARGIN_PX
     for group in groups:
-        cmap = matplotlib.colormaps[group.cmap].with_extremes(bad="white")
-        group_axes = axes[position : position + len(group.panels)]
-        position += len(group.panels)
-        for axis, panel in zip(group_axes, group.panels):
-            drawn = axis.imshow(panel.image, cmap=cmap, vmin=group.lo, vmax=group.hi, interpolation="nearest")
-            for x, y, text in panel.labels:
-                axis.text(x, y, text, color="white", fontsize=7, va="top", ha="left", path_effects=outline)
-            axis.set_title(panel.title, fontsize=9)
-            axis.set_axis_off()
-        figure.colorbar(drawn, ax=list(group_axes), shrink=0.85, label=group.colorbar_label)
-    figure.suptitle(title, fontsize=10)
-    figure.savefig(path)
+        lut = colormap_lut(group.cmap)
+        for panel in group.panels:
+            drawn = _coloured(panel.image, lut, group.lo, group.hi, zoom)
+            pieces.append((drawn, x, panel.title, panel))
+            x += drawn.width + GAP_PX
+        bar = _colorbar(lut, group.lo, group.hi, height, group.colorbar_label)
+        pieces.append((bar, x, "", None))
+        x += bar.width + 2 * GAP_PX
+    canvas = Image.new("RGB", (x - 2 * GAP_PX + MARGIN_PX, top + height + 6 + MARGIN_PX), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for line_number, line in enumerate(title_lines):
+        draw.text((canvas.width / 2, MARGIN_PX + 18 * line_number), line, fill=INK, font=title_font, anchor="ma")
+    for image, left, panel_title, panel in pieces:
+        canvas.paste(image, (left, top - (6 if panel is None else 0)))
+        if panel_title:
+            draw.text((left + image.width / 2, top - 4), panel_title, fill=INK, font=panel_font, anchor="md")
+        for label_x, label_y, text in panel.labels if panel is not None else ():
+            draw.text((left + label_x * zoom, top + label_y * zoom), text, fill="white", font=label_font,
+                      stroke_width=1, stroke_fill="black")
+    canvas.save(path, optimize=False, compress_level=6)
 
 
 def mosaic(maps: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
