@@ -195,6 +195,15 @@ def test_list_layers(capsys):
     assert "  layer4.1.conv2                   Conv2d               (1, 512, 2, 2)" in lines
 
 
+def test_preprocessing_can_follow_the_weights_transforms(images, tmp_path):
+    code, out, err = run_cli(images / "cat.png", "--model", "resnet18", "--weights", "none", "--preprocess", "weights",
+                             "--layer", "layer4", "--top-k", "2", "--out", tmp_path)
+    assert code == 0, err
+    assert out.splitlines()[1] == "preprocessing: transforms of ResNet18_Weights.IMAGENET1K_V1"
+    manifest = json.loads((tmp_path / "cat" / "layer4" / "manifest.json").read_text())
+    assert manifest["input_shape"] == [1, 3, 224, 224] and manifest["feature_shape"] == [512, 7, 7]
+
+
 def _bad_checkpoint(tmp_path: Path) -> Path:
     state = random_resnet18(seed=1).state_dict()
     del state["fc.bias"]

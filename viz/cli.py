@@ -10,12 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import VizError
 from .inputs import DEFAULT_INPUT_SIZE
 from .models import DEFAULT_MODEL
 from .render import IMAGE_FORMATS, NORM_MODES, RANK_MODES, RenderOptions, default_threads
+
+if TYPE_CHECKING:  # the heavy modules (torch) are imported only when a command needs them
+    from .api import LayerOutput
+    from .inputs import Preprocess
+    from .models import LoadedModel
 
 PROG = "fastinterp-viz"
 
@@ -86,7 +91,7 @@ def _options(args: argparse.Namespace) -> RenderOptions:
     )
 
 
-def _load(name: str, weights: str, args: argparse.Namespace):  # -> models.LoadedModel
+def _load(name: str, weights: str, args: argparse.Namespace) -> LoadedModel:
     import torch
 
     from .models import build_model
@@ -114,14 +119,13 @@ def _list_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preprocess(args: argparse.Namespace, loaded):  # -> inputs.Preprocess
+def _preprocess(args: argparse.Namespace, loaded: LoadedModel) -> Preprocess:
+    """The original script's preprocessing, or the transforms of the model's ImageNet weights."""
     from .inputs import original_preprocess, weights_preprocess
     from .models import imagenet_weights_entry
 
     if args.preprocess == "weights":
-        preprocess = weights_preprocess(loaded.tv_weights or imagenet_weights_entry(loaded.name))
-        crop = getattr(preprocess.transform, "crop_size", None)
-        return preprocess if not crop else type(preprocess)(preprocess.transform, preprocess.mean, preprocess.std, preprocess.description, (crop[0], crop[0]))
+        return weights_preprocess(loaded.tv_weights or imagenet_weights_entry(loaded.name))
     return original_preprocess(args.input_size)
 
 
@@ -132,32 +136,18 @@ def _layers(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed command line; raises :class:`VizError` for the user's mistakes."""
-    from .api import check_device, compare, visualize
-    from .inputs import default_image
+    from .api import check_device
+    from .render import warm_up_in_background
 
     if args.list_layers:
         return _list_layers(args)
     options = _options(args)
     check_device(args.device)
-    images = args.images or [default_image()]
-    loaded = _load(args.model, args.weights, args)
-    preprocess = _preprocess(args, loaded)
-    label = f"{loaded.name}, weights: {loaded.weights_description}"
-    if args.compare is None:
-        results = visualize(
-            loaded.model, images, _layers(args), args.out, options=options, preprocess=preprocess,
-            device=args.device, overwrite=args.overwrite, progress=False if args.quiet else None,
-            context={"tool": PROG, "model": loaded.name, "weights": loaded.weights_description},
-        )
-    else:
-        other = _load(args.compare_model or args.model, args.compare, args)
-        other_label = f"{other.name}, weights: {other.weights_description}"
-        results = compare(
-            loaded.model, other.model, images, _layers(args), args.out, labels=(label, other_label),
-            options=options, preprocess=preprocess, device=args.device, overwrite=args.overwrite,
-            context={"tool": PROG},
-        )
-        label = f"A = {label}; B = {other_label}"
+    warm_up = warm_up_in_background()
+    try:
+        label, preprocess, results = _jobs(args, options)
+    finally:
+        warm_up.join()  # never leave the process with numba half-loaded on another thread
     if not args.quiet:
         print(f"model: {label}")
         print(f"preprocessing: {preprocess.description}")
@@ -168,6 +158,32 @@ def run(args: argparse.Namespace) -> int:
             listed = (f"{len(channels)} channel images ({channels[0]} .. {channels[-1]}), " if channels else "") + ", ".join(others)
             print(f"{result.image} {result.layer} -> {result.directory}/: {listed}")
     return 0
+
+
+def _jobs(args: argparse.Namespace, options: RenderOptions) -> tuple[str, Preprocess, list[LayerOutput]]:
+    """Load the model(s) and run the visualisation or the comparison."""
+    from .api import compare, visualize
+    from .inputs import default_image
+
+    images = args.images or [default_image()]
+    loaded = _load(args.model, args.weights, args)
+    preprocess = _preprocess(args, loaded)
+    label = f"{loaded.name}, weights: {loaded.weights_description}"
+    if args.compare is None:
+        results = visualize(
+            loaded.model, images, _layers(args), args.out, options=options, preprocess=preprocess,
+            device=args.device, overwrite=args.overwrite, progress=False if args.quiet else None,
+            context={"tool": PROG, "model": loaded.name, "weights": loaded.weights_description},
+        )
+        return label, preprocess, results
+    other = _load(args.compare_model or args.model, args.compare, args)
+    other_label = f"{other.name}, weights: {other.weights_description}"
+    results = compare(
+        loaded.model, other.model, images, _layers(args), args.out, labels=(label, other_label),
+        options=options, preprocess=preprocess, device=args.device, overwrite=args.overwrite,
+        context={"tool": PROG},
+    )
+    return f"A = {label}; B = {other_label}", preprocess, results
 
 
 def main(argv: Sequence[str] | None = None) -> int:

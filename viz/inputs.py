@@ -78,7 +78,8 @@ def _reason(exc: BaseException) -> str:
 class Preprocess:
     """How an image becomes the model's input, and how to undo the normalisation for display.
 
-    ``transform`` maps an RGB ``PIL.Image`` to a normalised (3, H, W) float tensor.
+    ``transform`` maps an RGB ``PIL.Image`` to a normalised (3, H, W) float tensor;
+    ``input_size`` is that (H, W) where it is fixed.
     """
 
     transform: Callable[[Any], Any]
@@ -119,4 +120,6 @@ def weights_preprocess(weights: Any) -> Preprocess:
     transform = weights.transforms()
     mean = tuple(getattr(transform, "mean", IMAGENET_MEAN))
     std = tuple(getattr(transform, "std", IMAGENET_STD))
-    return Preprocess(transform, mean, std, f"transforms of {weights}")
+    crop = getattr(transform, "crop_size", None)
+    size = (crop[0], crop[-1]) if crop else None
+    return Preprocess(transform, mean, std, f"transforms of {weights}", size)

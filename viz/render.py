@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,22 @@ def write_map(path: Path, values: np.ndarray, lut: np.ndarray, lo: float | None 
     hi = float(values.max()) if hi is None else hi
     write_indexed(path, palette_indices(values, lo, hi), lut)
     return lo, hi
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Load fastinterp's compiled kernels (numba's cache) on a background thread.
+
+    Loading takes a second or two of mostly single-threaded work; started before the model is
+    built, it overlaps with the model's construction and forward pass instead of delaying
+    the first channel. The first real call waits for it (numba's compiler lock).
+    """
+    def load() -> None:
+        upsample(np.zeros((2, 2, 2), np.float32), (4, 4))
+        upsample(np.zeros((2, 2), np.float64), (4, 4))
+
+    thread = threading.Thread(target=load, name="fastinterp-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
