@@ -4,20 +4,24 @@ Imported only when a device array, ``backend="cuda"`` or ``device=`` asks for it
 
 Every kernel sees C-contiguous data as a flat array in one 4-D view ``(outer, rows, cols,
 inner)``: channels-first planes are ``(P, H, W, 1)``, channels-last images ``(N, H, W, C)``.
-A thread owns one (inner, col) position and walks rows and outer items in grid-stride
-loops, so consecutive threads write consecutive addresses and the per-axis tables are read
-once per thread, not once per element. Blocks and grid come from the problem's shape and
-the device's multiprocessor count (:func:`launch_shape`).
+A thread owns one (inner, col) position and loops over rows and outer items, so consecutive
+threads write consecutive addresses and the column tables are read once per thread. Blocks
+and grid come from the problem's shape and the device's multiprocessor count
+(:func:`launch_shape`).
 
 * forward: the taps of :mod:`fastinterp._coords`, as element offsets, copied to the device
-  once per shape; the arithmetic is the CPU kernels', operation for operation, with
-  non-contracting ``*_rn`` intrinsics (NVVM would otherwise fuse multiply-adds), so float
-  outputs equal the CPU's bit for bit and the legacy output the original's.
+  once per shape. A thread walks down a run of output rows, interpolating each source row
+  it needs horizontally once and blending two of them per output element (at 8x: one blend
+  and one store per element). The arithmetic is the CPU kernels', operation for operation,
+  with non-contracting ``*_rn`` intrinsics (NVVM would otherwise fuse multiply-adds), so
+  float outputs equal the CPU's bit for bit and the legacy output the original's.
 * adjoint: the transpose of the forward, as two gathers along one axis each (rows, then
   columns) through CSR tables built on the host: every input element sums its readers in a
   fixed order, so the result is deterministic, without atomics.
 
 Indices are unsigned 64-bit: no wrap-around code per access, no overflow past 2**31.
+Launches are specialized and configured once per shape, stream and dtypes; numba views of
+torch tensors are reused by address (see :func:`_tensor_numba`).
 """
 
 from __future__ import annotations
