@@ -3,6 +3,7 @@ or random initialisation."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import sys
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ def imagenet_weights_entry(name: str) -> Any:
 
 def fetch_imagenet_state_dict(weights: Any) -> Mapping[str, Any]:
     """Download (or read from torchvision's cache) the state dict of a weights entry."""
-    return weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)
+    # torch.hub announces downloads on stdout; stdout is kept for the CLI's summary.
+    with contextlib.redirect_stdout(sys.stderr):
+        return weights.get_state_dict(progress=sys.stderr.isatty(), check_hash=True)
 
 
 def build_model(name: str = DEFAULT_MODEL, weights: str = "imagenet", *, num_classes: int | None = None) -> LoadedModel:
