@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from ._coords import InverseTaps, LegacyAxisTaps
 from ._threads import parallel_launch
@@ -53,6 +54,17 @@ def _to_output_impl(value, out):
     return lambda value, out: value
 
 
+def _as_weight_type(value, weight):  # pragma: no cover - replaced by the overload below in jitted code
+    raise NotImplementedError
+
+
+@overload(_as_weight_type, inline="always")
+def _as_weight_type_impl(value, weight):
+    """``value`` as the weights' float type: numba would compute integer * float32 in float64."""
+    weight_type = as_dtype(weight).type
+    return lambda value, weight: weight_type(value)
+
+
 @njit(inline="always")
 def _task_rows(task, blocks_per_outer, rows_per_task, out_h):
     outer = task // blocks_per_outer
@@ -69,7 +81,9 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task):
     for r in range(rows.shape[0]):
         line = src[plane, first_row + r]
         for j in range(out_w):
-            rows[r, j] = line[xs.first[j]] * xs.w_first[j] + line[xs.second[j]] * xs.w_second[j]
+            w_left, w_right = xs.w_first[j], xs.w_second[j]
+            left, right = _as_weight_type(line[xs.first[j]], w_left), _as_weight_type(line[xs.second[j]], w_left)
+            rows[r, j] = left * w_left + right * w_right
     for i in range(row_start, row_stop):
         top, bottom = rows[ys.first[i] - first_row], rows[ys.second[i] - first_row]
         w_top, w_bottom = ys.w_first[i], ys.w_second[i]
@@ -104,7 +118,10 @@ def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
         return original_expression
 
     def bilinear(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
-        # The same order of operations as the separable planes body: bit-identical results.
+        # The same operations, in the same order and precision, as the separable planes body:
+        # bit-identical results in both layouts.
+        a, b = _as_weight_type(a, w_left), _as_weight_type(b, w_left)
+        c, d = _as_weight_type(c, w_left), _as_weight_type(d, w_left)
         return _to_output((a * w_left + b * w_right) * w_top + (c * w_left + d * w_right) * w_bottom, out)
 
     return bilinear
