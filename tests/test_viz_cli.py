@@ -239,6 +239,20 @@ def _error_cases(tmp_path: Path, images: Path) -> dict[str, tuple[list, str]]:
     }
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+def test_read_only_output_directory(images, tmp_path):
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        code, _, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--out", out)
+    finally:
+        out.chmod(0o700)
+    assert code == 2
+    assert err == f"fastinterp-viz: error: cannot write to output directory {out}: Permission denied\n"
+    assert os.listdir(out) == []
+
+
 ERROR_CASES = [
     "unreadable image", "missing image", "unknown layer", "unknown model", "checkpoint mismatch",
     "unreadable checkpoint", "missing checkpoint", "out dir not writable",

@@ -107,7 +107,8 @@ def visualize(
     """Render every channel of ``layers`` of ``model`` for each image into ``out_dir/<image>/<layer>/``.
 
     ``images``: image files and folders. ``layers``: dotted names (``layer4``, ``layer4[-1]``).
-    One forward pass per image, stopped after the last requested layer. Nothing is written
+    The model is moved to ``device`` and put in eval mode; one forward pass per image, under
+    ``torch.inference_mode``, stopped after the last requested layer. Nothing is written
     unless the whole run succeeds; existing output directories are an error unless
     ``overwrite``. ``context`` (e.g. model name and weights) is added to every manifest.
     ``progress``: a tqdm bar (None: only on a terminal).
