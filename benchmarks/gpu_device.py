@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import sys
@@ -290,7 +289,6 @@ def time_forward_cases(rate: float) -> None:
 def time_launch_shapes() -> None:
     """The float32 targets under other block sizes and grid depths (data for tuning)."""
     rows = []
-    device_id = _cuda._current_device_id()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     stream = _cuda._torch_stream(torch.device("cuda"))
     for shape in ((1, 2048, 24, 24), (32, 2048, 7, 7)):

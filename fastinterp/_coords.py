@@ -87,26 +87,27 @@ def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -
 
 class InverseTaps(NamedTuple):
     """For input index ``i`` along one axis: ``outputs[start[i]:start[i + 1]]`` are the output
-    indices that read it and ``weights[...]`` the weights they read it with."""
+    indices that read it (ascending, each once) and ``weights[...]`` the weights they read it with."""
 
     start: np.ndarray  # int64, length in_size + 1
-    outputs: np.ndarray  # int64, increasing within each input index
+    outputs: np.ndarray  # int64
     weights: np.ndarray  # compute dtype
 
 
 @lru_cache(maxsize=256)
 def inverse_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> InverseTaps:
-    """The transpose of :func:`fastinterp._coords.axis_taps` in CSR form.
+    """The transpose of :func:`axis_taps` in CSR form, for the adjoint on every backend.
 
-    Built from the float64 tables and cast once, so the adjoint uses the same weights the
-    forward does. Where an edge is clamped (``first == second``) the output index appears
-    twice, once for each weight, exactly as the forward reads it twice.
+    Built from the float64 tables and cast once, so the adjoint uses the forward's weights.
+    Each output index appears once per input index it reads, in ascending order: a fixed
+    summation order. Where an edge is clamped (``first == second``) its weights are summed.
     """
     taps = axis_taps(in_size, out_size, align, np.dtype(np.float64))
     output_index = np.arange(out_size, dtype=np.int64)
-    sources = np.concatenate([taps.first, taps.second])
-    outputs = np.concatenate([output_index, output_index])
-    weights = np.concatenate([taps.w_first, taps.w_second])
+    distinct = taps.first != taps.second
+    sources = np.concatenate([taps.first, taps.second[distinct]])
+    outputs = np.concatenate([output_index, output_index[distinct]])
+    weights = np.concatenate([np.where(distinct, taps.w_first, taps.w_first + taps.w_second), taps.w_second[distinct]])
     order = np.lexsort((outputs, sources))
     start = np.zeros(in_size + 1, dtype=np.int64)
     np.cumsum(np.bincount(sources, minlength=in_size), out=start[1:])

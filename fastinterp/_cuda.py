@@ -39,7 +39,7 @@ import numpy as np
 from numba import cuda
 
 from ._api import Plan, _check_out_numpy, _numpy_layout, _user_out_shape, check_align, make_plan
-from ._coords import axis_taps
+from ._coords import inverse_axis_taps
 
 _SIMULATED = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
@@ -402,34 +402,16 @@ def _cached_forward_launch(plan: Plan, outer: int, inner: int, device_id: int) -
     return forward_launch(plan, outer, inner, shape)
 
 
-def adjoint_csr(in_size: int, out_size: int, align: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The transpose of one axis's taps: for each input index, the outputs that read it.
-
-    Returns ``(pointers, outputs, weights)`` in CSR form: input index ``k`` is read by
-    ``outputs[pointers[k]:pointers[k + 1]]`` (ascending) with ``weights`` (float64). A
-    clamped output that reads one input twice contributes once, with the summed weight.
-    """
-    taps = axis_taps(in_size, out_size, align, np.dtype(np.float64))
-    dest = np.arange(out_size)
-    twice = taps.first != taps.second
-    sources = np.concatenate([taps.first, taps.second[twice]])
-    outputs = np.concatenate([dest, dest[twice]])
-    weights = np.concatenate([np.where(twice, taps.w_first, taps.w_first + taps.w_second), taps.w_second[twice]])
-    order = np.lexsort((outputs, sources))
-    pointers = np.concatenate([[0], np.cumsum(np.bincount(sources, minlength=in_size))])
-    return pointers, outputs[order], weights[order]
-
-
 def gather_launch(
     outer: int, rows: int, src_cols: int, out_cols: int, inner: int, align: str, compute: np.dtype,
     shape: LaunchShape,
 ) -> _Launch:
     """One adjoint pass: (outer, rows, src_cols, inner) -> (outer, rows, out_cols, inner)."""
-    pointers, outputs, weights = adjoint_csr(out_cols, src_cols, align)
+    inverse = inverse_axis_taps(out_cols, src_cols, align, compute)
     table = np.concatenate([
-        _header(rows, src_cols, out_cols, inner, shape.channel_blocks, outer), pointers, outputs * inner,
+        _header(rows, src_cols, out_cols, inner, shape.channel_blocks, outer), inverse.start, inverse.outputs * inner,
     ]).astype(np.uint64)
-    return _Launch(_gather_kernel(compute.name), shape, table, weights.astype(compute))
+    return _Launch(_gather_kernel(compute.name), shape, table, inverse.weights)
 
 
 @functools.lru_cache(maxsize=64)

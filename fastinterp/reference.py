@@ -120,6 +120,24 @@ def bilinear_resize(plane: np.ndarray, out_h: int, out_w: int, align: str = "cen
     return out
 
 
+def interpolation_matrix(in_size: int, out_size: int, align: str) -> np.ndarray:
+    """Dense (out_size, in_size) float64 matrix of one axis: ``resize = M_y @ plane @ M_x.T``."""
+    matrix = np.zeros((out_size, in_size))
+    for d in range(out_size):
+        i0, i1, w = taps(d, in_size, out_size, align)
+        matrix[d, i0] += 1.0 - w
+        matrix[d, i1] += w
+    return matrix
+
+
+def bilinear_adjoint(grad_out: np.ndarray, in_h: int, in_w: int, align: str = "center") -> np.ndarray:
+    """The gradient of a resize of (..., in_h, in_w) given the output's gradient (..., OH, OW):
+    the transpose of the interpolation, ``M_y.T @ grad @ M_x``, in float64."""
+    rows = interpolation_matrix(in_h, grad_out.shape[-2], align)
+    cols = interpolation_matrix(in_w, grad_out.shape[-1], align)
+    return np.einsum("yi,...ij,jx->...yx", rows.T, grad_out.astype(np.float64), cols)
+
+
 def to_integer_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Round to nearest (half to even) and saturate to the range of an integer dtype."""
     info = np.iinfo(dtype)

@@ -32,16 +32,6 @@ SIZE_CASES = [
 SIZE_IDS = [f"{a[0]}x{a[1]}-{b[0]}x{b[1]}" for a, b in SIZE_CASES]
 
 
-def interpolation_matrix(in_size: int, out_size: int, align: str) -> np.ndarray:
-    """Dense (out, in) matrix of one axis, built from the reference taps."""
-    matrix = np.zeros((out_size, in_size))
-    for d in range(out_size):
-        first, second, w_second = reference.taps(d, in_size, out_size, align)
-        matrix[d, first] += 1.0 - w_second
-        matrix[d, second] += w_second
-    return matrix
-
-
 def channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
@@ -100,8 +90,8 @@ def test_gradcheck_channels_last_and_other_ranks(align):
 @pytest.mark.parametrize(("in_size", "out_size"), SIZE_CASES + [((10, 13), (120, 150))], ids=SIZE_IDS + ["parallel"])
 def test_adjoint_is_the_transpose_of_the_interpolation_matrix(align, in_size, out_size):
     grad = np.random.default_rng(0).standard_normal((4, 3, *out_size))
-    rows = interpolation_matrix(in_size[0], out_size[0], align)
-    cols = interpolation_matrix(in_size[1], out_size[1], align)
+    rows = reference.interpolation_matrix(in_size[0], out_size[0], align)
+    cols = reference.interpolation_matrix(in_size[1], out_size[1], align)
     expected = np.einsum("oi,ncop,pj->ncij", rows, grad, cols)
     got = torch.ops.fastinterp.resize_backward(torch.from_numpy(grad), *in_size, align)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
