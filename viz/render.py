@@ -151,6 +151,7 @@ def warm_up_in_background() -> threading.Thread:
     built, it overlaps with the model's construction and forward pass instead of delaying
     the first channel. The first real call waits for it (numba's compiler lock).
     """
+
     def load() -> None:
         upsample(np.zeros((2, 2, 2), np.float32), (4, 4))
         upsample(np.zeros((2, 2), np.float64), (4, 4))
