@@ -234,6 +234,8 @@ def _error_cases(tmp_path: Path, images: Path) -> dict[str, tuple[list, str]]:
         "out dir not writable": ([cat, "--out", tmp_path / "a-file" / "out"],
                                  f"cannot create output directory {tmp_path / 'a-file' / 'out'}: Not a directory"),
         "not a feature map (after a layer was rendered)": ([cat, "--layer", "layer1,fc"], "layer 'fc' outputs shape (1, 1000), not (N, C, H, W) feature maps"),
+        "compare of different shapes": ([cat, "--layer", "layer2", "--compare", "none", "--compare-model", "resnet50"],
+                                        "cannot compare feature maps of shapes (128, 8, 8) and (512, 8, 8)"),
         "cuda without cuda": ([cat, "--device", "cuda"],
                               "--device cuda: CUDA is not available here (torch.cuda.is_available() is False); use --device cpu"),
     }
@@ -256,7 +258,7 @@ def test_read_only_output_directory(images, tmp_path):
 ERROR_CASES = [
     "unreadable image", "missing image", "unknown layer", "unknown model", "checkpoint mismatch",
     "unreadable checkpoint", "missing checkpoint", "out dir not writable",
-    "not a feature map (after a layer was rendered)", "cuda without cuda",
+    "not a feature map (after a layer was rendered)", "compare of different shapes", "cuda without cuda",
 ]
 
 
