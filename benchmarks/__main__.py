@@ -205,7 +205,18 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], data: dict[str, 
             baseline = baseline_of(members)
             rows = [[r.label, *time_and_ratio(r, baseline), measured_seconds(r)] for r in members]
             lines += [f"### {group}", "", markdown_table(["method", "median ms", "x baseline", "measured"], rows), ""]
-    lines += ["## Scaling series", "", "![time against output size](benchmarks.png)", ""]
+    lines += [
+        "## Scaling series",
+        "",
+        "![time against output size](benchmarks.png)",
+        "",
+        "float32 (64, h, h) by 4, h = 8 to 128 (quick) or 512 (full); slow per-plane methods are drawn only where "
+        "they were timed whole. Flat steps of several milliseconds at small sizes are the wait of a parallel region "
+        "for its other worker thread when the cores are busy with other work (see the load average above): one "
+        "scheduler time slice. Calls that stay on one thread at small sizes (OpenCV, torch channels_last with N=1) "
+        "do not pay it.",
+        "",
+    ]
     return "\n".join(lines)
 
 
