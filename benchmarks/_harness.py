@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 import pytest
 
-from benchmarks._methods import METHODS, Case, Unavailable, expected_cf, input_cf
+from benchmarks._methods import METHODS, Case, Method, Prepared, Unavailable, expected_cf, input_cf
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,10 @@ def time_run(
     """The one timing helper: as many rounds of ``run`` as the mode's budget allows.
 
     ``first_s`` is the duration of the checked first call. Over a second it may have been
-    compilation or cache loading, so one more call estimates the steady time before the rounds are chosen. ``info`` lands in the benchmark's ``extra_info``: ``role`` (``baseline`` is the group's
-    ratio denominator), ``scale`` (factor from the timed work to the whole case), ``note``,
-    and ``targets`` (see :func:`evaluate_targets`).
+    compilation or cache loading, so one more call estimates the steady time before the rounds
+    are chosen. ``info`` lands in the benchmark's ``extra_info``: ``role`` (``baseline`` is the
+    group's ratio denominator), ``scale`` (factor from the timed work to the whole case),
+    ``note``, and ``targets`` (see :func:`evaluate_targets`).
     """
     config = settings()
     reprobed = first_s >= SLOW_CALL_S
@@ -141,6 +142,16 @@ def planes_to_time(case: Case, per_plane_cost: bool) -> int:
     return max(1, min(case.planes, settings().subset_elements // per_plane))
 
 
+def _difference(case: Case, method: Method, prepared: Prepared, planes: int, result: Any) -> tuple[float, float]:
+    """Largest difference of a method's result to what it must equal, and the tolerance."""
+    actual = prepared.as_cf(result)
+    expected = prepared.expected
+    if expected is None:
+        expected = expected_cf(case).reshape(-1, *case.out_hw)[:planes].reshape(actual.shape)
+    tolerance = method.uint8_tolerance if expected.dtype == np.uint8 else 1e-5
+    return max_abs_diff(actual, expected), tolerance
+
+
 def bench_method(benchmark: Any, case: Case, name: str, targets: Iterable[dict] = ()) -> None:
     """Check ``METHODS[name]`` against fastinterp on ``case``, then time it (or exclude it)."""
     method = METHODS[name]
@@ -156,17 +167,12 @@ def bench_method(benchmark: Any, case: Case, name: str, targets: Iterable[dict] 
     result, first_s = call_once(prepared.run)
     info: dict[str, Any] = {}
     if prepared.as_cf is not None:
-        actual = prepared.as_cf(result)
-        expected = prepared.expected
-        if expected is None:
-            expected = expected_cf(case).reshape(-1, *case.out_hw)[:planes].reshape(actual.shape)
-        tolerance = method.uint8_tolerance if expected.dtype == np.uint8 else 1e-5
-        info["max_diff"] = max_abs_diff(actual, expected)
+        info["max_diff"], tolerance = _difference(case, method, prepared, planes, result)
         if info["max_diff"] > tolerance:
             record_exclusion(
                 case.id, name, f"differs from fastinterp by up to {info['max_diff']:g} (tolerance {tolerance:g})", **where
             )
-    del result
+    del result  # freed before the timed rounds
     note, scale = prepared.note, prepared.scale
     if planes < case.planes:
         scale = case.planes / planes
