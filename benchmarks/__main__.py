@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -223,6 +224,9 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], data: dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if importlib.util.find_spec("pytest_benchmark") is None:
+        print("the benchmarks need pytest-benchmark: pip install -e '.[bench]'", file=sys.stderr)
+        return 1
     args.load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="fastinterp-bench-") as scratch:
         json_path, exclusions_path = Path(scratch) / "results.json", Path(scratch) / "exclusions.jsonl"
