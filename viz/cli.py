@@ -8,6 +8,7 @@ downloaded), written to ``viz-out/grace_hopper/layer4/``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -194,3 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VizError as exc:
         _say(f"error: {exc}")
         return 2
+    except BrokenPipeError:  # e.g. `--list-layers | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
