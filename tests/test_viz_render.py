@@ -128,3 +128,13 @@ def test_jpeg_output_and_any_colormap(tmp_path, features):
 def test_bad_options_are_one_line_errors(options, message):
     with pytest.raises(VizError, match="^" + message.replace("(", r"\(")):
         RenderOptions(**options)
+
+
+def test_scale_input_upsamples_to_the_input_image(tmp_path, features):
+    image = np.zeros((30, 35, 3), np.uint8)
+    manifest = render_layer(features, tmp_path, RenderOptions(scale=None), image=image)
+    assert manifest["image_size"] == [30, 35]
+    channel = fastinterp.resize(features[1], size=(30, 35))
+    np.testing.assert_array_equal(read_rgb(tmp_path / "channels" / "0001.png"), expected_rgb(channel, channel.min(), channel.max()))
+    with pytest.raises(VizError, match="^--scale input needs the input image$"):
+        render_layer(features, tmp_path / "none", RenderOptions(scale=None))
