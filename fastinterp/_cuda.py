@@ -15,13 +15,17 @@ and grid come from the problem's shape and the device's multiprocessor count
   and one store per element). The arithmetic is the CPU kernels', operation for operation,
   with non-contracting ``*_rn`` intrinsics (NVVM would otherwise fuse multiply-adds), so
   float outputs equal the CPU's bit for bit and the legacy output the original's.
-* adjoint: the transpose of the forward, as two gathers along one axis each (rows, then
-  columns) through CSR tables built on the host: every input element sums its readers in a
-  fixed order, so the result is deterministic, without atomics.
+* adjoint: the transpose of the forward, one fused kernel over the CSR tables of
+  :func:`fastinterp._coords.inverse_axis_taps`. A block takes a tile of input pixels of one
+  plane, sums its output-gradient rows vertically with lanes on consecutive columns
+  (coalesced, several loads in flight per thread) into shared memory, then horizontally
+  from there: every input element sums its readers in a fixed order, so the result is
+  deterministic, without atomics, and the gradient is read from memory once.
 
 Indices are unsigned 64-bit: no wrap-around code per access, no overflow past 2**31.
-Launches are specialized and configured once per shape, stream and dtypes; numba views of
-torch tensors are reused by address (see :func:`_tensor_numba`).
+Launches are specialized and configured once per shape, stream and dtypes. For torch, what
+a request resolves to (plan, layout, launch) is kept per tensor layout and arguments, and
+the packed kernel arguments per (addresses, stream) (see :meth:`_Launch.on_tensors`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,15 @@ _MAX_THREADS_PER_SM = 2048
 _MAX_BLOCKS_PER_SM = 32
 #: Length of the header (problem dimensions) that starts every device index table.
 _HEADER = 8
+#: The adjoint's threads per block, loads each thread has in flight, and register cap: left
+#: alone, ptxas takes 96 registers (2 blocks of 256 per SM); at 64 it spills 8 bytes and 4 fit.
+ADJOINT_THREADS = 256
+ADJOINT_LOADS_IN_FLIGHT = 8
+ADJOINT_MAX_REGISTERS = 64
+#: The adjoint's shared memory per block: vertical sums of a tile (an (8x) 24 x 192 plane
+#: fits in float32) and partial sums of its input pixels. 24 KiB leaves room for 8 blocks.
+ADJOINT_SUMS_BYTES = 20480
+ADJOINT_PARTIAL_BYTES = 4096
 
 # ----------------------------------------------------------------------------------------
 # Arithmetic. The simulator runs kernels as Python, where numpy scalar operations already
@@ -247,39 +260,130 @@ def _forward_kernel(compute: str, store_kind: str, out_dtype: str) -> Any:
     return forward
 
 
+@cuda.jit(device=True)
+def _smaller(a, b):
+    return a if a < b else b  # (the builtin min does not compile for the device everywhere)
+
+
+@cuda.jit(device=True)
+def _split(item, width):
+    """(item // width, item % width) for counts within one block's buffers, in 32 bits
+    (a 64-bit division costs several times the loads it indexes)."""
+    numerator, denominator = np.uint32(item), np.uint32(width)
+    quotient = numerator // denominator
+    return np.uint64(quotient), np.uint64(numerator - quotient * denominator)
+
+
 @functools.lru_cache(maxsize=None)
-def _gather_kernel(compute: str) -> Any:
-    """The adjoint's pass: a weighted gather along the cols axis of a 4-D view."""
+def _adjoint_kernel(
+    compute: str, sums_capacity: int, partial_capacity: int, loads_in_flight: int, max_registers: int | None
+) -> Any:
+    """The fused adjoint for a compute dtype, its shared buffers' sizes (elements), unroll and
+    register cap (None: the compiler's choice)."""
     cast = _ARITHMETIC[compute].cast
+    # The simulator takes no register cap.
+    options = {} if _SIMULATED or max_registers is None else {"max_registers": max_registers}
+    element = np.float32 if compute == "float32" else np.float64
 
-    @cuda.jit
-    def gather(src, out, table, weights):
-        """out[o, i, j, c] = sum over k of weights[k] * src[o, i, source[k], c], k in CSR row j.
+    @cuda.jit(device=True)
+    def weighted_sum(total, src, base, stride, first, table, outputs, weights, weight_base, begin, end):
+        """total + sum over k in [begin, end) of weights[weight_base + k] * src[base + (table[outputs + k] - first) * stride].
 
-        ``table``: header (rows, src_cols, out_cols, inner, channel_blocks, outer), then
-        the CSR row pointers [out_cols + 1] and the source offsets (source index * inner).
+        ``loads_in_flight`` loads are issued before any of them is summed: one dependent load
+        at a time per thread leaves the memory system mostly idle. The sum keeps table order.
         """
-        rows, src_cols, out_cols, inner = table[0], table[1], table[2], table[3]
-        channel_blocks, outer = table[4], table[5]
-        c, j, row_start, row_step = _thread_position(channel_blocks)  # rows strided over slots
-        if c >= inner or j >= out_cols:
-            return
-        begin, end = table[np.uint64(_HEADER) + j], table[np.uint64(_HEADER) + j + np.uint64(1)]
-        entries = np.uint64(_HEADER) + out_cols + np.uint64(1)
-        # Lines are (outer, row) pairs: line = o * rows + i.
-        image_line, image_step = np.uint64(cuda.blockIdx.z) * rows, np.uint64(cuda.gridDim.z) * rows
-        while image_line < outer * rows:
-            line = image_line + row_start
-            while line < image_line + rows:
-                src_row = line * src_cols * inner + c
-                total = cast(0)
-                for k in range(begin, end):
-                    total += weights[k] * cast(src[src_row + table[entries + k]])
-                out[(line * out_cols + j) * inner + c] = total
-                line += row_step
-            image_line += image_step
+        values = cuda.local.array(loads_in_flight, element)
+        k = begin
+        while k < end:
+            for u in range(loads_in_flight):
+                entry = k + np.uint64(u)
+                if entry < end:
+                    values[u] = cast(src[base + (table[outputs + entry] - first) * stride])
+            for u in range(loads_in_flight):
+                entry = k + np.uint64(u)
+                if entry < end:
+                    total += weights[weight_base + entry] * values[u]
+            k += np.uint64(loads_in_flight)
+        return total
 
-    return gather
+    @cuda.jit(**options)
+    def adjoint(grad, out, table, weights):
+        """out[p, i, j] = sum over (r, c) reading (i, j) of w_y * w_x * grad[p, r, c], deterministic.
+
+        ``table``: header (planes, out_h, out_w, in_h, in_w, band_rows, tile_cols,
+        chunk_cols), then the rows' CSR (start [in_h + 1], output rows) and the columns' CSR
+        (start [in_w + 1], output columns) of :func:`inverse_axis_taps`; ``weights``: the
+        rows' weights, then the columns'.
+
+        A block takes a unit (plane, band of input rows, tile of input columns) at a time and
+        walks the output columns the tile reads in chunks of ``chunk_cols``: (1) every
+        thread sums one (input row, output column) vertically from global memory, lanes on
+        consecutive output columns (coalesced), into shared ``sums``; (2) every thread sums
+        one input pixel horizontally from ``sums``, carrying its partial sum over chunks in
+        shared ``partial``, and stores it after the last. Each input pixel is one thread's
+        sum in ascending output order: no atomics, the same bits every run.
+        """
+        sums = cuda.shared.array(sums_capacity, element)
+        partial = cuda.shared.array(partial_capacity, element)
+        planes, out_h, out_w, in_h = table[0], table[1], table[2], table[3]
+        in_w, band_rows, tile_cols, chunk_cols = table[4], table[5], table[6], table[7]
+        one = np.uint64(1)
+        y_start = np.uint64(_HEADER)
+        y_outputs = y_start + in_h + one
+        x_weights = table[y_start + in_h]  # the rows' entries come first in ``weights``
+        x_start = y_outputs + x_weights
+        x_outputs = x_start + in_w + one
+        bands = (in_h + band_rows - one) // band_rows
+        tiles = (in_w + tile_cols - one) // tile_cols
+        thread, threads = np.uint64(cuda.threadIdx.x), np.uint64(cuda.blockDim.x)
+        unit = np.uint64(cuda.blockIdx.x)
+        while unit < planes * bands * tiles:
+            plane, place = unit // (bands * tiles), unit % (bands * tiles)
+            first_row, first_col = (place // tiles) * band_rows, (place % tiles) * tile_cols
+            rows, cols = _smaller(band_rows, in_h - first_row), _smaller(tile_cols, in_w - first_col)
+            # Entries are sorted by (input, output) and outputs grow with inputs: the tile reads
+            # output columns from its first entry's to its last entry's.
+            begin_entry, end_entry = table[x_start + first_col], table[x_start + first_col + cols]
+            span_lo = span_hi = np.uint64(0)
+            if begin_entry < end_entry:
+                span_lo, span_hi = table[x_outputs + begin_entry], table[x_outputs + end_entry - one] + one
+            chunk_lo = span_lo
+            done = False
+            while not done:  # once at least: a tile nobody reads gets its zeros
+                chunk_hi = _smaller(chunk_lo + chunk_cols, span_hi)
+                width = chunk_hi - chunk_lo
+                done = chunk_hi >= span_hi
+                item = thread
+                while item < rows * width:
+                    band_row, col = _split(item, width)
+                    row = first_row + band_row
+                    sums[item] = weighted_sum(
+                        cast(0), grad, plane * out_h * out_w + chunk_lo + col, out_w, np.uint64(0),
+                        table, y_outputs, weights, np.uint64(0), table[y_start + row], table[y_start + row + one])
+                    item += threads
+                cuda.syncthreads()
+                item = thread
+                while item < rows * cols:
+                    band_row, col = _split(item, cols)
+                    col += first_col
+                    begin, end = table[x_start + col], table[x_start + col + one]
+                    while begin < end and table[x_outputs + begin] < chunk_lo:
+                        begin += one
+                    while end > begin and table[x_outputs + end - one] >= chunk_hi:
+                        end -= one
+                    total = cast(0) if chunk_lo == span_lo else partial[item]
+                    total = weighted_sum(total, sums, band_row * width, one, chunk_lo,
+                                         table, x_outputs, weights, x_weights, begin, end)
+                    if done:
+                        out[(plane * in_h + first_row + band_row) * in_w + col] = total
+                    else:
+                        partial[item] = total
+                    item += threads
+                cuda.syncthreads()  # ``sums`` is refilled next
+                chunk_lo = chunk_hi
+            unit += np.uint64(cuda.gridDim.x)
+
+    return adjoint
 
 
 # ----------------------------------------------------------------------------------------
@@ -350,6 +454,7 @@ class _Launch:
         self.kernel, self.shape = kernel, shape
         self.table, self.weights = cuda.to_device(table), cuda.to_device(weights)
         self._configured: dict[Any, Any] = {}
+        self._prepared: dict[tuple[Any, ...], Callable[[], Any]] = {}
 
     def __call__(self, src: Any, out: Any, stream: Any) -> None:
         # Specialized to the argument dtypes, so calls skip numba's type dispatch. Streams by
@@ -364,6 +469,51 @@ class _Launch:
                 configured = specialized[self.shape.grid, self.shape.block, stream]
             self._configured[key] = configured
         configured(src, out, self.table, self.weights)
+
+    def on_tensors(self, src: Any, out: Any, stream_handle: int) -> None:
+        """Launch on the memory of two dense torch tensors on CUDA stream ``stream_handle``.
+
+        numba's launch of a configured kernel re-packs every argument (about 30 us). Here the
+        packed arguments are kept per (addresses, sizes, dtypes, stream), so a repeated call
+        is one dictionary lookup and the driver's launch.
+        """
+        key = (src.data_ptr(), src.numel(), src.dtype, out.data_ptr(), out.numel(), out.dtype, stream_handle)
+        launch = self._prepared.get(key)
+        if launch is None:
+            if len(self._prepared) >= _MAX_TENSOR_VIEWS:
+                self._prepared.clear()
+            launch = self._prepared[key] = self._first_launch(
+                _tensor_numba(src), _tensor_numba(out), _numba_stream(stream_handle), stream_handle)
+        else:
+            launch()
+
+    def _first_launch(self, src: Any, out: Any, stream: Any, stream_handle: int) -> Callable[[], Any]:
+        """Launch once, packing the arguments as numba does, and return how to launch again.
+
+        The arguments are exactly those numba's own launch packs (its ``_prepare_args`` for
+        the compiled signature): addresses and sizes, no references to memory. Where this
+        numba lacks those internals or its driver refuses them before launching (the
+        simulator, another numba-cuda), numba's ordinary launch serves instead.
+        """
+        ordinary = functools.partial(self, src, out, stream)
+        if _SIMULATED:
+            ordinary()
+            return ordinary
+        from numba.cuda.cudadrv import driver
+
+        try:
+            specialized = self.kernel.specialize(src, out, self.table, self.weights)
+            kernel = next(iter(specialized.overloads.values()))
+            packed: list[Any] = []
+            for numba_type, value in zip(kernel.argument_types, (src, out, self.table, self.weights)):
+                kernel._prepare_args(numba_type, value, stream, [], packed)
+            prepared = functools.partial(driver.launch_kernel, kernel._codelibrary.get_cufunc().handle,
+                                         *self.shape.grid, *self.shape.block, 0, stream_handle, packed)
+            prepared()
+        except (AttributeError, TypeError, NotImplementedError, driver.CudaAPIError):  # nothing was launched
+            ordinary()
+            return ordinary
+        return prepared
 
 
 def _header(*values: int) -> list[int]:
@@ -402,29 +552,51 @@ def _cached_forward_launch(plan: Plan, outer: int, inner: int, device_id: int) -
     return forward_launch(plan, outer, inner, shape)
 
 
-def gather_launch(
-    outer: int, rows: int, src_cols: int, out_cols: int, inner: int, align: str, compute: np.dtype,
-    shape: LaunchShape,
+def _widest_span(columns: Any, tile_cols: int) -> int:
+    """The most output columns any tile of ``tile_cols`` input columns reads (at least 1)."""
+    in_w = len(columns.start) - 1
+    first = np.arange(0, in_w, tile_cols)
+    begin, end = columns.start[first], columns.start[np.minimum(first + tile_cols, in_w)]
+    read = end > begin
+    spans = columns.outputs[end[read] - 1] - columns.outputs[begin[read]] + 1
+    return int(spans.max(initial=1))
+
+
+def adjoint_launch(
+    planes: int, in_h: int, in_w: int, out_h: int, out_w: int, align: str, compute: np.dtype, multiprocessors: int,
+    threads_per_block: int = ADJOINT_THREADS, waves: int = WAVES, sums_bytes: int = ADJOINT_SUMS_BYTES,
+    partial_bytes: int = ADJOINT_PARTIAL_BYTES, loads_in_flight: int = ADJOINT_LOADS_IN_FLIGHT,
+    max_registers: int | None = ADJOINT_MAX_REGISTERS,
 ) -> _Launch:
-    """One adjoint pass: (outer, rows, src_cols, inner) -> (outer, rows, out_cols, inner)."""
-    inverse = inverse_axis_taps(out_cols, src_cols, align, compute)
+    """The fused adjoint (P, OH, OW) -> (P, H, W), its tiles sized to the shared buffers.
+
+    A tile is as wide as the partial sums allow and then narrowed until one input row's
+    vertical sums over the output columns it reads fit ``sums_bytes``; wider reads (a
+    thousandfold upscale) are walked in chunks. A band is as many rows as both buffers hold.
+    """
+    rows, columns = inverse_axis_taps(in_h, out_h, align, compute), inverse_axis_taps(in_w, out_w, align, compute)
+    sums_capacity, partial_capacity = sums_bytes // compute.itemsize, partial_bytes // compute.itemsize
+    tile_cols = min(in_w, partial_capacity)
+    while tile_cols > 1 and _widest_span(columns, tile_cols) > sums_capacity:
+        tile_cols = -(-tile_cols // 2)
+    chunk_cols = min(_widest_span(columns, tile_cols), sums_capacity)
+    band_rows = max(1, min(in_h, sums_capacity // chunk_cols, partial_capacity // tile_cols))
+    units = planes * -(-in_h // band_rows) * -(-in_w // tile_cols)
+    grid = min(units, waves * multiprocessors * (_MAX_THREADS_PER_SM // threads_per_block), 2**31 - 1)
     table = np.concatenate([
-        _header(rows, src_cols, out_cols, inner, shape.channel_blocks, outer), inverse.start, inverse.outputs * inner,
+        [planes, out_h, out_w, in_h, in_w, band_rows, tile_cols, chunk_cols],
+        rows.start, rows.outputs, columns.start, columns.outputs,
     ]).astype(np.uint64)
-    return _Launch(_gather_kernel(compute.name), shape, table, inverse.weights)
+    kernel = _adjoint_kernel(compute.name, sums_capacity, partial_capacity, loads_in_flight, max_registers)
+    shape = LaunchShape((threads_per_block, 1, 1), (grid, 1, 1), 1)
+    return _Launch(kernel, shape, table, np.concatenate([rows.weights, columns.weights]))
 
 
 @functools.lru_cache(maxsize=64)
-def _adjoint_launches(
+def _cached_adjoint_launch(
     planes: int, in_h: int, in_w: int, out_h: int, out_w: int, align: str, compute: np.dtype, device_id: int
-) -> tuple[_Launch, _Launch]:
-    """Rows pass (P, OH, OW) -> (P, H, OW), then columns pass (P, H, OW) -> (P, H, W)."""
-    multiprocessors = _multiprocessors(device_id)
-    rows_pass = gather_launch(planes, 1, out_h, in_h, out_w, align, compute,
-                              launch_shape(planes, 1, in_h, out_w, multiprocessors))
-    cols_pass = gather_launch(planes, in_h, out_w, in_w, 1, align, compute,
-                              launch_shape(planes, in_h, in_w, 1, multiprocessors))
-    return rows_pass, cols_pass
+) -> _Launch:
+    return adjoint_launch(planes, in_h, in_w, out_h, out_w, align, compute, _multiprocessors(device_id))
 
 
 # ----------------------------------------------------------------------------------------
@@ -543,11 +715,6 @@ def _torch_range(t: Any) -> tuple[int, int]:
     return t.data_ptr(), t.numel() * t.element_size()
 
 
-def _torch_flat(t: Any, channels_last: bool) -> Any:
-    """A flat, zero-copy view of ``t`` in kernel order (NHWC for channels_last)."""
-    return (t.permute(0, 2, 3, 1) if channels_last else t).reshape(-1)
-
-
 def _check_torch_out(out: Any, t: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     torch = sys.modules["torch"]
     if not isinstance(out, torch.Tensor):
@@ -562,9 +729,76 @@ def _check_torch_out(out: Any, t: Any, shape: tuple[int, ...], dtype: Any) -> An
     return out
 
 
-def _torch_stream(device: Any) -> Any:
+def _current_stream_handle(device_index: int) -> int:
+    """torch's current stream on a GPU, as a raw handle (``current_stream()`` builds an object)."""
+    return sys.modules["torch"]._C._cuda_getCurrentRawStream(device_index)
+
+
+@dataclass(frozen=True)
+class _TorchRequest:
+    """What a resize of one tensor layout with one set of arguments needs, validated once."""
+
+    launch: _Launch
+    out_shape: tuple[int, ...]
+    out_dtype: Any  # the result's torch dtype
+    target_dtype: Any  # what the kernel writes: float32 for a bfloat16 result
+    memory_format: Any
+    upcast: bool  # bfloat16 input, computed in float32
+    copy_input: bool  # not dense in the kernel's layout
+
+
+#: Requests by everything :func:`make_plan` and the layout depend on (see :func:`_torch_request`).
+_torch_requests: dict[tuple[Any, ...], _TorchRequest] = {}
+_MAX_TORCH_REQUESTS = 256
+
+
+def _torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, device_id: int) -> _TorchRequest:
+    """The request of resizing ``t``, from a cache keyed by what validating it reads.
+
+    The layout follows from shape and strides, the plan from the kernel shape, dtype and
+    arguments. Arguments are keyed with their types (``True == 1`` but only one is a valid
+    rate), so an identical request skips validation and a different one repeats it;
+    unhashable arguments (``size`` as a list) are validated every time.
+    """
+    size_types = tuple(map(type, size)) if type(size) is tuple else type(size)
+    key = (t.shape, t.stride(), t.dtype, t.device, w_rate, h_rate, size, align, legacy,
+           type(w_rate), type(h_rate), size_types, type(align), type(legacy))
+    try:
+        request = _torch_requests.get(key)
+    except TypeError:
+        return _build_torch_request(t, w_rate, h_rate, size, align, legacy, device_id)
+    if request is None:
+        if len(_torch_requests) >= _MAX_TORCH_REQUESTS:
+            _torch_requests.clear()
+        request = _torch_requests[key] = _build_torch_request(t, w_rate, h_rate, size, align, legacy, device_id)
+    return request
+
+
+def _build_torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, device_id: int) -> _TorchRequest:
     torch = sys.modules["torch"]
-    return _numba_stream(torch.cuda.current_stream(device).cuda_stream)
+    if t.ndim < 2:
+        raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
+    channels_last = t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    upcast = t.dtype == torch.bfloat16
+    if channels_last:
+        n, c, h, w = t.shape
+        layout, kernel_shape = "pixels", (n, h, w, c)
+    else:
+        layout, kernel_shape = "planes", (math.prod(t.shape[:-2]), *t.shape[-2:])
+    compute_dtype = torch.float32 if upcast else t.dtype
+    plan = make_plan(layout, kernel_shape, _torch_numpy_dtype(compute_dtype), w_rate, h_rate, size, align, legacy)
+    out_dtype = torch.uint8 if legacy else t.dtype
+    outer, inner = _kernel_view(kernel_shape)
+    return _TorchRequest(
+        launch=_cached_forward_launch(plan, outer, inner, device_id),
+        out_shape=(*t.shape[:-2], plan.out_h, plan.out_w),
+        out_dtype=out_dtype,
+        target_dtype=torch.float32 if out_dtype == torch.bfloat16 else out_dtype,
+        memory_format=memory_format,
+        upcast=upcast,
+        copy_input=not t.is_contiguous(memory_format=memory_format),
+    )
 
 
 def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
@@ -575,34 +809,24 @@ def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy
     """
     torch = sys.modules["torch"]
     require_cuda()
-    if t.ndim < 2:
-        raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
-    channels_last = t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    compute_t = t.detach() if t.requires_grad else t  # (no_grad mode) the array interface refuses it
-    if compute_t.dtype == torch.bfloat16:
-        compute_t = compute_t.float()
-    if channels_last:
-        n, c, h, w = t.shape
-        layout, kernel_shape = "pixels", (n, h, w, c)
-    else:
-        layout, kernel_shape = "planes", (math.prod(t.shape[:-2]), *t.shape[-2:])
-    plan = plan_request(layout, kernel_shape, _torch_numpy_dtype(compute_t.dtype), w_rate, h_rate, size, align, legacy)
-    shape = (*t.shape[:-2], plan.out_h, plan.out_w)
-    out_dtype = torch.uint8 if legacy else t.dtype
-    if out is None:
-        result = torch.empty(shape, dtype=out_dtype, device=t.device, memory_format=memory_format)
-    else:
-        result = _check_torch_out(out, t, shape, out_dtype)
-    direct = result.dtype != torch.bfloat16 and result.is_contiguous(memory_format=memory_format)
-    target = result if direct else torch.empty(
-        shape, dtype=torch.float32 if result.dtype == torch.bfloat16 else result.dtype,
-        device=t.device, memory_format=memory_format,
-    )
-    src = _torch_flat(compute_t.contiguous(memory_format=memory_format), channels_last)
-    with _OnDevice(t.device.index) as device_id:
-        run(plan, kernel_shape, _tensor_numba(src), _tensor_numba(_torch_flat(target, channels_last)),
-            _torch_stream(t.device), device_id)
+    device_index = t.device.index
+    with _OnDevice(device_index) as device_id:
+        request = _torch_request(t, w_rate, h_rate, size, align, legacy, device_id)
+        src = t.detach() if t.requires_grad else t  # (no_grad mode) views of it refuse to be read
+        if request.upcast:
+            src = src.float()
+        if request.copy_input:
+            src = src.contiguous(memory_format=request.memory_format)
+        if out is None:
+            result = torch.empty(request.out_shape, dtype=request.out_dtype, device=t.device,
+                                 memory_format=request.memory_format)
+            direct = request.target_dtype == request.out_dtype
+        else:
+            result = _check_torch_out(out, t, request.out_shape, request.out_dtype)
+            direct = result.dtype == request.target_dtype and result.is_contiguous(memory_format=request.memory_format)
+        target = result if direct else torch.empty(
+            request.out_shape, dtype=request.target_dtype, device=t.device, memory_format=request.memory_format)
+        request.launch.on_tensors(src, target, _current_stream_handle(device_index))
     if target is not result:
         result.copy_(target)
     return result
@@ -680,7 +904,7 @@ _MAX_TENSOR_VIEWS = 64
 
 
 def _tensor_numba(t: Any) -> Any:
-    """A numba view of a flat CUDA tensor, valid while ``t`` lives (the caller keeps it)."""
+    """A flat numba view of a dense CUDA tensor's memory, valid while ``t`` lives (the caller keeps it)."""
     if _SIMULATED:
         return t
     key = (t.data_ptr(), t.numel(), t.dtype)
@@ -730,17 +954,6 @@ def resize_host(
 _ADJOINT_DTYPES = ("float32", "float64", "float16")
 
 
-def _adjoint_passes(
-    grad: Any, tmp: Any, grad_in: Any, in_h: int, in_w: int, align: str, compute: np.dtype, stream: Any, device_id: int,
-    shape: tuple[int, ...],
-) -> None:
-    """Run both gathers over flat numba arrays: grad (P, OH, OW) -> tmp (P, H, OW) -> grad_in (P, H, W)."""
-    planes, out_h, out_w = math.prod(shape[:-2]), shape[-2], shape[-1]
-    rows_pass, cols_pass = _adjoint_launches(planes, in_h, in_w, out_h, out_w, align, compute, device_id)
-    rows_pass(grad, tmp, stream)
-    cols_pass(tmp, grad_in, stream)
-
-
 def _check_adjoint_request(shape: tuple[int, ...], dtype: np.dtype, in_h: Any, in_w: Any, align: Any) -> str:
     for name, value in (("in_h", in_h), ("in_w", in_w)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -770,20 +983,16 @@ def resize_adjoint_cuda(grad_out: Any, in_h: int, in_w: int, align: str) -> Any:
         raise ValueError(f"resize_adjoint_cuda needs a CUDA tensor, got one on {grad_out.device}")
     compute = np.dtype(np.float64 if dtype == np.float64 else np.float32)
     in_shape = (*shape[:-2], in_h, in_w)
-    tmp_size = math.prod(shape[:-2]) * in_h * shape[-1]
+    sizes = (math.prod(shape[:-2]), in_h, in_w, shape[-2], shape[-1], align, compute)
     if is_tensor:
         grad = grad_out.detach().contiguous()
         with _OnDevice(grad.device.index) as device_id:
-            tmp = torch.empty(tmp_size, dtype=getattr(torch, compute.name), device=grad.device)
             grad_in = torch.empty(in_shape, dtype=grad.dtype, device=grad.device)
-            _adjoint_passes(_tensor_numba(grad.view(-1)), _tensor_numba(tmp), _tensor_numba(grad_in.view(-1)),
-                            in_h, in_w, align, compute,
-                            _torch_stream(grad.device), device_id, shape)
+            _cached_adjoint_launch(*sizes, device_id).on_tensors(grad, grad_in, _current_stream_handle(grad.device.index))
         return grad_in
     if not _is_c_contiguous(grad_out):
         raise ValueError("numba device arrays must be C-contiguous; copy it into a contiguous one first")
     with _OnDevice(None) as device_id:
-        tmp = cuda.device_array(tmp_size, compute)
         grad_in = cuda.device_array(in_shape, dtype)
-        _adjoint_passes(_flat_numba(grad_out), tmp, _flat_numba(grad_in), in_h, in_w, align, compute, 0, device_id, shape)
+        _cached_adjoint_launch(*sizes, device_id)(_flat_numba(grad_out), _flat_numba(grad_in), 0)
     return grad_in

@@ -42,16 +42,32 @@ def test_adjoint_is_deterministic_and_shapes_its_output():
     assert first.shape == (5, 3, 4)
 
 
-def test_adjoint_grid_stride_loops_cover_everything():
-    rng = np.random.default_rng(14)
-    grad = rng.random((3, 7, 9))
-    tmp = cuda.device_array(3 * 4 * 9)
-    out = cuda.to_device(np.full(3 * 4 * 5, np.nan))
-    tiny = _cuda.LaunchShape((3, 1, 1), (3 * 4, 1, 2), 3)  # 3 channel blocks x 4 columns, strided outer items
-    _cuda.gather_launch(3, 1, 7, 4, 9, "left", np.dtype(np.float64), tiny)(cuda.to_device(grad.reshape(-1)), tmp, 0)
-    cols = _cuda.LaunchShape((1, 2, 2), (3, 1, 1), 1)  # 3 column blocks, strided rows and outer items
-    _cuda.gather_launch(3, 4, 9, 5, 1, "left", np.dtype(np.float64), cols)(tmp, out, 0)
-    np.testing.assert_allclose(out.copy_to_host().reshape(3, 4, 5), bilinear_adjoint(grad, 4, 5, "left"), rtol=1e-13)
+@pytest.mark.parametrize("in_size, out_size", [((4, 5), (9, 13)), ((9, 11), (4, 5)), ((1, 1), (3, 40))])
+@pytest.mark.parametrize("sums_bytes, partial_bytes", [(8 * 64, 8 * 48), (8 * 3, 8 * 2), (8, 8)])
+def test_adjoint_tiles_bands_and_chunks_cover_everything(in_size, out_size, sums_bytes, partial_bytes):
+    """Shared buffers far too small for a plane: input rows in bands, columns in tiles, the
+    output columns a tile reads in chunks, several units per block, unread input pixels."""
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    grad = np.random.default_rng(14).random((3, out_h, out_w))
+    launch = _cuda.adjoint_launch(3, in_h, in_w, out_h, out_w, "center", np.dtype(np.float64), 1,
+                                  threads_per_block=64, waves=1, sums_bytes=sums_bytes, partial_bytes=partial_bytes,
+                                  loads_in_flight=3)
+    out = cuda.to_device(np.full(3 * in_h * in_w, np.nan))
+    launch(cuda.to_device(grad.reshape(-1)), out, 0)
+    expected = bilinear_adjoint(grad, in_h, in_w, "center")
+    np.testing.assert_allclose(out.copy_to_host().reshape(expected.shape), expected, rtol=1e-13, atol=1e-13)
+
+
+def test_adjoint_tiles_fit_the_shared_buffers():
+    for in_size, out_size in [((24, 24), (192, 192)), ((4000, 6000), (32000, 48000)), ((1, 1), (1, 100000))]:
+        for compute in (np.dtype(np.float32), np.dtype(np.float64)):
+            launch = _cuda.adjoint_launch(2, *in_size, *out_size, "center", compute, 132)
+            planes, _, _, in_h, in_w, band_rows, tile_cols, chunk_cols = launch.table.copy_to_host()[:8]
+            assert band_rows * chunk_cols * compute.itemsize <= _cuda.ADJOINT_SUMS_BYTES
+            assert band_rows * tile_cols * compute.itemsize <= _cuda.ADJOINT_PARTIAL_BYTES
+            assert 1 <= band_rows <= in_h and 1 <= tile_cols <= in_w
+    whole_plane = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), 132)
+    assert tuple(whole_plane.table.copy_to_host()[5:8]) == (24, 24, 192)  # one unit per plane
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,14 @@ pytestmark = pytest.mark.cudasim
 
 @pytest.fixture(autouse=True)
 def cpu_tensors_as_device_arrays(monkeypatch):
-    def flat_view(arr):
-        return (arr.numpy() if isinstance(arr, torch.Tensor) else arr).reshape(-1)
+    def flat_view(t):
+        """The tensor's memory in memory order, as ``_tensor_numba`` views a CUDA tensor."""
+        return torch.as_strided(t, (t.numel(),), (1,)).numpy()
 
     monkeypatch.setattr(_cuda, "_tensor_numba", flat_view)
-    monkeypatch.setattr(_cuda, "_torch_stream", lambda device: 0)
+    monkeypatch.setattr(_cuda, "_current_stream_handle", lambda device_index: 0)
+    monkeypatch.setattr(_cuda, "_numba_stream", lambda handle: 0)
+    monkeypatch.setattr(_cuda, "_torch_requests", {})
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -90,3 +93,32 @@ def test_host_tensor_routes():
         fastinterp.resize(x, 2.0, backend="cuda")
     with pytest.raises(TypeError, match="tensor.to"):
         fastinterp.resize(x, 2.0, device="cuda")
+
+
+def test_repeated_requests_are_validated_once_and_by_type():
+    x = torch.rand(2, 3, 4, 5)
+    first = _cuda._torch_request(x, 2.0, None, None, "center", False, 0)
+    assert _cuda._torch_request(torch.rand(2, 3, 4, 5), 2.0, None, None, "center", False, 0) is first
+    assert _cuda._torch_request(x, 2, None, None, "center", False, 0) is not first  # 2 == 2.0, another type
+    _cuda.resize_torch(x, 1.0, None, None, "center", False, None)
+    with pytest.raises(TypeError, match="rate"):
+        _cuda.resize_torch(x, True, None, None, "center", False, None)  # True == 1.0
+    _cuda.resize_torch(x, None, None, (8, 10), "center", False, None)
+    with pytest.raises(ValueError, match="size"):
+        _cuda.resize_torch(x, None, None, (8.0, 10), "center", False, None)  # (8.0, 10) == (8, 10)
+    listed = _cuda.resize_torch(x, None, None, [8, 10], "center", False, None)  # unhashable: not cached
+    torch.testing.assert_close(listed, fastinterp.resize(x, size=(8, 10)), rtol=0, atol=0)
+    assert _cuda._torch_request(x.contiguous(memory_format=torch.channels_last), 2.0, None, None,
+                                "center", False, 0).memory_format == torch.channels_last
+
+
+def test_launches_on_tensors_are_packed_once_per_address_and_stream():
+    x = torch.rand(3, 4, 5)
+    request = _cuda._torch_request(x, None, None, (7, 9), "center", False, 0)
+    outs = [torch.full((3, 7, 9), float("nan")) for _ in range(2)]
+    request.launch._prepared.clear()  # launches are shared with earlier tests
+    for out in (*outs, outs[0]):
+        request.launch.on_tensors(x, out, 0)
+    assert len(request.launch._prepared) == 2
+    for out in outs:
+        torch.testing.assert_close(out, fastinterp.resize(x, size=(7, 9)), rtol=0, atol=0)
