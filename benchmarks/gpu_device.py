@@ -161,6 +161,19 @@ def check_adjoint() -> None:
             check(f"adjoint {align} {str(dtype)[6:]} vs torch autograd", error < limit and first.dtype == dtype
                   and first.shape == x.shape and first.is_contiguous(), f"rel. error {error:.1e}")
             check(f"adjoint {align} {str(dtype)[6:]} bit-identical twice", bool(torch.equal(first, second)))
+    # Planes larger than one block's shared buffers (bands, tiles), a read wider than them
+    # (chunks), downscaling (input pixels nobody reads), many planes.
+    for in_size, out_size, planes in (((37, 300), (296, 2400), 3), ((2, 3), (5, 12000), 2),
+                                      ((50, 60), (20, 25), 5), ((24, 24), (192, 192), 2048)):
+        x = torch.rand((1, planes, *in_size), device="cuda", dtype=torch.float64, requires_grad=True)
+        y = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
+        grad = torch.randn_like(y)
+        (want,) = torch.autograd.grad(y, x, grad)
+        got = _cuda.resize_adjoint_cuda(grad.float(), *in_size, "center")
+        again = _cuda.resize_adjoint_cuda(grad.float(), *in_size, "center")
+        error = ((got.double() - want).norm() / want.norm()).item()
+        check(f"adjoint {planes}x{in_size} from {out_size} float32 vs torch, bit-identical twice",
+              error < 1e-6 and bool(torch.equal(got, again)), f"rel. error {error:.1e}")
 
 
 def check_other_inputs() -> None:
@@ -290,7 +303,7 @@ def time_launch_shapes() -> None:
     """The float32 targets under other block sizes and grid depths (data for tuning)."""
     rows = []
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    stream = _cuda._torch_stream(torch.device("cuda"))
+    stream = _cuda._numba_stream(_cuda._current_stream_handle(0))
     for shape in ((1, 2048, 24, 24), (32, 2048, 7, 7)):
         n, c, h, w = shape
         size = (h * FACTOR, w * FACTOR)
@@ -348,6 +361,25 @@ def time_adjoint(rate: float) -> None:
         "torch_us": gpu_time_us(lambda: torch.autograd.grad(y, x, grad, retain_graph=True)),
     }
     print(f"   {timings['adjoint']}", flush=True)
+    # Tunables of the fused kernel; the summation order does not depend on them, so every
+    # variant must give the default's bits.
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    expected = _cuda.resize_adjoint_cuda(grad, 24, 24, "center")
+    stream = _cuda._current_stream_handle(0)
+    rows, differing = [], []
+    variants = [(threads, loads, _cuda.ADJOINT_MAX_REGISTERS) for threads in (128, 256, 512) for loads in (4, 8, 16)]
+    variants += [(_cuda.ADJOINT_THREADS, _cuda.ADJOINT_LOADS_IN_FLIGHT, registers) for registers in (40, None)]
+    for threads, loads, registers in variants:
+        launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms,
+                                      threads_per_block=threads, loads_in_flight=loads, max_registers=registers)
+        got = torch.full_like(expected, float("nan"))
+        rows.append({"threads": threads, "loads_in_flight": loads, "max_registers": registers,
+                     "us": gpu_time_us(lambda: launch.on_tensors(grad, got, stream), runs=20)})  # noqa: B023
+        if not torch.equal(got, expected):
+            differing.append(f"{threads}/{loads}/{registers}")
+    timings["adjoint_sweep"] = rows
+    print(f"   {rows}", flush=True)
+    check("adjoint variants (threads / loads / registers) == default bit for bit", not differing, ", ".join(differing))
 
 
 def time_overhead() -> None:
@@ -369,7 +401,13 @@ def time_overhead() -> None:
     launch = _cuda._cached_forward_launch(plan, 16, 1, 0)
     x_flat, out_flat = x.view(-1), out.view(-1)
     src, dst = _cuda._tensor_numba(x_flat), _cuda._tensor_numba(out_flat)
-    stream = _cuda._torch_stream(x.device)
+    handle = _cuda._current_stream_handle(0)
+    stream = _cuda._numba_stream(handle)
+    launch.on_tensors(x, out, handle)
+    packed = launch._prepared[(x.data_ptr(), x.numel(), x.dtype, out.data_ptr(), out.numel(), out.dtype, handle)]
+    launcher = getattr(packed, "func", packed)  # numba's driver.launch_kernel: arguments packed once
+    timings["tensor_launch_path"] = getattr(launcher, "__qualname__", type(launcher).__name__)
+    print(f"   tensor launches go through {timings['tensor_launch_path']}", flush=True)
 
     def enter_device() -> None:
         with _cuda._OnDevice(0):
@@ -381,6 +419,7 @@ def time_overhead() -> None:
         "_cuda.resize_torch (no front)": per_call_us(
             lambda: _cuda.resize_torch(x, 2.0, None, None, "center", False, out)),
         "launch, cached numba arrays": per_call_us(lambda: launch(src, dst, stream)),
+        "launch on tensors, arguments packed once": per_call_us(lambda: launch.on_tensors(x, out, handle)),
         "launch, fresh numba arrays": per_call_us(
             lambda: launch(cuda.as_cuda_array(x_flat), cuda.as_cuda_array(out_flat), stream)),
         "_tensor_numba(tensor), cached view": per_call_us(lambda: _cuda._tensor_numba(x_flat)),
@@ -389,7 +428,8 @@ def time_overhead() -> None:
             "planes", (16, 8, 8), np.dtype(np.float32), 2.0, None, None, "center", False)),
         "_cached_forward_launch lookup": per_call_us(lambda: _cuda._cached_forward_launch(plan, 16, 1, 0)),
         "_OnDevice enter/exit": per_call_us(enter_device),
-        "_torch_stream": per_call_us(lambda: _cuda._torch_stream(x.device)),
+        "_current_stream_handle": per_call_us(lambda: _cuda._current_stream_handle(0)),
+        "torch.cuda.current_stream()": per_call_us(lambda: torch.cuda.current_stream(x.device)),
         "torch.empty": per_call_us(lambda: torch.empty(1, 16, 16, 16, device="cuda")),
         "torch F.interpolate": per_call_us(lambda: F.interpolate(x, scale_factor=2.0, mode="bilinear")),
     }
@@ -420,11 +460,16 @@ def table() -> str:
         lines.append(f"| {a['case']} | {fmt(a['floor_us'])} | {fmt(a['fastinterp_us'])} | "
                      f"{a['fastinterp_us'] / a['floor_us']:.2f} | - | {fmt(a['torch_us'])} | - | "
                      f"{a['torch_us'] / a['fastinterp_us']:.1f}x |")
+    if "adjoint_sweep" in timings:
+        lines.append("adjoint sweep (threads / loads in flight / max registers: us): " + ", ".join(
+            f"{r['threads']}/{r['loads_in_flight']}/{r['max_registers']}:{r['us']:.0f}" for r in timings["adjoint_sweep"]))
     for case in sorted({row["case"] for row in timings.get("launch_shapes", [])}):
         sweep = [row for row in timings["launch_shapes"] if row["case"] == case]
         best = min(sweep, key=lambda row: row["us"])
         lines.append(f"launch sweep {case}: best {best['us']:.1f} us at {best['threads']} threads, "
                      f"{best['waves']} waves; all: " + ", ".join(f"{r['threads']}/{r['waves']}:{r['us']:.0f}" for r in sweep))
+    if "tensor_launch_path" in timings:
+        lines.append(f"tensor launches go through {timings['tensor_launch_path']}")
     for name, value in timings.get("overhead_us", {}).items():
         lines.append(f"per call: {name}: {value:.1f} us")
     failed = [c["check"] for c in checks if not c["passed"]]
