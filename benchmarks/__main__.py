@@ -126,7 +126,8 @@ def slower_than_others(records: list[Record]) -> list[str]:
         for other in members:
             if other.info.get("role") in ("other", "legacy") and other.median_s < best.median_s:
                 lines.append(
-                    f"- {group}: {other.label} {format_ms(other.median_s)} ms < {best.label} {format_ms(best.median_s)} ms"
+                    f"- {group}: {other.label} {format_ms(other.median_s)} ms"
+                    f" < {best.label} {format_ms(best.median_s)} ms"
                 )
     return lines or ["- nowhere in this run"]
 
@@ -157,7 +158,10 @@ def plot_series(records: list[Record], path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(args: argparse.Namespace, argv: Sequence[str], data: dict[str, Any], exclusions: list[dict[str, Any]]) -> str:
+def write_report(
+    args: argparse.Namespace, argv: Sequence[str], data: dict[str, Any], exclusions: list[dict[str, Any]]
+) -> str:
+    """The markdown report of one ``--benchmark-json`` result."""
     records = records_from_json(data)
     machine = data["machine_info"]
     cpu = machine.get("cpu", {}).get("brand_raw", platform.processor() or "unknown CPU")

@@ -169,9 +169,8 @@ def bench_method(benchmark: Any, case: Case, name: str, targets: Iterable[dict] 
     if prepared.as_cf is not None:
         info["max_diff"], tolerance = _difference(case, method, prepared, planes, result)
         if info["max_diff"] > tolerance:
-            record_exclusion(
-                case.id, name, f"differs from fastinterp by up to {info['max_diff']:g} (tolerance {tolerance:g})", **where
-            )
+            reason = f"differs from fastinterp by up to {info['max_diff']:g} (tolerance {tolerance:g})"
+            record_exclusion(case.id, name, reason, **where)
     del result  # freed before the timed rounds
     note, scale = prepared.note, prepared.scale
     if planes < case.planes:

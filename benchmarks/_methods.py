@@ -214,7 +214,10 @@ def _opencv_chunks(case: Case, x: np.ndarray, planes: int) -> Prepared:
 
     note = ""
     if channels > cap:
-        note = f"channels-last input split into {cap}-channel chunks (OpenCV's cap) before timing; timed: resize + copy into one output"
+        note = (
+            f"channels-last input split into {cap}-channel chunks (OpenCV's cap) before timing; "
+            "timed: resize + copy into one output"
+        )
     return Prepared(run, lambda result: channels_first_view(result).reshape(case.out_shape), note=note)
 
 
@@ -366,28 +369,47 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "fastinterp CHW": Method(
-        _fastinterp(True, False), "`fastinterp.resize(x, size=..., channels_first=True)`", role="baseline", uint8_tolerance=0
+        _fastinterp(True, False),
+        "`fastinterp.resize(x, size=..., channels_first=True)`",
+        role="baseline",
+        uint8_tolerance=0,
     ),
     "fastinterp CHW out=": Method(
-        _fastinterp(True, True), "the same into a preallocated `out=`", role="fastinterp", uint8_tolerance=0, in_series=False
+        _fastinterp(True, True),
+        "the same into a preallocated `out=`",
+        role="fastinterp",
+        uint8_tolerance=0,
+        in_series=False,
     ),
     "fastinterp HWC": Method(
-        _fastinterp(False, False), "`fastinterp.resize(x, size=...)` on channels-last input", role="fastinterp", uint8_tolerance=0
+        _fastinterp(False, False),
+        "`fastinterp.resize(x, size=...)` on channels-last input",
+        role="fastinterp",
+        uint8_tolerance=0,
     ),
     "fastinterp HWC out=": Method(
-        _fastinterp(False, True), "the same into a preallocated `out=`", role="fastinterp", uint8_tolerance=0, in_series=False
+        _fastinterp(False, True),
+        "the same into a preallocated `out=`",
+        role="fastinterp",
+        uint8_tolerance=0,
+        in_series=False,
     ),
-    "torch NCHW": Method(_torch(False), "`torch.nn.functional.interpolate(mode='bilinear', align_corners=False, size=...)`"),
+    "torch NCHW": Method(
+        _torch(False), "`torch.nn.functional.interpolate(mode='bilinear', align_corners=False, size=...)`"
+    ),
     "torch channels_last": Method(_torch(True), "the same on a `torch.channels_last` tensor"),
     "OpenCV HWC chunks": Method(
         _opencv_chunks,
         "`cv2.resize(INTER_LINEAR)` on channels-last input, in chunks of at most OpenCV's channel cap "
         "(128 in 5.x, 512 in 4.x; split before timing), copied into one output",
     ),
-    "OpenCV CHW per plane": Method(_opencv_planes, "one `cv2.resize(INTER_LINEAR, dst=...)` per plane, written in place"),
+    "OpenCV CHW per plane": Method(
+        _opencv_planes, "one `cv2.resize(INTER_LINEAR, dst=...)` per plane, written in place"
+    ),
     "Pillow per plane": Method(
         _pillow,
-        "one `Image.fromarray(plane).resize(BILINEAR)` per plane (mode 'F' for float32, 'L' for uint8), numpy in and out",
+        "one `Image.fromarray(plane).resize(BILINEAR)` per plane (mode 'F' for float32, 'L' for uint8), "
+        "numpy in and out",
         per_plane_cost=True,
         excluded=_pillow_excluded,
     ),
@@ -402,8 +424,9 @@ METHODS: dict[str, Method] = {
     ),
     "original script": Method(
         _original,
-        "the original script's `BilinearInterpolation(w, h).transform` on (H, W, C): its own uint8 output (black frame, "
-        "truncation), checked bit-exact against `fastinterp.resize(..., legacy=True)`; timed on a crop, scaled",
+        "the original script's `BilinearInterpolation(w, h).transform` on (H, W, C): its own uint8 output "
+        "(black frame, truncation), checked bit-exact against `fastinterp.resize(..., legacy=True)`; "
+        "timed on a crop, scaled",
         role="legacy",
         uint8_tolerance=0,
         in_series=False,
