@@ -57,9 +57,10 @@ _MAX_BLOCKS_PER_SM = 32
 #: Length of the header (problem dimensions) that starts every device index table.
 _HEADER = 8
 #: The adjoint's threads per block, loads each thread has in flight, and register cap: left
-#: alone, ptxas takes 96 registers (2 blocks of 256 per SM); at 64 it spills 8 bytes and 4 fit.
+#: alone, ptxas takes 96 registers (2 blocks of 256 per SM, 474 us on an H200); at 64, 4
+#: blocks fit (302 us). 4 loads in flight were a little faster than 8 or 16 there.
 ADJOINT_THREADS = 256
-ADJOINT_LOADS_IN_FLIGHT = 8
+ADJOINT_LOADS_IN_FLIGHT = 4
 ADJOINT_MAX_REGISTERS = 64
 #: The adjoint's shared memory per block: vertical sums of a tile (an (8x) 24 x 192 plane
 #: fits in float32) and partial sums of its input pixels. 24 KiB leaves room for 8 blocks.
@@ -455,6 +456,7 @@ class _Launch:
         self.table, self.weights = cuda.to_device(table), cuda.to_device(weights)
         self._configured: dict[Any, Any] = {}
         self._prepared: dict[tuple[Any, ...], Callable[[], Any]] = {}
+        self.unpacked_because: str | None = None  # why numba's ordinary launch serves, if it does
 
     def __call__(self, src: Any, out: Any, stream: Any) -> None:
         # Specialized to the argument dtypes, so calls skip numba's type dispatch. Streams by
@@ -483,11 +485,11 @@ class _Launch:
             if len(self._prepared) >= _MAX_TENSOR_VIEWS:
                 self._prepared.clear()
             launch = self._prepared[key] = self._first_launch(
-                _tensor_numba(src), _tensor_numba(out), _numba_stream(stream_handle), stream_handle)
+                _tensor_numba(src), _tensor_numba(out), _numba_stream(stream_handle))
         else:
             launch()
 
-    def _first_launch(self, src: Any, out: Any, stream: Any, stream_handle: int) -> Callable[[], Any]:
+    def _first_launch(self, src: Any, out: Any, stream: Any) -> Callable[[], Any]:
         """Launch once, packing the arguments as numba does, and return how to launch again.
 
         The arguments are exactly those numba's own launch packs (its ``_prepare_args`` for
@@ -507,10 +509,13 @@ class _Launch:
             packed: list[Any] = []
             for numba_type, value in zip(kernel.argument_types, (src, out, self.table, self.weights)):
                 kernel._prepare_args(numba_type, value, stream, [], packed)
+            # The stream as numba's launch hands it over (a handle object, or its value).
+            stream_arg = getattr(stream.handle, "value", stream.handle)
             prepared = functools.partial(driver.launch_kernel, kernel._codelibrary.get_cufunc().handle,
-                                         *self.shape.grid, *self.shape.block, 0, stream_handle, packed)
+                                         *self.shape.grid, *self.shape.block, 0, stream_arg, packed)
             prepared()
-        except (AttributeError, TypeError, NotImplementedError, driver.CudaAPIError):  # nothing was launched
+        except (AttributeError, TypeError, NotImplementedError, driver.CudaAPIError) as error:  # nothing launched
+            self.unpacked_because = f"{type(error).__name__}: {error}"
             ordinary()
             return ordinary
         return prepared
