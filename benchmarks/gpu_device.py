@@ -406,13 +406,6 @@ def time_overhead() -> None:
     src, dst = _cuda._tensor_numba(x_flat), _cuda._tensor_numba(out_flat)
     handle = _cuda._current_stream_handle(0)
     stream = _cuda._numba_stream(handle)
-    launch.on_tensors(x, out, handle)
-    packed = launch._prepared[(x.data_ptr(), x.numel(), x.dtype, out.data_ptr(), out.numel(), out.dtype, handle)]
-    launcher = getattr(packed, "func", packed)  # numba's driver.launch_kernel: arguments packed once
-    timings["tensor_launch_path"] = getattr(launcher, "__qualname__", type(launcher).__name__)
-    if launch.unpacked_because:
-        timings["tensor_launch_path"] += f" ({launch.unpacked_because})"
-    print(f"   tensor launches go through {timings['tensor_launch_path']}", flush=True)
 
     def enter_device() -> None:
         with _cuda._OnDevice(0):
@@ -424,7 +417,7 @@ def time_overhead() -> None:
         "_cuda.resize_torch (no front)": per_call_us(
             lambda: _cuda.resize_torch(x, 2.0, None, None, "center", False, out)),
         "launch, cached numba arrays": per_call_us(lambda: launch(src, dst, stream)),
-        "launch on tensors, arguments packed once": per_call_us(lambda: launch.on_tensors(x, out, handle)),
+        "launch on tensors (views kept by address)": per_call_us(lambda: launch.on_tensors(x, out, handle)),
         "launch, fresh numba arrays": per_call_us(
             lambda: launch(cuda.as_cuda_array(x_flat), cuda.as_cuda_array(out_flat), stream)),
         "_tensor_numba(tensor), cached view": per_call_us(lambda: _cuda._tensor_numba(x_flat)),
@@ -473,8 +466,6 @@ def table() -> str:
         best = min(sweep, key=lambda row: row["us"])
         lines.append(f"launch sweep {case}: best {best['us']:.1f} us at {best['threads']} threads, "
                      f"{best['waves']} waves; all: " + ", ".join(f"{r['threads']}/{r['waves']}:{r['us']:.0f}" for r in sweep))
-    if "tensor_launch_path" in timings:
-        lines.append(f"tensor launches go through {timings['tensor_launch_path']}")
     for name, value in timings.get("overhead_us", {}).items():
         lines.append(f"per call: {name}: {value:.1f} us")
     failed = [c["check"] for c in checks if not c["passed"]]

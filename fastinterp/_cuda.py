@@ -25,7 +25,7 @@ and grid come from the problem's shape and the device's multiprocessor count
 Indices are unsigned 64-bit: no wrap-around code per access, no overflow past 2**31.
 Launches are specialized and configured once per shape, stream and dtypes. For torch, what
 a request resolves to (plan, layout, launch) is kept per tensor layout and arguments, and
-the packed kernel arguments per (addresses, stream) (see :meth:`_Launch.on_tensors`).
+the numba views and stream per (addresses, stream) (see :meth:`_Launch.on_tensors`).
 """
 
 from __future__ import annotations
@@ -455,8 +455,7 @@ class _Launch:
         self.kernel, self.shape = kernel, shape
         self.table, self.weights = cuda.to_device(table), cuda.to_device(weights)
         self._configured: dict[Any, Any] = {}
-        self._prepared: dict[tuple[Any, ...], Callable[[], Any]] = {}
-        self.unpacked_because: str | None = None  # why numba's ordinary launch serves, if it does
+        self._on_tensors: dict[tuple[Any, ...], Callable[[], None]] = {}
 
     def __call__(self, src: Any, out: Any, stream: Any) -> None:
         # Specialized to the argument dtypes, so calls skip numba's type dispatch. Streams by
@@ -475,50 +474,18 @@ class _Launch:
     def on_tensors(self, src: Any, out: Any, stream_handle: int) -> None:
         """Launch on the memory of two dense torch tensors on CUDA stream ``stream_handle``.
 
-        numba's launch of a configured kernel re-packs every argument (about 30 us). Here the
-        packed arguments are kept per (addresses, sizes, dtypes, stream), so a repeated call
-        is one dictionary lookup and the driver's launch.
+        The numba views and stream are kept per (addresses, sizes, dtypes, stream), so a
+        repeated call is one dictionary lookup before numba's launch.
         """
         key = (src.data_ptr(), src.numel(), src.dtype, out.data_ptr(), out.numel(), out.dtype, stream_handle)
-        launch = self._prepared.get(key)
+        launch = self._on_tensors.get(key)
         if launch is None:
-            if len(self._prepared) >= _MAX_TENSOR_VIEWS:
-                self._prepared.clear()
-            launch = self._prepared[key] = self._first_launch(
-                _tensor_numba(src), _tensor_numba(out), _numba_stream(stream_handle))
-        else:
-            launch()
-
-    def _first_launch(self, src: Any, out: Any, stream: Any) -> Callable[[], Any]:
-        """Launch once, packing the arguments as numba does, and return how to launch again.
-
-        The arguments are exactly those numba's own launch packs (its ``_prepare_args`` for
-        the compiled signature): addresses and sizes, no references to memory. Where this
-        numba lacks those internals or its driver refuses them before launching (the
-        simulator, another numba-cuda), numba's ordinary launch serves instead.
-        """
-        ordinary = functools.partial(self, src, out, stream)
-        if _SIMULATED:
-            ordinary()
-            return ordinary
-        from numba.cuda.cudadrv import driver
-
-        try:
-            specialized = self.kernel.specialize(src, out, self.table, self.weights)
-            kernel = next(iter(specialized.overloads.values()))
-            packed: list[Any] = []
-            for numba_type, value in zip(kernel.argument_types, (src, out, self.table, self.weights)):
-                kernel._prepare_args(numba_type, value, stream, [], packed)
-            # The stream as numba's launch hands it over (a handle object, or its value).
-            stream_arg = getattr(stream.handle, "value", stream.handle)
-            prepared = functools.partial(driver.launch_kernel, kernel._codelibrary.get_cufunc().handle,
-                                         *self.shape.grid, *self.shape.block, 0, stream_arg, packed)
-            prepared()
-        except (AttributeError, TypeError, NotImplementedError, driver.CudaAPIError) as error:  # nothing launched
-            self.unpacked_because = f"{type(error).__name__}: {error}"
-            ordinary()
-            return ordinary
-        return prepared
+            if len(self._on_tensors) >= _MAX_TENSOR_VIEWS:
+                self._on_tensors.clear()
+            # The views have no owner: the entry keeps no memory alive.
+            launch = self._on_tensors[key] = functools.partial(
+                self, _tensor_numba(src), _tensor_numba(out), _numba_stream(stream_handle))
+        launch()
 
 
 def _header(*values: int) -> list[int]:

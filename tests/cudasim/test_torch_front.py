@@ -112,13 +112,13 @@ def test_repeated_requests_are_validated_once_and_by_type():
                                 "center", False, 0).memory_format == torch.channels_last
 
 
-def test_launches_on_tensors_are_packed_once_per_address_and_stream():
+def test_launches_on_tensors_are_kept_per_address_and_stream():
     x = torch.rand(3, 4, 5)
     request = _cuda._torch_request(x, None, None, (7, 9), "center", False, 0)
     outs = [torch.full((3, 7, 9), float("nan")) for _ in range(2)]
-    request.launch._prepared.clear()  # launches are shared with earlier tests
+    request.launch._on_tensors.clear()  # launches are shared with earlier tests
     for out in (*outs, outs[0]):
         request.launch.on_tensors(x, out, 0)
-    assert len(request.launch._prepared) == 2
+    assert len(request.launch._on_tensors) == 2
     for out in outs:
         torch.testing.assert_close(out, fastinterp.resize(x, size=(7, 9)), rtol=0, atol=0)
