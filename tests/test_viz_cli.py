@@ -143,6 +143,17 @@ def test_imagenet_weights_fall_back_to_random_init_with_a_warning(images, tmp_pa
     assert (tmp_path / "out" / "cat" / "layer2" / "manifest.json").is_file()
 
 
+def test_imagenet_weights_are_loaded_when_they_can_be_had(images, tmp_path, monkeypatch):
+    trained = random_resnet18(seed=9)
+    monkeypatch.setattr(models, "fetch_imagenet_state_dict", lambda weights: trained.state_dict())
+    code, out, err = run_cli(images / "cat.png", *SMALL, "--out", tmp_path / "cli")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "model: resnet18, weights: ImageNet (ResNet18_Weights.IMAGENET1K_V1)"
+    viz.visualize(trained, [images / "cat.png"], ["layer2"], tmp_path / "api", preprocess=original_preprocess(64))
+    np.testing.assert_array_equal(pixels(tmp_path / "cli" / "cat" / "layer2" / "sum.png"),
+                                  pixels(tmp_path / "api" / "cat" / "layer2" / "sum.png"))
+
+
 def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, tmp_path):
     code, out, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", "none", "--out", tmp_path)
     assert code == 0, err
