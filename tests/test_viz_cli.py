@@ -106,11 +106,13 @@ def test_files_and_folders_several_layers_and_repeated_names(images, tmp_path):
     assert manifest["image"] == str(tmp_path / "more" / "cat.bmp")
 
 
-@pytest.mark.parametrize("wrap", ["plain", "module_prefix", "nested"])
+@pytest.mark.parametrize("wrap", ["plain", "module_prefix", "nested", "no_batchnorm_counters"])
 def test_checkpoint_round_trip(images, tmp_path, wrap):
     model = random_resnet18(seed=123)
     state = model.state_dict()
-    if wrap == "module_prefix":
+    if wrap == "no_batchnorm_counters":
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    elif wrap == "module_prefix":
         state = {f"module.{k}": v for k, v in state.items()}
     elif wrap == "nested":
         state = {"epoch": 120, "state_dict": state}

@@ -17,6 +17,8 @@ DEFAULT_MODEL = "resnet50"
 DATA_PARALLEL_PREFIX = "module."
 #: Containers in which training scripts commonly nest the state dict.
 NESTED_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+#: Buffer name of BatchNorm's step counter.
+BATCHNORM_COUNTER = "num_batches_tracked"
 #: How many key names an error message lists before summarising the rest.
 KEYS_LISTED = 8
 
@@ -137,6 +139,8 @@ def _listed(keys: list[str]) -> str:
 def load_state_dict_strictly(model: Any, state: Mapping[str, Any], source: str) -> None:
     """``load_state_dict`` that reports every mismatch (keys and shapes) in one line."""
     own = model.state_dict()
+    # BatchNorm's step counters are bookkeeping, absent from some older checkpoints: keep ours.
+    state = {**{k: v for k, v in own.items() if k.endswith(BATCHNORM_COUNTER)}, **state}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong_shape = [
