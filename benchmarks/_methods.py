@@ -288,22 +288,13 @@ def _skimage(case: Case, x: np.ndarray, planes: int) -> Prepared:
 
 
 def original_transform() -> tuple[Callable[[np.ndarray, float, float], np.ndarray], str]:
-    """The original script's ``transform`` and where it comes from.
-
-    ``benchmarks/original_script.py`` (a verbatim timing copy of the original class) is used
-    when present; otherwise fastinterp's faithful pure-Python re-implementation.
-    """
-    try:
-        from benchmarks.original_script import BilinearInterpolation
-    except ImportError:
-        from fastinterp.reference import legacy_transform
-
-        return legacy_transform, "fastinterp.reference.legacy_transform (benchmarks/original_script.py not present)"
+    """The original script's ``transform`` (the verbatim class) and where it comes from."""
+    from benchmarks.original_bilinear import BilinearInterpolation
 
     def transform(img: np.ndarray, w_rate: float, h_rate: float) -> np.ndarray:
         return BilinearInterpolation(w_rate, h_rate).transform(img)
 
-    return transform, "benchmarks/original_script.py BilinearInterpolation"
+    return transform, "benchmarks/original_bilinear.py BilinearInterpolation"
 
 
 #: Side of the original script's output crop: its cost is per output pixel, so a crop is timed.

@@ -7,7 +7,7 @@ import pytest
 
 from fastinterp import reference
 from fastinterp._coords import axis_taps, inverse_axis_taps, legacy_axis_taps
-from original_script import BilinearInterpolation as Original
+from benchmarks.original_bilinear import BilinearInterpolation as Original
 
 SIZES = [(4, 9), (9, 4), (1, 5), (5, 1), (3, 3), (12, 96), (7, 3)]
 

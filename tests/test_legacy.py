@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import fastinterp
 from fastinterp import reference
-from original_script import BilinearInterpolation as Original
+from benchmarks.original_bilinear import BilinearInterpolation as Original
 
 LEGACY_DTYPES = [np.float32, np.float64, np.uint8, np.uint16, np.int16]
 

@@ -1,7 +1,9 @@
 """The original script's ``BilinearInterpolation`` class, verbatim (from ``shared/seed``).
 
-Kept only as the ground truth the reference and the legacy kernel are tested against, and
-as the baseline the benchmarks time. Do not "fix" it: its defects are the point.
+The one copy in the repository: the ground truth ``tests/`` check the reference and the
+legacy kernel against, and the baseline ``benchmarks/`` time (``original_script.py``
+imports it). numpy only, so tests can import it cheaply. Do not "fix" it: its defects are
+the point.
 """
 # ruff: noqa
 import logging
