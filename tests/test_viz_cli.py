@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -254,11 +256,19 @@ def _error_cases(tmp_path: Path, images: Path) -> dict[str, tuple[list, str]]:
     }
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
-def test_read_only_output_directory(images, tmp_path):
+def test_read_only_output_directory(images, tmp_path, monkeypatch):
     out = tmp_path / "locked"
     out.mkdir()
     out.chmod(0o500)
+    if os.geteuid() == 0:  # root writes anywhere: make creating files there fail as it would for a user
+        real_mkdtemp = tempfile.mkdtemp
+
+        def refuse_in_out(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == out:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real_mkdtemp(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse_in_out)
     try:
         code, _, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--out", out)
     finally:

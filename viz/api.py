@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -74,6 +74,11 @@ class _Plan:
     layers: list[str]
 
 
+def _on_device(options: RenderOptions, device: str) -> RenderOptions:
+    """Upsample where the model runs: fastinterp's GPU backend for a CUDA model."""
+    return replace(options, resize_device=None if device == "cpu" else device)
+
+
 def _plan(models: Sequence[Any], images: Sequence[Path | str], layers: Sequence[str], device: str) -> _Plan:
     check_device(device)
     paths = collect_images(images)
@@ -113,7 +118,7 @@ def visualize(
     ``overwrite``. ``context`` (e.g. model name and weights) is added to every manifest.
     ``progress``: a tqdm bar (None: only on a terminal).
     """
-    options = options or RenderOptions()
+    options = _on_device(options or RenderOptions(), device)
     preprocess = preprocess or original_preprocess()
     plan = _plan([model], images, layers, device)
     model = model.to(device).eval()
@@ -153,7 +158,7 @@ def compare(
     See :func:`viz.compare.compare_layer` for the files; the other arguments are as for
     :func:`visualize`.
     """
-    options = options or RenderOptions()
+    options = _on_device(options or RenderOptions(), device)
     preprocess = preprocess or original_preprocess()
     plan = _plan([model_a, model_b], images, layers, device)
     model_a, model_b = model_a.to(device).eval(), model_b.to(device).eval()

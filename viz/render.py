@@ -67,6 +67,9 @@ class RenderOptions:
     alpha: float = 0.5
     chunk_mb: float = DEFAULT_CHUNK_MB
     threads: int = field(default_factory=default_threads)
+    #: Where the channels are upsampled: None on the host, or a CUDA device (``"cuda"``,
+    #: ``"cuda:N"``) for fastinterp's GPU backend, each chunk copied there and back.
+    resize_device: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("norm", self.norm, NORM_MODES)
@@ -166,9 +169,10 @@ def warm_up_in_background() -> threading.Thread:
     return thread
 
 
-def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling (``fastinterp.resize``, align center) of a (C, h, w) or (h, w) array."""
-    return fastinterp.resize(maps, size=size, channels_first=True)
+def upsample(maps: np.ndarray, size: tuple[int, int], device: str | None = None) -> np.ndarray:
+    """Bilinear upsampling (``fastinterp.resize``, align center) of a (C, h, w) or (h, w) array,
+    on the GPU when ``device`` names one (the result comes back to the host)."""
+    return fastinterp.resize(maps, size=size, channels_first=True, device=device)
 
 
 @dataclass(frozen=True)
@@ -431,7 +435,7 @@ def render_layer(
 
     def chunks() -> Any:
         for start in range(0, count, step):
-            yield start, upsample(features[start : start + step], size)
+            yield start, upsample(features[start : start + step], size, options.resize_device)
 
     layer_range = None
     if options.norm == "layer":  # a first pass for the range keeps memory bounded
