@@ -10,7 +10,6 @@ only C-contiguous arrays in one of two layouts:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._coords import AxisTaps, axis_taps, legacy_axis_taps
+from ._coords import AxisTaps, axis_taps, interleaved_taps, legacy_axis_taps
 from .reference import ALIGN_MODES, LEGACY_ALIGN_MODES
 
 #: Largest output fastinterp agrees to allocate, in elements.
@@ -31,6 +30,8 @@ SUPPORTED_DTYPES = tuple(np.dtype(t) for t in ("float32", "float64", "float16", 
 #: dtypes the original script's arithmetic is reproduced for (integers compute in float64).
 LEGACY_DTYPES = tuple(np.dtype(t) for t in ("float32", "float64", "uint8", "uint16", "int16"))
 
+#: Channels-last images with at most this many channels are resized as flat rows of W * C.
+INTERLEAVE_MAX_CHANNELS = 16
 #: Below this many output elements a call runs on the calling thread only.
 SERIAL_THRESHOLD = 1 << 16
 #: Target number of tasks per thread, so that uneven tasks still balance.
@@ -172,6 +173,12 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()
+    if plan.layout == "pixels" and not plan.legacy and src.shape[3] <= INTERLEAVE_MAX_CHANNELS:
+        # A few channels make an inner loop too short to vectorise: read each image row as
+        # one flat row of W * C values instead, with the planes body and interleaved taps.
+        images, channels = src.shape[0], src.shape[3]
+        src, target = src.reshape(images, plan.in_h, -1), target.reshape(images, plan.out_h, -1)
+        xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, channels)
     _cpu.run_tasks(src, target, ys, xs, *schedule(src.shape[0], plan.out_h, target.size))
     if not direct:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
@@ -251,9 +258,6 @@ def resize_numpy(
     else:
         result = _check_out_numpy(out, user_shape, plan.out_dtype, arr)
     _, dest = _numpy_layout(result, channels_first)
-    if layout == "pixels" and src.shape[3] == 1:  # one channel: the same memory as planes
-        plan = dataclasses.replace(plan, layout="planes")
-        src, dest = src[..., 0], dest[..., 0]
     run_cpu(src, dest, plan)
     if not np.may_share_memory(dest, result):  # folding a strided out= had to copy it
         np.copyto(result, dest.reshape(user_shape))

@@ -85,6 +85,25 @@ def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -
     return taps
 
 
+@lru_cache(maxsize=64)
+def interleaved_taps(in_size: int, out_size: int, align: str, dtype: np.dtype, channels: int) -> AxisTaps:
+    """:func:`axis_taps` for rows of ``channels`` interleaved values per pixel, read as flat rows.
+
+    Flat element ``j * channels + c`` reads ``first[j] * channels + c`` and
+    ``second[j] * channels + c`` with pixel ``j``'s weights.
+    """
+    taps = axis_taps(in_size, out_size, align, dtype)
+    channel = np.arange(channels)
+    interleaved = AxisTaps(
+        (taps.first[:, np.newaxis] * channels + channel).ravel(),
+        (taps.second[:, np.newaxis] * channels + channel).ravel(),
+        np.repeat(taps.w_first, channels),
+        np.repeat(taps.w_second, channels),
+    )
+    _readonly(*interleaved)
+    return interleaved
+
+
 class InverseTaps(NamedTuple):
     """For input index ``i`` along one axis: ``outputs[start[i]:start[i + 1]]`` are the output
     indices that read it (ascending, each once) and ``weights[...]`` the weights they read it with."""

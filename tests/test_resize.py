@@ -57,9 +57,10 @@ def test_planes_match_reference(align, dtype, out_size):
 
 @pytest.mark.parametrize("align", ALIGNS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.uint16, np.int16])
-def test_channels_last_equals_channels_first_bitwise(align, dtype):
+@pytest.mark.parametrize("channels", [1, 3, 40])  # flat interleaved rows up to 16 channels, pixels above
+def test_channels_last_equals_channels_first_bitwise(align, dtype, channels):
     rng = np.random.default_rng(1)
-    chw = sample(rng, (6, 9, 11), dtype)
+    chw = sample(rng, (channels, 9, 11), dtype)
     hwc = np.ascontiguousarray(chw.transpose(1, 2, 0))
     a = fastinterp.resize(chw, 2.5, 3, align=align, channels_first=True)
     b = fastinterp.resize(hwc, 2.5, 3, align=align)
