@@ -84,8 +84,8 @@ def report_cases(quick: bool) -> list[Case]:
         for dtype in ("uint8", "float32")
     ]
     cases.append(_scaled_case("batch (32, 256, 14, 14) x4", (32, 256, 14, 14), 4, "float32"))
-    # 2**16 to 2**24 output elements in quick mode, to 2**28 in full mode.
-    sides = (8, 16, 32, 64, 128) if quick else (8, 16, 32, 64, 128, 256, 512)
+    # 2**16 to 2**24 output elements in quick mode (every other size), to 2**28 in full mode.
+    sides = (8, 32, 128) if quick else (8, 16, 32, 64, 128, 256, 512)
     for side in sides:
         shape = (SERIES_CHANNELS, side, side)
         elements = SERIES_CHANNELS * (4 * side) ** 2
