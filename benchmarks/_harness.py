@@ -36,7 +36,7 @@ class Settings:
 
 
 SETTINGS = {
-    "quick": Settings(budget_s=0.1, min_rounds=2, max_rounds=7, subset_elements=2**19),
+    "quick": Settings(budget_s=0.15, min_rounds=3, max_rounds=9, subset_elements=2**19),
     "full": Settings(budget_s=2.0, min_rounds=5, max_rounds=100, subset_elements=2**24),
 }
 #: Calls at least this long get as few as one timed round (a single burst of load on a shared
