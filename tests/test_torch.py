@@ -44,22 +44,19 @@ def test_import_fastinterp_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+# Each op with a (2, 3, H, W) tensor and the other side's (H, W): resize 5x7 -> 12x4, and back.
+OPS = {"resize": ((5, 7), (12, 4)), "resize_backward": ((12, 4), (5, 7))}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
 @pytest.mark.parametrize("align", ALIGNS)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_opcheck_resize(align, layout, dtype):
-    x = torch.randn(2, 3, 5, 7, dtype=dtype)
+def test_opcheck(op, align, layout, dtype):
+    tensor_hw, other_hw = OPS[op]
+    x = torch.randn(2, 3, *tensor_hw, dtype=dtype)
     x = (channels_last(x) if layout == "channels_last" else x).requires_grad_()
-    torch.library.opcheck(torch.ops.fastinterp.resize.default, (x, 12, 4, align))
-
-
-@pytest.mark.parametrize("align", ALIGNS)
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_opcheck_resize_backward(align, layout, dtype):
-    grad = torch.randn(2, 3, 12, 4, dtype=dtype)
-    grad = (channels_last(grad) if layout == "channels_last" else grad).requires_grad_()
-    torch.library.opcheck(torch.ops.fastinterp.resize_backward.default, (grad, 5, 7, align))
+    torch.library.opcheck(getattr(torch.ops.fastinterp, op).default, (x, *other_hw, align))
 
 
 @pytest.mark.parametrize("align", ALIGNS)
