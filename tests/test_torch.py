@@ -36,6 +36,17 @@ def channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
 
+def assert_values_and_grads_match(ours, theirs, x, tol, grad=None):
+    """``ours`` equals ``theirs``, and so do their gradients with respect to ``x`` for one
+    output gradient (random unless given); returns our gradient."""
+    torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
+    grad = torch.randn_like(theirs) if grad is None else grad
+    (our_grad,) = torch.autograd.grad(ours, x, grad)
+    (their_grad,) = torch.autograd.grad(theirs, x, grad)
+    torch.testing.assert_close(our_grad, their_grad, rtol=tol, atol=tol)
+    return our_grad
+
+
 # --- the operators ------------------------------------------------------------------------
 
 
@@ -109,11 +120,7 @@ def test_forward_and_backward_match_torch(align, in_size, out_size):
     x = torch.randn(2, 3, *in_size, dtype=torch.float64, requires_grad=True)
     ours = resize(x, size=out_size, align=align)
     theirs = F.interpolate(x, size=out_size, mode="bilinear", align_corners=TORCH_ALIGN_CORNERS[align])
-    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(theirs)
-    (our_grad,) = torch.autograd.grad(ours, x, grad)
-    (their_grad,) = torch.autograd.grad(theirs, x, grad)
-    torch.testing.assert_close(our_grad, their_grad, rtol=1e-12, atol=1e-12)
+    assert_values_and_grads_match(ours, theirs, x, 1e-12)
 
 
 @pytest.mark.parametrize("align", TORCH_ALIGN_CORNERS)
@@ -134,12 +141,8 @@ def test_float32_channels_last_matches_torch_and_keeps_the_layout():
     ours = resize(x, scale_factor=3)
     theirs = F.interpolate(x, scale_factor=3, mode="bilinear", align_corners=False)
     assert ours.is_contiguous(memory_format=torch.channels_last) and not ours.is_contiguous()
-    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
-    grad = channels_last(torch.randn(theirs.shape))
-    (our_grad,) = torch.autograd.grad(ours, x, grad)
-    (their_grad,) = torch.autograd.grad(theirs, x, grad)
+    our_grad = assert_values_and_grads_match(ours, theirs, x, 1e-5, grad=channels_last(torch.randn(theirs.shape)))
     assert our_grad.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(our_grad, their_grad, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -162,11 +165,7 @@ def test_fastinterp_resize_on_a_tensor_that_requires_grad():
     y = fastinterp.resize(x, 2.5, 1.5)  # width rate first; sizes round(10 * 2.5), round(6 * 1.5)
     assert y.shape == (1, 2, 9, 25) and y.requires_grad
     reference_y = F.interpolate(x, size=(9, 25), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(y, reference_y, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(y)
-    (grad_x,) = torch.autograd.grad(y, x, grad)
-    (reference_grad,) = torch.autograd.grad(reference_y, x, grad)
-    torch.testing.assert_close(grad_x, reference_grad, rtol=1e-12, atol=1e-12)
+    assert_values_and_grads_match(y, reference_y, x, 1e-12)
 
 
 # --- the module, compile, export ----------------------------------------------------------
