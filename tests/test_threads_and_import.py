@@ -5,6 +5,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 import fastinterp
 
@@ -56,3 +57,19 @@ def test_import_is_light():
     code = "import sys, fastinterp; print(sorted(m for m in ('numba', 'torch', 'numba.cuda') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_serial_and_parallel_launches_share_one_compiled_task_body():
+    """prange hands out uint64 indices; compiling the task body for them as well as for the
+    serial loop's int64 would double the cold compile time."""
+    from numba import types
+
+    from fastinterp import _cpu
+
+    if fastinterp.get_num_threads() < 2:
+        pytest.skip("needs two numba threads for a parallel launch")
+    planes = np.ones((4, 3, 5), np.float32)
+    fastinterp.resize(planes, 2, channels_first=True)  # serial: small output
+    fastinterp.resize(np.ones((64, 40, 40), np.float32), 4, channels_first=True)  # parallel
+    task_types = {signature[4] for signature in _cpu._plane_task.signatures}
+    assert task_types == {types.int64}
