@@ -80,16 +80,25 @@ def pin_threads() -> dict[str, int]:
 
 
 def max_abs_diff(actual: np.ndarray, expected: np.ndarray) -> float:
-    """Largest absolute difference, in blocks of rows so that no full-size temporary is made."""
+    """Largest absolute difference; inf if any difference is NaN.
+
+    Works in blocks of rows small enough for the cache, in float32 unless an input is wider:
+    the differences checked are far above float32 rounding, and a 604 MB case is then checked
+    in about 0.2 s instead of 2 s.
+    """
     if actual.shape != expected.shape:
         raise AssertionError(f"shape {actual.shape} differs from fastinterp's {expected.shape}")
     rows, row_elements = expected.shape[-2], expected.size // expected.shape[-2]
-    step = max(1, (1 << 22) // max(1, row_elements))
+    step = max(1, (1 << 18) // max(1, row_elements))
+    work_dtype = np.result_type(actual.dtype, expected.dtype, np.float32)
     worst = 0.0
     for start in range(0, rows, step):
         block = np.s_[..., start : start + step, :]
-        diff = np.abs(actual[block].astype(np.float64) - expected[block].astype(np.float64))
-        worst = max(worst, float(np.nan_to_num(diff, nan=np.inf).max()))
+        diff = np.subtract(actual[block], expected[block], dtype=work_dtype)
+        block_worst = float(np.abs(diff, out=diff).max())
+        if block_worst != block_worst:  # NaN
+            return float("inf")
+        worst = max(worst, block_worst)
     return worst
 
 

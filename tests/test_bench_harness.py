@@ -1,0 +1,35 @@
+"""The benchmark harness's checks: a method that differs from fastinterp must not pass them."""
+
+import numpy as np
+import pytest
+
+from benchmarks._harness import max_abs_diff
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_max_abs_diff_finds_one_changed_element(dtype):
+    expected = np.zeros((3, 700, 5), dtype)
+    actual = expected.copy()
+    actual[2, 650, 4] = 200  # in the last block of rows, and above int8/uint8 wrap-around
+    assert max_abs_diff(actual, expected) == 200
+    assert max_abs_diff(expected, actual) == 200
+
+
+def test_max_abs_diff_reads_strided_views():
+    expected = np.random.default_rng(0).random((4, 30, 20), dtype=np.float32)
+    channels_last = np.ascontiguousarray(expected.transpose(1, 2, 0))
+    assert max_abs_diff(channels_last.transpose(2, 0, 1), expected) == 0.0
+    channels_last[7, 3, 1] += 0.5
+    assert max_abs_diff(channels_last.transpose(2, 0, 1), expected) == pytest.approx(0.5)
+
+
+def test_max_abs_diff_treats_nan_as_infinitely_wrong():
+    expected = np.ones((2, 4, 4), np.float32)
+    actual = expected.copy()
+    actual[1, 3, 3] = np.nan
+    assert max_abs_diff(actual, expected) == np.inf
+
+
+def test_max_abs_diff_refuses_other_shapes():
+    with pytest.raises(AssertionError, match="shape"):
+        max_abs_diff(np.zeros((2, 3, 4)), np.zeros((2, 4, 3)))
