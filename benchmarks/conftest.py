@@ -1,4 +1,4 @@
-"""Shared by every benchmark suite: equal thread counts, and ratios printed after the run.
+"""Shared by every benchmark suite: equal thread counts, primed memory, and ratios printed after the run.
 
 Generic on purpose. Any benchmark may set ``extra_info["label"]`` (its name in the ratio
 table), ``extra_info["role"] = "baseline"`` (the denominator of its group's ratios),
@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks._harness import baseline_of, by_group, evaluate_targets, format_ms, pin_threads, records_from_session
+from benchmarks._harness import (
+    baseline_of,
+    by_group,
+    evaluate_targets,
+    format_ms,
+    pin_threads,
+    prime_fresh_memory,
+    records_from_session,
+)
 
 _pinned: dict[str, int] = {}
 
 
 def pytest_configure(config: Any) -> None:
     _pinned.update(pin_threads())
+    prime_fresh_memory()
 
 
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, Any]) -> None:
