@@ -255,7 +255,9 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
 
     A target is ``{"over": label, "max": x}`` or ``{"over": label, "min": x}`` (this
     benchmark's time over that of ``label`` in the same group), or ``{"value": key,
-    "max": x}`` (a number the benchmark stored in its extra info, in seconds).
+    "max": x}`` (a number the benchmark stored in its extra info, in seconds), which may
+    name a ``"control"``: the label of a benchmark in the same group whose same number is
+    shown beside it (what the value cannot go below).
     """
     groups = by_group(records)
     results = []
@@ -271,6 +273,9 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
             else:
                 value, what = record.info[target["value"]], f"{record.label}: {target['value']}"
                 shown = f"{value:.3f} s"
+                control = next((r for r in groups[record.group] if r.label == target.get("control")), None)
+                if control is not None:
+                    shown += f" ({control.label}: {control.info[target['value']]:.3f} s)"
             bound = "max" if "max" in target else "min"
             met = value <= target["max"] if bound == "max" else value >= target["min"]
             limit = f"<= {target['max']}" if bound == "max" else f">= {target['min']}"

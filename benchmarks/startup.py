@@ -1,17 +1,20 @@
 """First-call latency of fastinterp in a new process, with a cold and a warm numba cache.
 
 Run ``python benchmarks/startup.py`` for a one-off measurement; ``test_bench_core.py`` uses
-:func:`measure` for the core issue's targets (warm < 0.5 s, cold compile < 5 s).
+:func:`measure` for the core issue's targets (warm < 0.5 s, cold compile < 5 s) and
+:func:`measure_numba_floor` for what any numba package pays before its first warm call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +48,64 @@ print(json.dumps({
 """
 
 
+#: The control: a one-line cached parallel numba function filling an output of the same size.
+_FLOOR_MODULE = """
+from numba import njit, prange
+
+@njit(cache=True, parallel=True)
+def fill(flat):
+    for i in prange(flat.shape[0]):
+        flat[i] = 1.0
+"""
+_FLOOR_CHILD = r"""
+import json, time
+import numpy as np
+start = time.perf_counter()
+import numba
+import_done = time.perf_counter()
+import numba_floor
+numba_floor.fill(np.empty(2048 * 192 * 192, np.float32))
+first_done = time.perf_counter()
+print(json.dumps({"numba_import_s": import_done - start, "first_call_s": first_done - start}))
+"""
+
+
+def _run_child(code: str, cwd: Path, cache_dir: str) -> dict[str, Any]:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    start = time.perf_counter()
+    child = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    times = json.loads(child.stdout.strip().splitlines()[-1])
+    times["process_s"] = time.perf_counter() - start
+    return times
+
+
+@contextlib.contextmanager
+def numba_floor_workspace() -> Iterator[Path]:
+    """A folder holding the control module (``_FLOOR_MODULE``) with its numba cache filled."""
+    with tempfile.TemporaryDirectory(prefix="fastinterp-numba-floor-") as scratch:
+        Path(scratch, "numba_floor.py").write_text(_FLOOR_MODULE)
+        _run_child(_FLOOR_CHILD, Path(scratch), str(Path(scratch, "cache")))  # compiles
+        yield Path(scratch)
+
+
+def measure_numba_floor(workspace: Path) -> dict[str, Any]:
+    """``import numba`` and the first call of a one-line cached parallel fill of a
+    (2048, 192, 192) float32 output, in a new process with a warm cache.
+
+    This is the least a numba-compiled call costs in a new process: numba's import and its
+    one-time set-up of the typing and lowering registries, which loads scipy.linalg when scipy
+    is installed (numba checks for BLAS).
+    """
+    return _run_child(_FLOOR_CHILD, workspace, str(workspace / "cache"))
+
+
 def measure(cache_dir: str) -> dict[str, Any]:
     """Times of a fresh Python process whose numba cache is ``cache_dir`` (see ``_CHILD``).
 
     ``first_call_s`` is ``import fastinterp`` plus the first float32 channels-first
     (2048, 24, 24) x8 call; ``process_s`` is the child's whole wall time.
     """
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    start = time.perf_counter()
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD], cwd=REPOSITORY, env=env, capture_output=True, text=True, check=True
-    )
-    times = json.loads(child.stdout.strip().splitlines()[-1])
-    times["process_s"] = time.perf_counter() - start
-    return times
+    return _run_child(_CHILD, REPOSITORY, cache_dir)
 
 
 def cold_then_warm() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,6 +119,9 @@ def main() -> None:
     print(f"{'':<24}{'cold cache':>12}{'warm cache':>12}")
     for key in cold:
         print(f"{key:<24}{cold[key]:>11.3f}s{warm[key]:>11.3f}s")
+    with numba_floor_workspace() as workspace:
+        floor = measure_numba_floor(workspace)
+    print(f"numba floor (a cached one-line parallel fill, warm cache): first call {floor['first_call_s']:.3f}s")
 
 
 if __name__ == "__main__":
