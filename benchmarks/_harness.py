@@ -33,11 +33,12 @@ class Settings:
     min_rounds: int  # ... but at least this many
     max_rounds: int
     subset_elements: int  # slow per-plane methods time only this many output elements
+    paired_rounds: int  # rounds of each side of a target's ratio, timed in alternation
 
 
 SETTINGS = {
-    "quick": Settings(budget_s=0.15, min_rounds=3, max_rounds=9, subset_elements=2**19),
-    "full": Settings(budget_s=2.0, min_rounds=5, max_rounds=100, subset_elements=2**24),
+    "quick": Settings(budget_s=0.15, min_rounds=3, max_rounds=9, subset_elements=2**19, paired_rounds=7),
+    "full": Settings(budget_s=2.0, min_rounds=5, max_rounds=100, subset_elements=2**24, paired_rounds=21),
 }
 #: Calls at least this long get as few as one timed round (a single burst of load on a shared
 #: machine then decides the number, so it is kept to calls too slow to repeat).
@@ -156,6 +157,22 @@ def time_run(
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0 if reprobed else 1)
 
 
+def paired_times(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[float, float]:
+    """Median times of two calls timed in alternation, after one untimed call of each.
+
+    Each round times both, in an order that alternates from round to round. Load on a shared
+    machine that comes and goes then weighs on both sides alike: the ratio of these medians
+    moves far less from run to run than that of two medians timed minutes apart.
+    """
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for round_index in range(settings().paired_rounds):
+        order = (0, 1) if round_index % 2 == 0 else (1, 0)
+        for side in order:
+            times[side].append(call_once((first, second)[side])[1])
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
 def planes_to_time(case: Case, per_plane_cost: bool) -> int:
     """All planes, or for slow per-plane methods as many as the mode's subset allows."""
     if not per_plane_cost:
@@ -255,9 +272,9 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
 
     A target is ``{"over": label, "max": x}`` or ``{"over": label, "min": x}`` (this
     benchmark's time over that of ``label`` in the same group), or ``{"value": key,
-    "max": x}`` (a number the benchmark stored in its extra info, in seconds), which may
-    name a ``"control"``: the label of a benchmark in the same group whose same number is
-    shown beside it (what the value cannot go below).
+    "max": x}`` (a number the benchmark stored in its extra info, in seconds, or a ratio with
+    ``"unit": "x"``), which may name a ``"control"``: the label of a benchmark in the same
+    group whose same number is shown beside it (what the value cannot go below).
     """
     groups = by_group(records)
     results = []
@@ -272,7 +289,7 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
                 shown = f"{value:.2f}x"
             else:
                 value, what = record.info[target["value"]], f"{record.label}: {target['value']}"
-                shown = f"{value:.3f} s"
+                shown = f"{value:.2f}x" if target.get("unit") == "x" else f"{value:.3f} s"
                 control = next((r for r in groups[record.group] if r.label == target.get("control")), None)
                 if control is not None:
                     shown += f" ({control.label}: {control.info[target['value']]:.3f} s)"
