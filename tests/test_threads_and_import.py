@@ -5,7 +5,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 
 import fastinterp
 
@@ -62,14 +61,18 @@ def test_import_is_light():
 def test_serial_and_parallel_launches_share_one_compiled_task_body():
     """prange hands out uint64 indices; compiling the task body for them as well as for the
     serial loop's int64 would double the cold compile time."""
+    import numba
     from numba import types
 
     from fastinterp import _cpu
+    from fastinterp._coords import axis_taps
 
-    if fastinterp.get_num_threads() < 2:
-        pytest.skip("needs two numba threads for a parallel launch")
-    planes = np.ones((4, 3, 5), np.float32)
-    fastinterp.resize(planes, 2, channels_first=True)  # serial: small output
-    fastinterp.resize(np.ones((64, 40, 40), np.float32), 4, channels_first=True)  # parallel
+    # A driver compiled here, not loaded from numba's cache, asks the task body for every
+    # signature it calls (a cached driver holds the body's code and asks for none).
+    driver = numba.njit(parallel=True)(_cpu.resize_tasks.py_func)
+    taps = axis_taps(3, 6, "center", np.dtype(np.float32))
+    planes = np.ones((4, 3, 3), np.float32)
+    for serial in (True, False):
+        driver(planes, np.empty((4, 6, 6), np.float32), taps, taps, 2, serial)
     task_types = {signature[4] for signature in _cpu._plane_task.signatures}
     assert task_types == {types.int64}
