@@ -204,9 +204,14 @@ def write_report(
             cases.setdefault(members[0].info["case"], {})[group] = members
     for title, groups in cases.items():
         lines += case_section(title, groups, exclusions)
-    lines += ["## Legacy path and start-up", ""]
+    lines += ["## Targets timed in alternation, legacy path and start-up", ""]
     for group, members in by_group(records).items():
-        if "case" not in members[0].info:
+        if "ratio" in members[0].info:  # two methods timed in alternation
+            sides = ("numerator_s", "denominator_s")
+            rows = [[r.label, *(format_ms(r.info[side]) for side in sides), f"{r.info['ratio']:.2f}x"] for r in members]
+            header = ["numerator / denominator", "numerator median ms", "denominator median ms", "ratio"]
+            lines += [f"### {group}", "", markdown_table(header, rows), ""]
+        elif "case" not in members[0].info:
             baseline = baseline_of(members)
             rows = [[r.label, *time_and_ratio(r, baseline), measured_seconds(r)] for r in members]
             lines += [f"### {group}", "", markdown_table(["method", "median ms", "x baseline", "measured"], rows), ""]
