@@ -130,3 +130,22 @@ def test_dropin_set_rate_and_large_stack():
     assert got.shape == (72, 48, 2048)
     sub = img[..., ::97]
     assert np.array_equal(got[..., ::97], reference.legacy_transform(sub, 2, 3))
+
+
+@pytest.mark.parametrize("rate", [5, 8])
+def test_kernel_bit_exact_whatever_rows_each_task_takes(rate):
+    """Runs of output rows that read the same input rows are computed four at a time; a task's
+    rows may start and end anywhere in a run, serially or in parallel."""
+    from fastinterp import _cpu
+    from fastinterp._coords import legacy_axis_taps
+
+    img = feature_map(np.random.default_rng(rate), (7, 6, 9), np.float32)
+    expected = reference.legacy_transform(img, rate, rate)
+    out_h, out_w = expected.shape[:2]
+    ys = legacy_axis_taps(7, out_h, "center", np.dtype(np.float32))
+    xs = legacy_axis_taps(6, out_w, "center", np.dtype(np.float32))
+    for rows_per_task in (1, 2, 3, 5, 6, 7, 11, out_h):
+        for serial in (True, False):
+            out = np.full((1, *expected.shape), 77, dtype=np.uint8)
+            _cpu.run_tasks(img[np.newaxis], out, ys, xs, rows_per_task, serial)
+            assert np.array_equal(out[0], expected), (rows_per_task, serial)
