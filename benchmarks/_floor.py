@@ -14,18 +14,18 @@ _BLOCK = 1 << 16
 
 
 @njit(parallel=True, cache=True)
-def _fill_blocks(flat, value):
-    n_blocks = (flat.size + _BLOCK - 1) // _BLOCK
+def _fill_blocks(flat, value, block_size):
+    n_blocks = (flat.size + block_size - 1) // block_size
     for block in prange(n_blocks):
-        start = block * _BLOCK
-        stop = min(start + _BLOCK, flat.size)
+        start = block * block_size
+        stop = min(start + block_size, flat.size)
         for i in range(start, stop):
             flat[i] = value
 
 
 def fill(out: np.ndarray) -> np.ndarray:
     """Write 1 into every element of the C-contiguous array ``out`` with all numba threads."""
-    _fill_blocks(out.reshape(-1), out.dtype.type(1))
+    _fill_blocks(out.reshape(-1), out.dtype.type(1), _BLOCK)
     return out
 
 
