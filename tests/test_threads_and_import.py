@@ -60,19 +60,20 @@ def test_import_is_light():
 
 def test_serial_and_parallel_launches_share_one_compiled_task_body():
     """prange hands out uint64 indices; compiling the task body for them as well as for the
-    serial loop's int64 would double the cold compile time."""
+    serial driver's int64 would double the cold compile time."""
     import numba
     from numba import types
 
     from fastinterp import _cpu
     from fastinterp._coords import axis_taps
 
-    # A driver compiled here, not loaded from numba's cache, asks the task body for every
-    # signature it calls (a cached driver holds the body's code and asks for none).
-    driver = numba.njit(parallel=True)(_cpu.resize_tasks.py_func)
+    # Drivers compiled here, not loaded from numba's cache, ask the task body for every
+    # signature they call (a cached driver holds the body's code and asks for none).
+    serial = numba.njit(_cpu.serial_tasks.py_func)
+    parallel = numba.njit(parallel=True)(_cpu.parallel_tasks.py_func)
     taps = axis_taps(3, 6, "center", np.dtype(np.float32))
     planes = np.ones((4, 3, 3), np.float32)
-    for serial in (True, False):
-        driver(planes, np.empty((4, 6, 6), np.float32), taps, taps, 2, serial)
+    for driver in (serial, parallel):
+        driver(planes, np.empty((4, 6, 6), np.float32), taps, taps, 2)
     task_types = {signature[4] for signature in _cpu._plane_task.signatures}
     assert task_types == {types.int64}
