@@ -33,3 +33,14 @@ def test_max_abs_diff_treats_nan_as_infinitely_wrong():
 def test_max_abs_diff_refuses_other_shapes():
     with pytest.raises(AssertionError, match="shape"):
         max_abs_diff(np.zeros((2, 3, 4)), np.zeros((2, 4, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+@pytest.mark.parametrize("size", [1, 6, 7, 50])
+def test_floor_fill_writes_every_element_and_nothing_else(dtype, size):
+    from benchmarks._floor import _fill_blocks
+
+    buffer = np.zeros(size + 2, dtype)
+    _fill_blocks(buffer[1:-1], dtype(1), 7)  # blocks of 7: a partial last block for most sizes
+    assert buffer[0] == 0 and buffer[-1] == 0
+    assert (buffer[1:-1] == 1).all()
