@@ -249,8 +249,8 @@ def _task_count(src, out, rows_per_task):
     return src.shape[0] * blocks, blocks
 
 
-# Two drivers, not one with a serial branch: each inlines the task body, and a first call
-# compiles only the driver it runs (a driver with both loops took about 0.5 s longer).
+# Two drivers, not one with a serial branch: LLVM optimises the task body again inside every
+# driver that calls it, and a first call now compiles only the driver it runs.
 @njit(cache=True)
 def serial_tasks(src, out, ys, xs, rows_per_task):
     """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``, in order."""
@@ -265,7 +265,7 @@ def parallel_tasks(src, out, ys, xs, rows_per_task):
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in prange(n_tasks):
         # prange's index is unsigned: cast it so that both drivers call one compiled task body
-        # instead of compiling a second one for uint64 (1.2 s of a cold first call).
+        # instead of compiling a second one for uint64 (1.2 s when the other driver first runs).
         _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task)
 
 
