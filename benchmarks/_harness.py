@@ -267,6 +267,14 @@ def baseline_of(group: list[Record]) -> Record | None:
     return next((r for r in group if r.info.get("role") == "baseline"), None)
 
 
+def _ratio(value: float, target: dict[str, Any]) -> str:
+    """A ratio with two decimals, or three where two would round it onto its bound (1.3065x
+    shown as 1.30x would read as meeting <= 1.3)."""
+    bound = target.get("max", target.get("min"))
+    digits = 3 if abs(value - bound) < 0.01 else 2
+    return f"{value:.{digits}f}x"
+
+
 def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
     """Each target a benchmark declared in ``extra_info["targets"]``, as (description, met).
 
@@ -286,10 +294,10 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
                     results.append((f"{record.group}: {target['over']} was not measured", False))
                     continue
                 value, what = record.median_s / other.median_s, f"{record.label} / {other.label}"
-                shown = f"{value:.2f}x"
+                shown = _ratio(value, target)
             else:
                 value, what = record.info[target["value"]], f"{record.label}: {target['value']}"
-                shown = f"{value:.2f}x" if target.get("unit") == "x" else f"{value:.3f} s"
+                shown = _ratio(value, target) if target.get("unit") == "x" else f"{value:.3f} s"
                 control = next((r for r in groups[record.group] if r.label == target.get("control")), None)
                 if control is not None:
                     shown += f" ({control.label}: {control.info[target['value']]:.3f} s)"

@@ -44,3 +44,16 @@ def test_floor_fill_writes_every_element_and_nothing_else(dtype, size):
     _fill_blocks(buffer[1:-1], dtype(1), 7)  # blocks of 7: a partial last block for most sizes
     assert buffer[0] == 0 and buffer[-1] == 0
     assert (buffer[1:-1] == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("ratio", "shown", "met"),
+    [(1.3066, "1.307x", False), (1.2951, "1.295x", True), (1.2, "1.20x", True), (1.5, "1.50x", False)],
+)
+def test_target_ratio_near_its_bound_shows_the_digit_that_decides(ratio, shown, met):
+    from benchmarks._harness import Record, evaluate_targets
+
+    info = {"ratio": ratio, "targets": [{"value": "ratio", "unit": "x", "max": 1.3}]}
+    [(line, was_met)] = evaluate_targets([Record("g", "paired", 1.0, info)])
+    assert was_met is met
+    assert f"= {shown} (target <= 1.3)" in line
