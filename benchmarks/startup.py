@@ -1,8 +1,9 @@
 """First-call latency of fastinterp in a new process, with a cold and a warm numba cache.
 
 Run ``python benchmarks/startup.py`` for a one-off measurement; ``test_bench_core.py`` uses
-:func:`measure` for the core issue's targets (warm < 0.5 s, cold compile < 5 s) and
-:func:`measure_numba_floor` for what any numba package pays before its first warm call.
+:func:`measure` and :func:`measure_legacy` for the core issue's targets (warm < 0.5 s, cold
+compile < 5 s) and :func:`measure_numba_floor` for what any numba package pays before its
+first warm call.
 """
 
 from __future__ import annotations
@@ -44,6 +45,24 @@ print(json.dumps({
     "second_call_s": second_done - first_done,
     "first_uint8_hwc_call_s": uint8_done - second_done,
     "first_legacy_call_s": legacy_done - uint8_done,
+}))
+"""
+
+
+#: The drop-in's first call on the (24, 24, 2048) stack, then on one channel as the original
+#: script calls it: the legacy kernel shares no compiled code with the calls above.
+_LEGACY_CHILD = r"""
+import json, time
+import numpy as np
+stack = np.random.default_rng(0).random((24, 24, 2048), dtype=np.float32) * 255
+start = time.perf_counter()
+import fastinterp
+fastinterp.BilinearInterpolation(8, 8).transform(stack)
+first_done = time.perf_counter()
+fastinterp.BilinearInterpolation(8, 8).transform(stack[:12, :12, :1])
+print(json.dumps({
+    "first_call_s": first_done - start,
+    "first_one_channel_call_s": time.perf_counter() - first_done,
 }))
 """
 
@@ -108,6 +127,12 @@ def measure(cache_dir: str) -> dict[str, Any]:
     return _run_child(_CHILD, REPOSITORY, cache_dir)
 
 
+def measure_legacy(cache_dir: str) -> dict[str, Any]:
+    """Times of a fresh Python process whose first fastinterp call is the drop-in's (see
+    ``_LEGACY_CHILD``); ``first_call_s`` includes ``import fastinterp``."""
+    return _run_child(_LEGACY_CHILD, REPOSITORY, cache_dir)
+
+
 def cold_then_warm() -> tuple[dict[str, Any], dict[str, Any]]:
     """One process on an empty numba cache (compiles), then one on the cache it left."""
     with tempfile.TemporaryDirectory(prefix="fastinterp-numba-cache-") as cache_dir:
@@ -119,6 +144,9 @@ def main() -> None:
     print(f"{'':<24}{'cold cache':>12}{'warm cache':>12}")
     for key in cold:
         print(f"{key:<24}{cold[key]:>11.3f}s{warm[key]:>11.3f}s")
+    with tempfile.TemporaryDirectory(prefix="fastinterp-numba-cache-") as cache_dir:
+        legacy = measure_legacy(cache_dir)
+    print(f"drop-in on (24, 24, 2048), cold cache: first call {legacy['first_call_s']:.3f}s")
     with numba_floor_workspace() as workspace:
         floor = measure_numba_floor(workspace)
     print(f"numba floor (a cached one-line parallel fill, warm cache): first call {floor['first_call_s']:.3f}s")

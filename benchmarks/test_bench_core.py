@@ -138,6 +138,18 @@ def test_first_call(benchmark: Any, numba_cache_dir: str, cache: str) -> None:
     benchmark.extra_info.update(times)
 
 
+def test_first_legacy_call_cold(benchmark: Any) -> None:
+    """A new process whose first call is the drop-in's, on an empty numba cache: the cold
+    compile target for the legacy kernel, which compiles none of the code the other calls use."""
+    benchmark.group = "first call in a new process"
+    benchmark.extra_info.update(
+        label="cold cache, drop-in on (24, 24, 2048)", targets=[{"value": "first_call_s", "max": 5.0}]
+    )
+    with tempfile.TemporaryDirectory(prefix="fastinterp-numba-cache-") as cache_dir:
+        times = benchmark.pedantic(startup.measure_legacy, args=(cache_dir,), rounds=1, iterations=1)
+    benchmark.extra_info.update(times)
+
+
 def test_numba_floor(benchmark: Any) -> None:
     """The control for the warm first call: what a one-line cached parallel numba function
     costs in a new process (numba's import and registry set-up), measured in the same run."""
