@@ -8,9 +8,9 @@ its arguments' types, one per memory pattern:
   horizontally into a small scratch buffer, then blends pairs of those rows vertically, so
   the inner loops run over contiguous memory and vectorise;
 * pixels (N, H, W, C), channels-last: each output pixel blends four contiguous channel
-  vectors; the inner loop runs over channels;
-* legacy (taps of type :class:`~fastinterp._coords.LegacyAxisTaps`), (N, H, W, C): the
-  original script's expression and uint8 store, bit for bit, laid out as the pixels body;
+  vectors; the inner loop runs over channels. With taps of type
+  :class:`~fastinterp._coords.LegacyAxisTaps` it computes the original script's expression
+  and uint8 store instead, bit for bit;
 * adjoint (taps of type :class:`~fastinterp._coords.InverseTaps`): the gradient of a resize
   with respect to its input, ``src`` the output gradient (P, OH, OW) and ``out`` the input
   gradient (P, H, W): every input pixel gathers from the output pixels that read it, so
@@ -93,15 +93,38 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task):
 
 
 @njit(inline="always")
-def _blend(a, b, c, d, w_left, w_right, w_top, w_bottom, out):
-    """The stored value of one output element from its four taps (a b / c d) and weights.
+def _legacy_uint8(value):
+    # numpy stores a float into uint8 with a C cast through a 32-bit integer; doing the same
+    # cast here gives the same machine instruction and so the same result for every input:
+    # truncation, wrap-around modulo 256, and (on x86) 0 for NaN, infinities and anything
+    # outside int32. A range check would be clearer but stops the loop from vectorising.
+    return np.uint8(np.int32(value) & 0xFF)
 
-    The same operations, in the same order and precision, as the separable planes body:
-    bit-identical results in both layouts.
-    """
-    a, b = _as_weight_type(a, w_left), _as_weight_type(b, w_left)
-    c, d = _as_weight_type(c, w_left), _as_weight_type(d, w_left)
-    return _to_output((a * w_left + b * w_right) * w_top + (c * w_left + d * w_right) * w_bottom, out)
+
+def _blend(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):  # pragma: no cover - see the overload
+    raise NotImplementedError
+
+
+@overload(_blend, inline="always")
+def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+    """The stored value of one output element from its four taps (a b / c d) and weights."""
+    if getattr(ys, "instance_class", None) is LegacyAxisTaps:
+
+        def original_expression(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+            # img[i1,j1]*x2_x*y2_y + img[i1,j2]*x_x1*y2_y + img[i2,j1]*x2_x*y_y1 + img[i2,j2]*x_x1*y_y1,
+            # term by term and left to right, as numpy evaluates it in the original.
+            return _legacy_uint8(a * w_left * w_top + b * w_right * w_top + c * w_left * w_bottom + d * w_right * w_bottom)
+
+        return original_expression
+
+    def bilinear(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+        # The same operations, in the same order and precision, as the separable planes body:
+        # bit-identical results in both layouts.
+        a, b = _as_weight_type(a, w_left), _as_weight_type(b, w_left)
+        c, d = _as_weight_type(c, w_left), _as_weight_type(d, w_left)
+        return _to_output((a * w_left + b * w_right) * w_top + (c * w_left + d * w_right) * w_bottom, out)
+
+    return bilinear
 
 
 @njit(cache=True)
@@ -118,81 +141,8 @@ def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
             for c in range(channels):
                 target[c] = _blend(
                     upper[left, c], upper[right, c], lower[left, c], lower[right, c],
-                    w_left, w_right, w_top, w_bottom, out,
+                    w_left, w_right, w_top, w_bottom, ys, out,
                 )  # fmt: skip
-
-
-@njit(inline="always")
-def _legacy_uint8(value):
-    # numpy stores a float into uint8 with a C cast through a 32-bit integer; doing the same
-    # cast here gives the same machine instruction and so the same result for every input:
-    # truncation, wrap-around modulo 256, and (on x86) 0 for NaN, infinities and anything
-    # outside int32. A range check would be clearer but stops the loop from vectorising.
-    return np.uint8(np.int32(value) & 0xFF)
-
-
-@njit(inline="always")
-def _legacy_value(upper_left, upper_right, lower_left, lower_right, w_top, w_bottom):
-    # img[i1,j1]*x2_x*y2_y + img[i1,j2]*x_x1*y2_y + img[i2,j1]*x2_x*y_y1 + img[i2,j2]*x_x1*y_y1,
-    # term by term and left to right as numpy evaluates it in the original, from the four
-    # products img * x (``upper_left`` = img[i1,j1]*x2_x, ...), which do not depend on the row.
-    return _legacy_uint8(upper_left * w_top + upper_right * w_top + lower_left * w_bottom + lower_right * w_bottom)
-
-
-@njit(inline="always")
-def _run_end(ys, row, row_stop):
-    """The end of the run of output rows from ``row`` that read the same two input rows."""
-    end = row + 1
-    while end < row_stop and ys.first[end] == ys.first[row] and ys.second[end] == ys.second[row]:
-        end += 1
-    return end
-
-
-@njit(inline="always")
-def _legacy_four_rows(upper, lower, image_out, row, j, left, right, w_left, w_right, ys):
-    """Output rows ``row`` to ``row + 3`` (one run) at column ``j``: the four products per
-    channel are computed once for the four rows, 5 multiplications per element instead of 8."""
-    out0, out1, out2, out3 = image_out[row, j], image_out[row + 1, j], image_out[row + 2, j], image_out[row + 3, j]
-    tops, bottoms = ys.w_first, ys.w_second
-    top0, top1, top2, top3 = tops[row], tops[row + 1], tops[row + 2], tops[row + 3]
-    bottom0, bottom1, bottom2, bottom3 = bottoms[row], bottoms[row + 1], bottoms[row + 2], bottoms[row + 3]
-    for c in range(image_out.shape[2]):
-        upper_left, upper_right = upper[left, c] * w_left, upper[right, c] * w_right
-        lower_left, lower_right = lower[left, c] * w_left, lower[right, c] * w_right
-        out0[c] = _legacy_value(upper_left, upper_right, lower_left, lower_right, top0, bottom0)
-        out1[c] = _legacy_value(upper_left, upper_right, lower_left, lower_right, top1, bottom1)
-        out2[c] = _legacy_value(upper_left, upper_right, lower_left, lower_right, top2, bottom2)
-        out3[c] = _legacy_value(upper_left, upper_right, lower_left, lower_right, top3, bottom3)
-
-
-@njit(cache=True)
-def _legacy_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
-    out_w = out.shape[2]
-    image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out.shape[1])
-    row = row_start
-    while row < row_stop:
-        run_stop = _run_end(ys, row, row_stop)
-        upper, lower = src[image, ys.first[row]], src[image, ys.second[row]]
-        if run_stop - row >= 4:
-            for group in range(row, run_stop, 4):
-                # The last group of a run may overlap the one before: those rows get the same values twice.
-                first = min(group, run_stop - 4)
-                for j in range(out_w):
-                    _legacy_four_rows(
-                        upper, lower, out[image], first, j, xs.first[j], xs.second[j], xs.w_first[j], xs.w_second[j], ys
-                    )
-        else:
-            for i in range(row, run_stop):
-                w_top, w_bottom = ys.w_first[i], ys.w_second[i]
-                for j in range(out_w):
-                    left, right, w_left, w_right = xs.first[j], xs.second[j], xs.w_first[j], xs.w_second[j]
-                    target = out[image, i, j]
-                    for c in range(target.shape[0]):
-                        target[c] = _legacy_value(
-                            upper[left, c] * w_left, upper[right, c] * w_right,
-                            lower[left, c] * w_left, lower[right, c] * w_right, w_top, w_bottom,
-                        )  # fmt: skip
-        row = run_stop
 
 
 @njit(inline="always")
@@ -229,12 +179,10 @@ def _run_task(src, out, ys, xs, task, blocks, rows_per_task):  # pragma: no cove
 
 @overload(_run_task, inline="always")
 def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task):
-    """Pick the task body from the argument types: the adjoint for inverse taps, the original's
-    arithmetic for legacy taps, else (P, H, W) planes or (N, H, W, C) pixels by the rank of ``src``."""
+    """Pick the task body from the argument types: the adjoint for inverse taps, else (P, H, W)
+    planes or (N, H, W, C) pixels by the rank of ``src``."""
     if getattr(ys, "instance_class", None) is InverseTaps:
         body = _adjoint_task
-    elif getattr(ys, "instance_class", None) is LegacyAxisTaps:
-        body = _legacy_task
     elif src.ndim == 3:
         body = _plane_task
     else:

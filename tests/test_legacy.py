@@ -134,8 +134,8 @@ def test_dropin_set_rate_and_large_stack():
 
 @pytest.mark.parametrize("rate", [5, 8])
 def test_kernel_bit_exact_whatever_rows_each_task_takes(rate):
-    """Runs of output rows that read the same input rows are computed four at a time; a task's
-    rows may start and end anywhere in a run, serially or in parallel."""
+    """A task's rows may start and end anywhere, serially or in parallel: every split of the
+    output rows into tasks gives the reference's pixels."""
     from fastinterp import _cpu
     from fastinterp._coords import legacy_axis_taps
 
