@@ -15,12 +15,13 @@ and grid come from the problem's shape and the device's multiprocessor count
   and one store per element). The arithmetic is the CPU kernels', operation for operation,
   with non-contracting ``*_rn`` intrinsics (NVVM would otherwise fuse multiply-adds), so
   float outputs equal the CPU's bit for bit and the legacy output the original's.
-* adjoint: the transpose of the forward, one fused kernel over the CSR tables of
-  :func:`fastinterp._coords.inverse_axis_taps`. A block takes a tile of input pixels of one
-  plane, sums its output-gradient rows vertically with lanes on consecutive columns
-  (coalesced, several loads in flight per thread) into shared memory, then horizontally
-  from there: every input element sums its readers in a fixed order, so the result is
-  deterministic, without atomics, and the gradient is read from memory once.
+* adjoint: the transpose of the forward, two gathers over the tables of
+  :func:`fastinterp._coords.inverse_axis_taps`. The vertical kernel walks strips of input
+  rows down the output-gradient rows that read them, lanes on consecutive columns
+  (coalesced, each gradient element loaded once, several loads in flight per thread),
+  keeping two running row sums and storing (P, H, OW) vertical sums; the horizontal kernel
+  sums those along each row. Every input element sums its readers in a fixed (ascending)
+  order, so the result is deterministic, without atomics.
 
 Indices are unsigned 64-bit: no wrap-around code per access, no overflow past 2**31.
 Launches are specialized and configured once per shape, stream and dtypes. For torch, what
@@ -43,7 +44,7 @@ import numpy as np
 from numba import cuda
 
 from ._api import Plan, _check_out_numpy, _numpy_layout, _user_out_shape, check_align, make_plan
-from ._coords import inverse_axis_taps
+from ._coords import axis_taps, inverse_axis_taps
 
 _SIMULATED = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
 
@@ -56,16 +57,16 @@ _MAX_THREADS_PER_SM = 2048
 _MAX_BLOCKS_PER_SM = 32
 #: Length of the header (problem dimensions) that starts every device index table.
 _HEADER = 8
-#: The adjoint's threads per block, loads each thread has in flight, and register cap: left
-#: alone, ptxas takes 96 registers (2 blocks of 256 per SM, 474 us on an H200); at 64, 4
-#: blocks fit (302 us). 4 loads in flight were a little faster than 8 or 16 there.
+#: The adjoint's threads per block, output rows each thread loads ahead, output columns it
+#: walks at once, input rows per strip, and register cap of its vertical kernel. On an H100,
+#: (1, 2048, 24, 24) from 8x: 195 us here (80 registers, 3 blocks of 256 per SM), 204 capped
+#: at 64 registers, 269 at 96 (2 blocks); 2 columns: 216; strips of 48 rows: the same
+#: (benchmarks/results/gpu-h100.md).
 ADJOINT_THREADS = 256
 ADJOINT_LOADS_IN_FLIGHT = 4
-ADJOINT_MAX_REGISTERS = 64
-#: The adjoint's shared memory per block: vertical sums of a tile (an (8x) 24 x 192 plane
-#: fits in float32) and partial sums of its input pixels. 24 KiB leaves room for 8 blocks.
-ADJOINT_SUMS_BYTES = 20480
-ADJOINT_PARTIAL_BYTES = 4096
+ADJOINT_COLUMNS_PER_THREAD = 4
+ADJOINT_STRIP_ROWS = 24
+ADJOINT_MAX_REGISTERS = None
 
 # ----------------------------------------------------------------------------------------
 # Arithmetic. The simulator runs kernels as Python, where numpy scalar operations already
@@ -266,125 +267,135 @@ def _smaller(a, b):
     return a if a < b else b  # (the builtin min does not compile for the device everywhere)
 
 
-@cuda.jit(device=True)
-def _split(item, width):
-    """(item // width, item % width) for counts within one block's buffers, in 32 bits
-    (a 64-bit division costs several times the loads it indexes)."""
-    numerator, denominator = np.uint32(item), np.uint32(width)
-    quotient = numerator // denominator
-    return np.uint64(quotient), np.uint64(numerator - quotient * denominator)
-
-
 @functools.lru_cache(maxsize=None)
-def _adjoint_kernel(
-    compute: str, sums_capacity: int, partial_capacity: int, loads_in_flight: int, max_registers: int | None
-) -> Any:
-    """The fused adjoint for a compute dtype, its shared buffers' sizes (elements), unroll and
+def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int, max_registers: int | None) -> tuple[Any, Any]:
+    """The adjoint's two kernels, (vertical, horizontal), for a compute dtype, the output rows
+    each thread loads ahead, the output columns it walks at once, and the vertical kernel's
     register cap (None: the compiler's choice)."""
     cast = _ARITHMETIC[compute].cast
+    element = np.float32 if compute == "float32" else np.float64
     # The simulator takes no register cap.
     options = {} if _SIMULATED or max_registers is None else {"max_registers": max_registers}
-    element = np.float32 if compute == "float32" else np.float64
+    ahead, across = loads_in_flight, columns_per_thread
+    window = ahead * across  # (local array sizes must be constants)
 
     @cuda.jit(device=True)
-    def weighted_sum(total, src, base, stride, first, table, outputs, weights, weight_base, begin, end):
-        """total + sum over k in [begin, end) of weights[weight_base + k] * src[base + (table[outputs + k] - first) * stride].
-
-        ``loads_in_flight`` loads are issued before any of them is summed: one dependent load
-        at a time per thread leaves the memory system mostly idle. The sum keeps table order.
-        """
-        values = cuda.local.array(loads_in_flight, element)
-        k = begin
-        while k < end:
-            for u in range(loads_in_flight):
-                entry = k + np.uint64(u)
-                if entry < end:
-                    values[u] = cast(src[base + (table[outputs + entry] - first) * stride])
-            for u in range(loads_in_flight):
-                entry = k + np.uint64(u)
-                if entry < end:
-                    total += weights[weight_base + entry] * values[u]
-            k += np.uint64(loads_in_flight)
-        return total
+    def store_and_shift(sums, at, part, width, now, following):
+        """Store a finished input row's sums (``now``, columns ``at + g * part`` below ``width``)
+        and move the window down a row."""
+        for g in range(across):
+            col = np.uint64(g) * part
+            if col < width:
+                sums[at + col] = now[g]
+            now[g] = following[g]
+            following[g] = 0
 
     @cuda.jit(**options)
-    def adjoint(grad, out, table, weights):
-        """out[p, i, j] = sum over (r, c) reading (i, j) of w_y * w_x * grad[p, r, c], deterministic.
+    def vertical(grad, sums, table, weights):
+        """sums[p, i, c] = sum over output rows r reading input row i of w_y * grad[p, r, c].
 
-        ``table``: header (planes, out_h, out_w, in_h, in_w, band_rows, tile_cols,
-        chunk_cols), then the rows' CSR (start [in_h + 1], output rows) and the columns' CSR
-        (start [in_w + 1], output columns) of :func:`inverse_axis_taps`; ``weights``: the
-        rows' weights, then the columns'.
+        ``table``: header (planes, out_h, out_w, in_h, strip_rows, strips per plane, part),
+        the rows' CSR (start [in_h + 1], output rows) of :func:`inverse_axis_taps`, the
+        forward's row taps (upper [out_h], lower [out_h]); ``weights``: the upper weights,
+        then the lower ones (0 where clamped).
 
-        A block takes a unit (plane, band of input rows, tile of input columns) at a time and
-        walks the output columns the tile reads in chunks of ``chunk_cols``: (1) every
-        thread sums one (input row, output column) vertically from global memory, lanes on
-        consecutive output columns (coalesced), into shared ``sums``; (2) every thread sums
-        one input pixel horizontally from ``sums``, carrying its partial sum over chunks in
-        shared ``partial``, and stores it after the last. Each input pixel is one thread's
-        sum in ascending output order: no atomics, the same bits every run.
+        A thread takes a strip of input rows of one plane at the output columns ``k + g *
+        part`` (lanes on consecutive columns: coalesced) and walks down the output rows that
+        read the strip, loading each gradient element once (rows at a strip boundary are read
+        by both strips): each output row adds its weighted value to a window of two running
+        sums (the rows it reads), and a row's sum is stored once the walk has passed its last
+        reader. Every sum adds its terms in ascending output order.
         """
-        sums = cuda.shared.array(sums_capacity, element)
-        partial = cuda.shared.array(partial_capacity, element)
         planes, out_h, out_w, in_h = table[0], table[1], table[2], table[3]
-        in_w, band_rows, tile_cols, chunk_cols = table[4], table[5], table[6], table[7]
+        strip_rows, strips, part = table[4], table[5], table[6]
         one = np.uint64(1)
         y_start = np.uint64(_HEADER)
         y_outputs = y_start + in_h + one
-        x_weights = table[y_start + in_h]  # the rows' entries come first in ``weights``
-        x_start = y_outputs + x_weights
-        x_outputs = x_start + in_w + one
-        bands = (in_h + band_rows - one) // band_rows
-        tiles = (in_w + tile_cols - one) // tile_cols
-        thread, threads = np.uint64(cuda.threadIdx.x), np.uint64(cuda.blockDim.x)
-        unit = np.uint64(cuda.blockIdx.x)
-        while unit < planes * bands * tiles:
-            plane, place = unit // (bands * tiles), unit % (bands * tiles)
-            first_row, first_col = (place // tiles) * band_rows, (place % tiles) * tile_cols
-            rows, cols = _smaller(band_rows, in_h - first_row), _smaller(tile_cols, in_w - first_col)
-            # Entries are sorted by (input, output) and outputs grow with inputs: the tile reads
-            # output columns from its first entry's to its last entry's.
-            begin_entry, end_entry = table[x_start + first_col], table[x_start + first_col + cols]
-            span_lo = span_hi = np.uint64(0)
-            if begin_entry < end_entry:
-                span_lo, span_hi = table[x_outputs + begin_entry], table[x_outputs + end_entry - one] + one
-            chunk_lo = span_lo
-            done = False
-            while not done:  # once at least: a tile nobody reads gets its zeros
-                chunk_hi = _smaller(chunk_lo + chunk_cols, span_hi)
-                width = chunk_hi - chunk_lo
-                done = chunk_hi >= span_hi
-                item = thread
-                while item < rows * width:
-                    band_row, col = _split(item, width)
-                    row = first_row + band_row
-                    sums[item] = weighted_sum(
-                        cast(0), grad, plane * out_h * out_w + chunk_lo + col, out_w, np.uint64(0),
-                        table, y_outputs, weights, np.uint64(0), table[y_start + row], table[y_start + row + one])
-                    item += threads
-                cuda.syncthreads()
-                item = thread
-                while item < rows * cols:
-                    band_row, col = _split(item, cols)
-                    col += first_col
-                    begin, end = table[x_start + col], table[x_start + col + one]
-                    while begin < end and table[x_outputs + begin] < chunk_lo:
-                        begin += one
-                    while end > begin and table[x_outputs + end - one] >= chunk_hi:
-                        end -= one
-                    total = cast(0) if chunk_lo == span_lo else partial[item]
-                    total = weighted_sum(total, sums, band_row * width, one, chunk_lo,
-                                         table, x_outputs, weights, x_weights, begin, end)
-                    if done:
-                        out[(plane * in_h + first_row + band_row) * in_w + col] = total
-                    else:
-                        partial[item] = total
-                    item += threads
-                cuda.syncthreads()  # ``sums`` is refilled next
-                chunk_lo = chunk_hi
-            unit += np.uint64(cuda.gridDim.x)
+        y_upper = y_outputs + table[y_start + in_h]
+        y_lower = y_upper + out_h
+        values = cuda.local.array(window, element)
+        now = cuda.local.array(across, element)
+        following = cuda.local.array(across, element)
+        item = np.uint64(cuda.blockIdx.x) * np.uint64(cuda.blockDim.x) + np.uint64(cuda.threadIdx.x)
+        while item < planes * strips * part:
+            plane_strip, k = item // part, item % part
+            plane, lo = plane_strip // strips, (plane_strip % strips) * strip_rows
+            hi = _smaller(lo + strip_rows, in_h)
+            width = out_w - k  # the thread's columns are those below it
+            begin_entry, end_entry = table[y_start + lo], table[y_start + hi]
+            r = r_end = np.uint64(0)
+            if begin_entry < end_entry:  # outputs grow with inputs: the strip's readers are a run
+                r, r_end = table[y_outputs + begin_entry], table[y_outputs + end_entry - one] + one
+            for g in range(across):
+                now[g] = following[g] = 0
+            grad_base = plane * out_h * out_w + k
+            at = (plane * in_h + lo) * out_w + k
+            current = lo  # the input row ``now`` sums; ``following`` sums the next one
+            while r < r_end:
+                for u in range(ahead):
+                    if r + np.uint64(u) < r_end:
+                        offset = grad_base + (r + np.uint64(u)) * out_w
+                        for g in range(across):  # a column past the row reads 0 and is never stored
+                            inside = np.uint64(g) * part < width
+                            values[u * across + g] = cast(grad[offset + np.uint64(g) * part]) if inside else cast(0)
+                for u in range(ahead):
+                    row = r + np.uint64(u)
+                    if row < r_end:
+                        upper, lower = table[y_upper + row], table[y_lower + row]
+                        while current < upper:
+                            if current < hi:
+                                store_and_shift(sums, at, part, width, now, following)
+                            current += one
+                            at += out_w
+                        w_upper, w_lower = weights[row], weights[out_h + row]
+                        for g in range(across):
+                            value = values[u * across + g]
+                            if upper == current:
+                                now[g] += w_upper * value
+                            if lower != upper:  # a clamped edge reads one row, weighted 1
+                                if lower == current:
+                                    now[g] += w_lower * value
+                                elif lower == current + one:
+                                    following[g] += w_lower * value
+                r += np.uint64(ahead)
+            while current < hi:  # the strip's last rows, and rows nobody reads (zeros)
+                store_and_shift(sums, at, part, width, now, following)
+                current += one
+                at += out_w
+            item += np.uint64(cuda.gridDim.x) * np.uint64(cuda.blockDim.x)
 
-    return adjoint
+    @cuda.jit
+    def horizontal(sums, out, table, weights):
+        """out[p, i, j] = sum over output columns x reading input column j of w_x * sums[p, i, x].
+
+        ``table``: header (rows = planes * in_h, in_w, out_w), the count of readers of each
+        input column [in_w], then the readers (output columns) as ``taps[t, j]`` [most
+        readers, in_w], ascending in t; ``weights``: their weights, laid out alike. Lanes on
+        consecutive input columns thus read the tables coalesced. A thread sums one input
+        pixel in ascending output order, ``ahead`` loads issued before any is added.
+        """
+        rows, in_w, out_w = table[0], table[1], table[2]
+        counts = np.uint64(_HEADER)
+        taps = counts + in_w
+        values = cuda.local.array(ahead, element)
+        item = np.uint64(cuda.blockIdx.x) * np.uint64(cuda.blockDim.x) + np.uint64(cuda.threadIdx.x)
+        while item < rows * in_w:
+            base, j = (item // in_w) * out_w, item % in_w
+            count = table[counts + j]
+            total = cast(0)
+            t = np.uint64(0)
+            while t < count:
+                for u in range(ahead):
+                    if t + np.uint64(u) < count:
+                        values[u] = sums[base + table[taps + (t + np.uint64(u)) * in_w + j]]
+                for u in range(ahead):
+                    if t + np.uint64(u) < count:
+                        total += weights[(t + np.uint64(u)) * in_w + j] * values[u]
+                t += np.uint64(ahead)
+            out[item] = total
+            item += np.uint64(cuda.gridDim.x) * np.uint64(cuda.blockDim.x)
+
+    return vertical, horizontal
 
 
 # ----------------------------------------------------------------------------------------
@@ -524,50 +535,79 @@ def _cached_forward_launch(plan: Plan, outer: int, inner: int, device_id: int) -
     return forward_launch(plan, outer, inner, shape)
 
 
-def _widest_span(columns: Any, tile_cols: int) -> int:
-    """The most output columns any tile of ``tile_cols`` input columns reads (at least 1)."""
-    in_w = len(columns.start) - 1
-    first = np.arange(0, in_w, tile_cols)
-    begin, end = columns.start[first], columns.start[np.minimum(first + tile_cols, in_w)]
-    read = end > begin
-    spans = columns.outputs[end[read] - 1] - columns.outputs[begin[read]] + 1
-    return int(spans.max(initial=1))
+class _AdjointLaunch:
+    """The adjoint's two launches and the (planes, in_h, out_w) vertical sums between them."""
+
+    def __init__(self, vertical: _Launch, horizontal: _Launch, sums_size: int, compute: np.dtype) -> None:
+        self.vertical, self.horizontal = vertical, horizontal
+        self.sums_size, self.compute = sums_size, compute
+
+    def __call__(self, grad: Any, out: Any, stream: Any) -> None:
+        sums = cuda.device_array(self.sums_size, self.compute, stream=stream)
+        self.vertical(grad, sums, stream)
+        self.horizontal(sums, out, stream)
+
+    def on_tensors(self, grad: Any, out: Any, stream_handle: int) -> None:
+        """Launch on dense torch tensors, the sums in torch's caching allocator (on the current stream)."""
+        torch = sys.modules["torch"]
+        sums = torch.empty(self.sums_size, dtype=getattr(torch, self.compute.name), device=grad.device)
+        self.vertical.on_tensors(grad, sums, stream_handle)
+        self.horizontal.on_tensors(sums, out, stream_handle)
+
+
+def _grid(items: int, threads_per_block: int, waves: int, multiprocessors: int) -> LaunchShape:
+    """A 1-D grid-stride launch over ``items``: ``waves`` times what the GPU holds at once, at most."""
+    blocks = min(-(-items // threads_per_block), waves * multiprocessors * (_MAX_THREADS_PER_SM // threads_per_block))
+    return LaunchShape((threads_per_block, 1, 1), (max(1, min(blocks, 2**31 - 1)), 1, 1), 1)
+
+
+def _by_rank(inverse: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR table of :func:`inverse_axis_taps` as (readers, weights) of shape (most readers,
+    inputs): entry [t, i] is input i's t-th reader, zeros past its count."""
+    counts = np.diff(inverse.start)
+    inputs = np.repeat(np.arange(len(counts)), counts)
+    ranks = np.arange(len(inputs)) - inverse.start[inputs]
+    readers = np.zeros((max(1, counts.max(initial=0)), len(counts)), np.int64)
+    weights = np.zeros(readers.shape, inverse.weights.dtype)
+    readers[ranks, inputs], weights[ranks, inputs] = inverse.outputs, inverse.weights
+    return readers, weights
 
 
 def adjoint_launch(
     planes: int, in_h: int, in_w: int, out_h: int, out_w: int, align: str, compute: np.dtype, multiprocessors: int,
-    threads_per_block: int = ADJOINT_THREADS, waves: int = WAVES, sums_bytes: int = ADJOINT_SUMS_BYTES,
-    partial_bytes: int = ADJOINT_PARTIAL_BYTES, loads_in_flight: int = ADJOINT_LOADS_IN_FLIGHT,
+    threads_per_block: int = ADJOINT_THREADS, waves: int = WAVES, loads_in_flight: int = ADJOINT_LOADS_IN_FLIGHT,
+    columns_per_thread: int = ADJOINT_COLUMNS_PER_THREAD, strip_rows: int = ADJOINT_STRIP_ROWS,
     max_registers: int | None = ADJOINT_MAX_REGISTERS,
-) -> _Launch:
-    """The fused adjoint (P, OH, OW) -> (P, H, W), its tiles sized to the shared buffers.
+) -> _AdjointLaunch:
+    """The adjoint (P, OH, OW) -> (P, H, W) in two gathers: vertical sums (P, H, OW), then horizontal.
 
-    A tile is as wide as the partial sums allow and then narrowed until one input row's
-    vertical sums over the output columns it reads fit ``sums_bytes``; wider reads (a
-    thousandfold upscale) are walked in chunks. A band is as many rows as both buffers hold.
+    Writing and reading the vertical sums costs ``2 * H / OH`` of the gradient's bytes (a
+    quarter at 8x) and keeps both kernels small: no shared memory, no barriers, any sizes.
     """
     rows, columns = inverse_axis_taps(in_h, out_h, align, compute), inverse_axis_taps(in_w, out_w, align, compute)
-    sums_capacity, partial_capacity = sums_bytes // compute.itemsize, partial_bytes // compute.itemsize
-    tile_cols = min(in_w, partial_capacity)
-    while tile_cols > 1 and _widest_span(columns, tile_cols) > sums_capacity:
-        tile_cols = -(-tile_cols // 2)
-    chunk_cols = min(_widest_span(columns, tile_cols), sums_capacity)
-    band_rows = max(1, min(in_h, sums_capacity // chunk_cols, partial_capacity // tile_cols))
-    units = planes * -(-in_h // band_rows) * -(-in_w // tile_cols)
-    grid = min(units, waves * multiprocessors * (_MAX_THREADS_PER_SM // threads_per_block), 2**31 - 1)
-    table = np.concatenate([
-        [planes, out_h, out_w, in_h, in_w, band_rows, tile_cols, chunk_cols],
-        rows.start, rows.outputs, columns.start, columns.outputs,
+    row_taps = axis_taps(in_h, out_h, align, compute)
+    vertical, horizontal = _adjoint_kernels(compute.name, loads_in_flight, columns_per_thread, max_registers)
+    strip_rows = min(strip_rows, in_h)
+    strips, part = -(-in_h // strip_rows), -(-out_w // columns_per_thread)
+    vertical_table = np.concatenate([
+        _header(planes, out_h, out_w, in_h, strip_rows, strips, part),
+        rows.start, rows.outputs, row_taps.first, row_taps.second,
     ]).astype(np.uint64)
-    kernel = _adjoint_kernel(compute.name, sums_capacity, partial_capacity, loads_in_flight, max_registers)
-    shape = LaunchShape((threads_per_block, 1, 1), (grid, 1, 1), 1)
-    return _Launch(kernel, shape, table, np.concatenate([rows.weights, columns.weights]))
+    readers, reader_weights = _by_rank(columns)
+    horizontal_table = np.concatenate([
+        _header(planes * in_h, in_w, out_w), np.diff(columns.start), readers.reshape(-1)]).astype(np.uint64)
+    return _AdjointLaunch(
+        _Launch(vertical, _grid(planes * strips * part, threads_per_block, waves, multiprocessors), vertical_table,
+                np.concatenate([row_taps.w_first, row_taps.w_second])),
+        _Launch(horizontal, _grid(planes * in_h * in_w, threads_per_block, waves, multiprocessors), horizontal_table,
+                reader_weights.reshape(-1)),
+        planes * in_h * out_w, compute)
 
 
 @functools.lru_cache(maxsize=64)
 def _cached_adjoint_launch(
     planes: int, in_h: int, in_w: int, out_h: int, out_w: int, align: str, compute: np.dtype, device_id: int
-) -> _Launch:
+) -> _AdjointLaunch:
     return adjoint_launch(planes, in_h, in_w, out_h, out_w, align, compute, _multiprocessors(device_id))
 
 

@@ -42,32 +42,31 @@ def test_adjoint_is_deterministic_and_shapes_its_output():
     assert first.shape == (5, 3, 4)
 
 
-@pytest.mark.parametrize("in_size, out_size", [((4, 5), (9, 13)), ((9, 11), (4, 5)), ((1, 1), (3, 40))])
-@pytest.mark.parametrize("sums_bytes, partial_bytes", [(8 * 64, 8 * 48), (8 * 3, 8 * 2), (8, 8)])
-def test_adjoint_tiles_bands_and_chunks_cover_everything(in_size, out_size, sums_bytes, partial_bytes):
-    """Shared buffers far too small for a plane: input rows in bands, columns in tiles, the
-    output columns a tile reads in chunks, several units per block, unread input pixels."""
+@pytest.mark.parametrize("columns_per_thread, strip_rows, loads", [(1, 8, 3), (2, 1, 1), (3, 2, 3), (4, 5, 2)])
+@pytest.mark.parametrize("in_size, out_size", [((5, 7), (13, 17)), ((9, 11), (4, 5)), ((1, 1), (3, 40))])
+def test_adjoint_strips_and_column_groups_cover_everything(columns_per_thread, strip_rows, loads, in_size, out_size):
+    """Threads walking several output columns (some past the row's end) and strips of input
+    rows (output rows read from both sides of a strip boundary, input rows nobody reads),
+    several items per thread, up and down."""
     (in_h, in_w), (out_h, out_w) = in_size, out_size
-    grad = np.random.default_rng(14).random((3, out_h, out_w))
+    grad = np.random.default_rng(16).standard_normal((3, out_h, out_w))
     launch = _cuda.adjoint_launch(3, in_h, in_w, out_h, out_w, "center", np.dtype(np.float64), 1,
-                                  threads_per_block=64, waves=1, sums_bytes=sums_bytes, partial_bytes=partial_bytes,
-                                  loads_in_flight=3)
+                                  threads_per_block=32, waves=1, loads_in_flight=loads,
+                                  columns_per_thread=columns_per_thread, strip_rows=strip_rows)
     out = cuda.to_device(np.full(3 * in_h * in_w, np.nan))
     launch(cuda.to_device(grad.reshape(-1)), out, 0)
     expected = bilinear_adjoint(grad, in_h, in_w, "center")
     np.testing.assert_allclose(out.copy_to_host().reshape(expected.shape), expected, rtol=1e-13, atol=1e-13)
 
 
-def test_adjoint_tiles_fit_the_shared_buffers():
-    for in_size, out_size in [((24, 24), (192, 192)), ((4000, 6000), (32000, 48000)), ((1, 1), (1, 100000))]:
-        for compute in (np.dtype(np.float32), np.dtype(np.float64)):
-            launch = _cuda.adjoint_launch(2, *in_size, *out_size, "center", compute, 132)
-            planes, _, _, in_h, in_w, band_rows, tile_cols, chunk_cols = launch.table.copy_to_host()[:8]
-            assert band_rows * chunk_cols * compute.itemsize <= _cuda.ADJOINT_SUMS_BYTES
-            assert band_rows * tile_cols * compute.itemsize <= _cuda.ADJOINT_PARTIAL_BYTES
-            assert 1 <= band_rows <= in_h and 1 <= tile_cols <= in_w
-    whole_plane = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), 132)
-    assert tuple(whole_plane.table.copy_to_host()[5:8]) == (24, 24, 192)  # one unit per plane
+def test_adjoint_grids_cover_the_items_and_stay_in_limits():
+    launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), 132)
+    assert launch.sums_size == 2048 * 24 * 192
+    for part in (launch.vertical, launch.horizontal):
+        (threads, _, _), (blocks, _, _) = part.shape.block, part.shape.grid
+        assert threads == _cuda.ADJOINT_THREADS and 1 <= blocks <= _cuda.WAVES * 132 * 2048 // threads
+    tiny = _cuda.adjoint_launch(1, 1, 1, 1, 1, "center", np.dtype(np.float32), 132)
+    assert tiny.vertical.shape.grid == tiny.horizontal.shape.grid == (1, 1, 1)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +90,15 @@ def test_one_launch_serves_every_gradient_dtype():
     for dtype in ("float32", "float16", "float32"):
         got = _cuda.resize_adjoint_cuda(cuda.to_device(grad.astype(dtype)), 3, 4, "center").copy_to_host()
         np.testing.assert_allclose(got, bilinear_adjoint(grad.astype(dtype), 3, 4, "center"), rtol=2e-3)
+
+
+def test_readers_by_rank_keep_each_inputs_order_and_pad_with_zeros():
+    columns = _cuda.inverse_axis_taps(9, 4, "center", np.dtype(np.float64))  # downscaled: some unread
+    readers, weights = _cuda._by_rank(columns)
+    counts = np.diff(columns.start)
+    assert readers.shape == weights.shape == (counts.max(), 9) and 0 in counts
+    for j in range(9):
+        span = slice(columns.start[j], columns.start[j + 1])
+        np.testing.assert_array_equal(readers[:counts[j], j], columns.outputs[span])
+        np.testing.assert_array_equal(weights[:counts[j], j], columns.weights[span])
+        assert not readers[counts[j]:, j].any() and not weights[counts[j]:, j].any()
