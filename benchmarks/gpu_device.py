@@ -162,15 +162,15 @@ def check_adjoint() -> None:
             check(f"adjoint {align} {str(dtype)[6:]} vs torch autograd", error < limit and first.dtype == dtype
                   and first.shape == x.shape and first.is_contiguous(), f"rel. error {error:.1e}")
             check(f"adjoint {align} {str(dtype)[6:]} bit-identical twice", bool(torch.equal(first, second)))
-    # Planes larger than one block's shared buffers (bands, tiles), a read wider than them
-    # (chunks), downscaling (input pixels nobody reads), many planes.
+    # Several strips per plane, reads far wider than the input (thousands of readers per
+    # column), downscaling (input pixels nobody reads), many planes.
     for in_size, out_size, planes in (((37, 300), (296, 2400), 3), ((2, 3), (5, 12000), 2),
                                       ((50, 60), (20, 25), 5), ((24, 24), (192, 192), 2048)):
         x = torch.rand((1, planes, *in_size), device="cuda", dtype=torch.float64, requires_grad=True)
         y = F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
         grad = torch.randn_like(y)
         (want,) = torch.autograd.grad(y, x, grad)
-        # float32 sums of up to ~5000 terms (the chunked case) round more than 1e-6.
+        # float32 sums of up to ~5000 terms (the widest read) round more than 1e-6.
         for dtype, limit in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
             got = _cuda.resize_adjoint_cuda(grad.to(dtype), *in_size, "center")
             again = _cuda.resize_adjoint_cuda(grad.to(dtype), *in_size, "center")
@@ -354,35 +354,72 @@ def time_other_dtypes(rate: float) -> None:
 
 
 def time_adjoint(rate: float) -> None:
-    x = torch.rand((1, 2048, 24, 24), device="cuda", requires_grad=True)
-    y = F.interpolate(x, size=(192, 192), mode="bilinear", align_corners=False)
-    grad = torch.randn_like(y)
-    timings["adjoint"] = {
-        "case": "(1, 2048, 24, 24) 8x float32 backward",
-        "floor_us": (grad.numel() + x.numel()) * 4 / rate * 1e6,
-        "fastinterp_us": gpu_time_us(lambda: _cuda.resize_adjoint_cuda(grad, 24, 24, "center")),
-        "torch_us": gpu_time_us(lambda: torch.autograd.grad(y, x, grad, retain_graph=True)),
-    }
-    print(f"   {timings['adjoint']}", flush=True)
-    # Tunables of the fused kernel; the summation order does not depend on them, so every
-    # variant must give the default's bits.
+    rows = []
+    for shape in TIMED_CASES:
+        n, c, h, w = shape
+        x = torch.rand(shape, device="cuda", requires_grad=True)
+        y = F.interpolate(x, scale_factor=FACTOR, mode="bilinear", align_corners=False)
+        grad = torch.randn_like(y)
+        row = {
+            "case": f"{shape} 8x float32 backward",
+            "floor_us": (grad.numel() + x.numel()) * 4 / rate * 1e6,
+            "fastinterp_nchw_us": gpu_time_us(lambda: _cuda.resize_adjoint_cuda(grad, h, w, "center")),
+            "torch_nchw_us": gpu_time_us(lambda: torch.autograd.grad(y, x, grad, retain_graph=True)),
+        }
+        print(f"   {row}", flush=True)
+        rows.append(row)
+        del x, y, grad
+    timings["adjoint"] = rows
+    sweep_adjoint()
+
+
+def _kernel_resources(launch: Any) -> str:
+    """ptxas's registers and local memory (spills) per thread of a launch's compiled kernel."""
+    try:
+        dispatcher = next(iter(launch._configured.values())).dispatcher  # the specialized kernel
+        return f"{dispatcher.get_regs_per_thread()} regs, {dispatcher.get_local_mem_per_thread()} B local"
+    except Exception as error:  # noqa: BLE001 - informative only
+        return f"? ({type(error).__name__})"
+
+
+def sweep_adjoint() -> None:
+    """The adjoint's tunables on (1, 2048, 24, 24) 8x float32. The summation order does not
+    depend on them, so every variant must give the default's bits."""
+    x = torch.rand((1, 2048, 24, 24), device="cuda")
+    grad = torch.randn((1, 2048, 192, 192), device="cuda")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     expected = _cuda.resize_adjoint_cuda(grad, 24, 24, "center")
     stream = _cuda._current_stream_handle(0)
+    default = (_cuda.ADJOINT_THREADS, _cuda.ADJOINT_LOADS_IN_FLIGHT, _cuda.ADJOINT_COLUMNS_PER_THREAD,
+               _cuda.ADJOINT_STRIP_ROWS, _cuda.ADJOINT_MAX_REGISTERS)
+    variants = [(threads, loads, columns, strip, None) for threads in (128, 256, 512)
+                for loads, columns in ((2, 4), (4, 4), (8, 4), (2, 6), (4, 6), (2, 8), (4, 8)) for strip in (24, 48)]
+    variants += [(256, 4, 4, 24, registers) for registers in (64, 96, 128)]
+    variants += [(256, 4, 2, strip, 48) for strip in (8, 24)]
     rows, differing = [], []
-    variants = [(threads, loads, _cuda.ADJOINT_MAX_REGISTERS) for threads in (128, 256, 512) for loads in (4, 8, 16)]
-    variants += [(_cuda.ADJOINT_THREADS, _cuda.ADJOINT_LOADS_IN_FLIGHT, registers) for registers in (40, None)]
-    for threads, loads, registers in variants:
+    for threads, loads, columns, strip, registers in variants:
         launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms,
-                                      threads_per_block=threads, loads_in_flight=loads, max_registers=registers)
-        got = torch.full_like(expected, float("nan"))
-        rows.append({"threads": threads, "loads_in_flight": loads, "max_registers": registers,
-                     "us": gpu_time_us(lambda: launch.on_tensors(grad, got, stream), runs=20)})  # noqa: B023
+                                      threads_per_block=threads, loads_in_flight=loads, columns_per_thread=columns,
+                                      strip_rows=strip, max_registers=registers)
+        got = torch.full_like(x, float("nan"))
+        us = gpu_time_us(lambda: launch.on_tensors(grad, got, stream), runs=20)  # noqa: B023
+        rows.append({"threads": threads, "loads_in_flight": loads, "columns": columns, "strip_rows": strip,
+                     "max_registers": registers, "us": us, "resources": _kernel_resources(launch.vertical)})
+        print(f"   {rows[-1]}", flush=True)
         if not torch.equal(got, expected):
-            differing.append(f"{threads}/{loads}/{registers}")
+            differing.append(f"{threads}/{loads}/{columns}/{strip}/{registers}")
     timings["adjoint_sweep"] = rows
-    print(f"   {rows}", flush=True)
-    check("adjoint variants (threads / loads / registers) == default bit for bit", not differing, ", ".join(differing))
+    check("adjoint variants (threads / loads / columns / strip / registers) == default bit for bit", not differing,
+          ", ".join(differing))
+    # The default's two kernels on their own.
+    launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms)
+    sums = torch.empty(launch.sums_size, device="cuda")
+    got = torch.empty_like(x)
+    timings["adjoint_kernels_us"] = {
+        "vertical": gpu_time_us(lambda: launch.vertical.on_tensors(grad, sums, stream)),
+        "horizontal": gpu_time_us(lambda: launch.horizontal.on_tensors(sums, got, stream)),
+    }
+    print(f"   {timings['adjoint_kernels_us']}", flush=True)
 
 
 def time_overhead() -> None:
@@ -446,21 +483,20 @@ def table() -> str:
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
-    for row in timings.get("forward_float32", []) + timings.get("forward_other", []):
+    for row in timings.get("forward_float32", []) + timings.get("forward_other", []) + timings.get("adjoint", []):
         ours, theirs = row["fastinterp_nchw_us"], row.get("torch_nchw_us")
         lines.append(" | ".join([
             f"| {row['case']}", fmt(row["floor_us"]), fmt(ours), f"{ours / row['floor_us']:.2f}",
             fmt(row.get("fastinterp_channels_last_us")), fmt(theirs), fmt(row.get("torch_channels_last_us")),
             f"{theirs / ours:.1f}x |" if theirs else "- |",
         ]))
-    if "adjoint" in timings:
-        a = timings["adjoint"]
-        lines.append(f"| {a['case']} | {fmt(a['floor_us'])} | {fmt(a['fastinterp_us'])} | "
-                     f"{a['fastinterp_us'] / a['floor_us']:.2f} | - | {fmt(a['torch_us'])} | - | "
-                     f"{a['torch_us'] / a['fastinterp_us']:.1f}x |")
     if "adjoint_sweep" in timings:
-        lines.append("adjoint sweep (threads / loads in flight / max registers: us): " + ", ".join(
-            f"{r['threads']}/{r['loads_in_flight']}/{r['max_registers']}:{r['us']:.0f}" for r in timings["adjoint_sweep"]))
+        sweep = sorted(timings["adjoint_sweep"], key=lambda r: r["us"])
+        lines.append("adjoint sweep, fastest first (threads / loads / columns / strip rows / max registers: us): "
+                     + ", ".join(f"{r['threads']}/{r['loads_in_flight']}/{r['columns']}/{r['strip_rows']}/"
+                                 f"{r['max_registers']}:{r['us']:.0f}" for r in sweep))
+    if "adjoint_kernels_us" in timings:
+        lines.append(f"adjoint kernels (default, us): {timings['adjoint_kernels_us']}")
     for case in sorted({row["case"] for row in timings.get("launch_shapes", [])}):
         sweep = [row for row in timings["launch_shapes"] if row["case"] == case]
         best = min(sweep, key=lambda row: row["us"])
