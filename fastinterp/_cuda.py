@@ -59,14 +59,14 @@ _MAX_BLOCKS_PER_SM = 32
 _HEADER = 8
 #: The adjoint's threads per block, output rows each thread loads ahead, output columns it
 #: walks at once, input rows per strip, and register cap of its vertical kernel. On an H100,
-#: (1, 2048, 24, 24) from 8x: 195 us here (80 registers, 3 blocks of 256 per SM), 204 capped
-#: at 64 registers, 269 at 96 (2 blocks); 2 columns: 216; strips of 48 rows: the same
-#: (benchmarks/results/gpu-h100.md).
+#: (1, 2048, 24, 24) from 8x: 183 us here (3 blocks of 256 per SM); uncapped, ptxas takes
+#: 94 registers (2 blocks): 217; capped at 64 it spills: 234; 6 columns and 2 rows ahead, or
+#: 128 threads, or strips of 48 rows: the same (benchmarks/results/gpu-h100.md).
 ADJOINT_THREADS = 256
 ADJOINT_LOADS_IN_FLIGHT = 4
 ADJOINT_COLUMNS_PER_THREAD = 4
 ADJOINT_STRIP_ROWS = 24
-ADJOINT_MAX_REGISTERS = None
+ADJOINT_MAX_REGISTERS = 80
 
 # ----------------------------------------------------------------------------------------
 # Arithmetic. The simulator runs kernels as Python, where numpy scalar operations already
@@ -296,8 +296,8 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
 
         ``table``: header (planes, out_h, out_w, in_h, strip_rows, strips per plane, part),
         the rows' CSR (start [in_h + 1], output rows) of :func:`inverse_axis_taps`, the
-        forward's row taps (upper [out_h], lower [out_h]); ``weights``: the upper weights,
-        then the lower ones (0 where clamped).
+        forward's upper row of each output row [out_h] (the lower is the next one); ``weights``:
+        the upper weights, then the lower ones (0 where clamped).
 
         A thread takes a strip of input rows of one plane at the output columns ``k + g *
         part`` (lanes on consecutive columns: coalesced) and walks down the output rows that
@@ -312,8 +312,10 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
         y_start = np.uint64(_HEADER)
         y_outputs = y_start + in_h + one
         y_upper = y_outputs + table[y_start + in_h]
-        y_lower = y_upper + out_h
         values = cuda.local.array(window, element)
+        uppers = cuda.local.array(ahead, np.uint64)
+        upper_weights = cuda.local.array(ahead, element)
+        lower_weights = cuda.local.array(ahead, element)
         now = cuda.local.array(across, element)
         following = cuda.local.array(across, element)
         item = np.uint64(cuda.blockIdx.x) * np.uint64(cuda.blockDim.x) + np.uint64(cuda.threadIdx.x)
@@ -332,6 +334,10 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
             at = (plane * in_h + lo) * out_w + k
             current = lo  # the input row ``now`` sums; ``following`` sums the next one
             while r < r_end:
+                for u in range(ahead):  # the rows' taps first: in flight with the loads below
+                    if r + np.uint64(u) < r_end:
+                        uppers[u] = table[y_upper + r + np.uint64(u)]
+                        upper_weights[u], lower_weights[u] = weights[r + np.uint64(u)], weights[out_h + r + np.uint64(u)]
                 for u in range(ahead):
                     if r + np.uint64(u) < r_end:
                         offset = grad_base + (r + np.uint64(u)) * out_w
@@ -339,24 +345,22 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
                             inside = np.uint64(g) * part < width
                             values[u * across + g] = cast(grad[offset + np.uint64(g) * part]) if inside else cast(0)
                 for u in range(ahead):
-                    row = r + np.uint64(u)
-                    if row < r_end:
-                        upper, lower = table[y_upper + row], table[y_lower + row]
+                    if r + np.uint64(u) < r_end:
+                        upper = uppers[u]
                         while current < upper:
                             if current < hi:
                                 store_and_shift(sums, at, part, width, now, following)
                             current += one
                             at += out_w
-                        w_upper, w_lower = weights[row], weights[out_h + row]
+                        # The lower row is the next one (a clamped bottom edge reads one row past
+                        # the end with weight 0: no strip stores that row).
                         for g in range(across):
                             value = values[u * across + g]
                             if upper == current:
-                                now[g] += w_upper * value
-                            if lower != upper:  # a clamped edge reads one row, weighted 1
-                                if lower == current:
-                                    now[g] += w_lower * value
-                                elif lower == current + one:
-                                    following[g] += w_lower * value
+                                now[g] += upper_weights[u] * value
+                                following[g] += lower_weights[u] * value
+                            else:  # the row above the strip: its lower row is the strip's first
+                                now[g] += lower_weights[u] * value
                 r += np.uint64(ahead)
             while current < hi:  # the strip's last rows, and rows nobody reads (zeros)
                 store_and_shift(sums, at, part, width, now, following)
