@@ -15,13 +15,13 @@ and grid come from the problem's shape and the device's multiprocessor count
   and one store per element). The arithmetic is the CPU kernels', operation for operation,
   with non-contracting ``*_rn`` intrinsics (NVVM would otherwise fuse multiply-adds), so
   float outputs equal the CPU's bit for bit and the legacy output the original's.
-* adjoint: the transpose of the forward, two gathers over the tables of
-  :func:`fastinterp._coords.inverse_axis_taps`. The vertical kernel walks strips of input
-  rows down the output-gradient rows that read them, lanes on consecutive columns
-  (coalesced, each gradient element loaded once, several loads in flight per thread),
-  keeping two running row sums and storing (P, H, OW) vertical sums; the horizontal kernel
-  sums those along each row. Every input element sums its readers in a fixed (ascending)
-  order, so the result is deterministic, without atomics.
+* adjoint: the transpose of the forward, two gathers. The vertical kernel walks strips of
+  input rows down the output-gradient rows that read them (the forward's row taps; the
+  strips' extents from :func:`fastinterp._coords.inverse_axis_taps`), lanes on consecutive
+  columns (coalesced, each gradient element loaded once, or twice at a strip boundary,
+  several loads in flight per thread), keeping two running row sums and storing (P, H, OW)
+  vertical sums; the horizontal kernel sums those along each row. Every input element sums
+  its readers in a fixed (ascending) order, so the result is deterministic, without atomics.
 
 Indices are unsigned 64-bit: no wrap-around code per access, no overflow past 2**31.
 Launches are specialized and configured once per shape, stream and dtypes. For torch, what
@@ -347,9 +347,8 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
                 for u in range(ahead):
                     if r + np.uint64(u) < r_end:
                         upper = uppers[u]
-                        while current < upper:
-                            if current < hi:
-                                store_and_shift(sums, at, part, width, now, following)
+                        while current < upper:  # (readers of the strip have upper < hi)
+                            store_and_shift(sums, at, part, width, now, following)
                             current += one
                             at += out_w
                         # The lower row is the next one (a clamped bottom edge reads one row past
@@ -585,8 +584,11 @@ def adjoint_launch(
 ) -> _AdjointLaunch:
     """The adjoint (P, OH, OW) -> (P, H, W) in two gathers: vertical sums (P, H, OW), then horizontal.
 
-    Writing and reading the vertical sums costs ``2 * H / OH`` of the gradient's bytes (a
-    quarter at 8x) and keeps both kernels small: no shared memory, no barriers, any sizes.
+    Writing and reading the vertical sums (in the compute dtype) costs ``2 * H / OH`` of a
+    float32 gradient's bytes (a quarter at 8x) and keeps both kernels small: no shared
+    memory, no barriers, any sizes. Where the height shrinks and the width grows a lot, the
+    sums outgrow both arrays: (4000, 10) from (10, 4000) holds 16M sums for 40k-element
+    arrays (summing along rows first would hold fewer; not done).
     """
     rows, columns = inverse_axis_taps(in_h, out_h, align, compute), inverse_axis_taps(in_w, out_w, align, compute)
     row_taps = axis_taps(in_h, out_h, align, compute)
@@ -595,7 +597,7 @@ def adjoint_launch(
     strips, part = -(-in_h // strip_rows), -(-out_w // columns_per_thread)
     vertical_table = np.concatenate([
         _header(planes, out_h, out_w, in_h, strip_rows, strips, part),
-        rows.start, rows.outputs, row_taps.first, row_taps.second,
+        rows.start, rows.outputs, row_taps.first,
     ]).astype(np.uint64)
     readers, reader_weights = _by_rank(columns)
     horizontal_table = np.concatenate([

@@ -42,21 +42,40 @@ def test_adjoint_is_deterministic_and_shapes_its_output():
     assert first.shape == (5, 3, 4)
 
 
+@pytest.mark.parametrize("align", ALIGNS)
 @pytest.mark.parametrize("columns_per_thread, strip_rows, loads", [(1, 8, 3), (2, 1, 1), (3, 2, 3), (4, 5, 2)])
 @pytest.mark.parametrize("in_size, out_size", [((5, 7), (13, 17)), ((9, 11), (4, 5)), ((1, 1), (3, 40))])
-def test_adjoint_strips_and_column_groups_cover_everything(columns_per_thread, strip_rows, loads, in_size, out_size):
+def test_adjoint_strips_and_column_groups_cover_everything(
+    columns_per_thread, strip_rows, loads, in_size, out_size, align
+):
     """Threads walking several output columns (some past the row's end) and strips of input
-    rows (output rows read from both sides of a strip boundary, input rows nobody reads),
-    several items per thread, up and down."""
+    rows (output rows read from both sides of a strip boundary, input rows nobody reads, a
+    clamped bottom edge), up and down, in every align mode."""
     (in_h, in_w), (out_h, out_w) = in_size, out_size
     grad = np.random.default_rng(16).standard_normal((3, out_h, out_w))
-    launch = _cuda.adjoint_launch(3, in_h, in_w, out_h, out_w, "center", np.dtype(np.float64), 1,
+    launch = _cuda.adjoint_launch(3, in_h, in_w, out_h, out_w, align, np.dtype(np.float64), 1,
                                   threads_per_block=32, waves=1, loads_in_flight=loads,
                                   columns_per_thread=columns_per_thread, strip_rows=strip_rows)
     out = cuda.to_device(np.full(3 * in_h * in_w, np.nan))
     launch(cuda.to_device(grad.reshape(-1)), out, 0)
-    expected = bilinear_adjoint(grad, in_h, in_w, "center")
+    expected = bilinear_adjoint(grad, in_h, in_w, align)
     np.testing.assert_allclose(out.copy_to_host().reshape(expected.shape), expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("float16", 2e-3)])
+def test_adjoint_grids_smaller_than_the_work_loop_over_it(dtype, rtol):
+    """Two blocks of 8 threads for every launch: each thread takes many strips and pixels in
+    turn (the grid-stride loops), and must reset its running sums for each."""
+    grad = np.random.default_rng(18).standard_normal((4, 19, 23)).astype(dtype)
+    launch = _cuda.adjoint_launch(4, 6, 5, 19, 23, "left", np.dtype(np.float32), 1,
+                                  columns_per_thread=2, strip_rows=2)
+    for part in (launch.vertical, launch.horizontal):
+        part.shape = _cuda.LaunchShape((8, 1, 1), (2, 1, 1), 1)
+    out = cuda.to_device(np.full(4 * 6 * 5, np.nan, dtype))
+    launch(cuda.to_device(grad.reshape(-1)), out, 0)
+    expected = bilinear_adjoint(grad, 6, 5, "left")
+    np.testing.assert_allclose(out.copy_to_host().reshape(expected.shape), expected, rtol=rtol,
+                               atol=rtol * np.abs(expected).max())
 
 
 def test_adjoint_grids_cover_the_items_and_stay_in_limits():
