@@ -292,7 +292,9 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
 
     @cuda.jit(**options)
     def vertical(grad, sums, table, weights):
-        """sums[p, i, c] = sum over output rows r reading input row i of w_y * grad[p, r, c].
+        """sums[p, i, c] = sum over output rows r reading input row i of w_y * grad[p, r, c],
+        for rows of ``out_w`` columns (the output's width, or the input's when the horizontal
+        pass ran first).
 
         ``table``: header (planes, out_h, out_w, in_h, strip_rows, strips per plane, part),
         the rows' CSR (start [in_h + 1], output rows) of :func:`inverse_axis_taps`, the
@@ -371,7 +373,8 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
     def horizontal(sums, out, table, weights):
         """out[p, i, j] = sum over output columns x reading input column j of w_x * sums[p, i, x].
 
-        ``table``: header (rows = planes * in_h, in_w, out_w), the count of readers of each
+        ``table``: header (rows: planes * in_h, or planes * out_h when this pass runs first,
+        in_w, out_w), the count of readers of each
         input column [in_w], then the readers (output columns) as ``taps[t, j]`` [most
         readers, in_w], ascending in t; ``weights``: their weights, laid out alike. Lanes on
         consecutive input columns thus read the tables coalesced. A thread sums one input
@@ -390,7 +393,7 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
             while t < count:
                 for u in range(ahead):
                     if t + np.uint64(u) < count:
-                        values[u] = sums[base + table[taps + (t + np.uint64(u)) * in_w + j]]
+                        values[u] = cast(sums[base + table[taps + (t + np.uint64(u)) * in_w + j]])
                 for u in range(ahead):
                     if t + np.uint64(u) < count:
                         total += weights[(t + np.uint64(u)) * in_w + j] * values[u]
@@ -539,23 +542,30 @@ def _cached_forward_launch(plan: Plan, outer: int, inner: int, device_id: int) -
 
 
 class _AdjointLaunch:
-    """The adjoint's two launches and the (planes, in_h, out_w) vertical sums between them."""
+    """The adjoint's two launches and the partial sums between them: vertical first (sums of
+    shape (planes, in_h, out_w)) or horizontal first ((planes, out_h, in_w)), the smaller."""
 
-    def __init__(self, vertical: _Launch, horizontal: _Launch, sums_size: int, compute: np.dtype) -> None:
-        self.vertical, self.horizontal = vertical, horizontal
+    def __init__(self, vertical: _Launch, horizontal: _Launch, vertical_first: bool, sums_size: int,
+                 compute: np.dtype) -> None:
+        self.vertical, self.horizontal, self.vertical_first = vertical, horizontal, vertical_first
         self.sums_size, self.compute = sums_size, compute
 
+    def _passes(self) -> tuple[_Launch, _Launch]:
+        return (self.vertical, self.horizontal) if self.vertical_first else (self.horizontal, self.vertical)
+
     def __call__(self, grad: Any, out: Any, stream: Any) -> None:
+        first, second = self._passes()
         sums = cuda.device_array(self.sums_size, self.compute, stream=stream)
-        self.vertical(grad, sums, stream)
-        self.horizontal(sums, out, stream)
+        first(grad, sums, stream)
+        second(sums, out, stream)
 
     def on_tensors(self, grad: Any, out: Any, stream_handle: int) -> None:
         """Launch on dense torch tensors, the sums in torch's caching allocator (on the current stream)."""
         torch = sys.modules["torch"]
+        first, second = self._passes()
         sums = torch.empty(self.sums_size, dtype=getattr(torch, self.compute.name), device=grad.device)
-        self.vertical.on_tensors(grad, sums, stream_handle)
-        self.horizontal.on_tensors(sums, out, stream_handle)
+        first.on_tensors(grad, sums, stream_handle)
+        second.on_tensors(sums, out, stream_handle)
 
 
 def _grid(items: int, threads_per_block: int, waves: int, multiprocessors: int) -> LaunchShape:
@@ -582,32 +592,36 @@ def adjoint_launch(
     columns_per_thread: int = ADJOINT_COLUMNS_PER_THREAD, strip_rows: int = ADJOINT_STRIP_ROWS,
     max_registers: int | None = ADJOINT_MAX_REGISTERS,
 ) -> _AdjointLaunch:
-    """The adjoint (P, OH, OW) -> (P, H, W) in two gathers: vertical sums (P, H, OW), then horizontal.
+    """The adjoint (P, OH, OW) -> (P, H, W) in two gathers, vertical then horizontal or the
+    other way round, whichever holds fewer partial sums in between.
 
-    Writing and reading the vertical sums (in the compute dtype) costs ``2 * H / OH`` of a
-    float32 gradient's bytes (a quarter at 8x) and keeps both kernels small: no shared
-    memory, no barriers, any sizes. Where the height shrinks and the width grows a lot, the
-    sums outgrow both arrays: (4000, 10) from (10, 4000) holds 16M sums for 40k-element
-    arrays (summing along rows first would hold fewer; not done).
+    Writing and reading the partial sums (in the compute dtype) costs ``2 * H / OH`` of a
+    float32 gradient's bytes, vertical first (a quarter at 8x), and keeps both kernels small:
+    no shared memory, no barriers, any sizes. Horizontal first, where that is smaller (the
+    height shrinks and the width grows: vertical first would hold 16M sums for (4000, 10)
+    from (10, 4000)), the horizontal kernel reads the gradient, less efficiently.
     """
     rows, columns = inverse_axis_taps(in_h, out_h, align, compute), inverse_axis_taps(in_w, out_w, align, compute)
     row_taps = axis_taps(in_h, out_h, align, compute)
     vertical, horizontal = _adjoint_kernels(compute.name, loads_in_flight, columns_per_thread, max_registers)
+    vertical_first = in_h * out_w <= out_h * in_w
+    cols = out_w if vertical_first else in_w  # the width of the rows the vertical pass walks
+    rows_across = planes * (in_h if vertical_first else out_h)  # the rows the horizontal pass sums
     strip_rows = min(strip_rows, in_h)
-    strips, part = -(-in_h // strip_rows), -(-out_w // columns_per_thread)
+    strips, part = -(-in_h // strip_rows), -(-cols // columns_per_thread)
     vertical_table = np.concatenate([
-        _header(planes, out_h, out_w, in_h, strip_rows, strips, part),
+        _header(planes, out_h, cols, in_h, strip_rows, strips, part),
         rows.start, rows.outputs, row_taps.first,
     ]).astype(np.uint64)
     readers, reader_weights = _by_rank(columns)
     horizontal_table = np.concatenate([
-        _header(planes * in_h, in_w, out_w), np.diff(columns.start), readers.reshape(-1)]).astype(np.uint64)
+        _header(rows_across, in_w, out_w), np.diff(columns.start), readers.reshape(-1)]).astype(np.uint64)
     return _AdjointLaunch(
         _Launch(vertical, _grid(planes * strips * part, threads_per_block, waves, multiprocessors), vertical_table,
                 np.concatenate([row_taps.w_first, row_taps.w_second])),
-        _Launch(horizontal, _grid(planes * in_h * in_w, threads_per_block, waves, multiprocessors), horizontal_table,
+        _Launch(horizontal, _grid(rows_across * in_w, threads_per_block, waves, multiprocessors), horizontal_table,
                 reader_weights.reshape(-1)),
-        planes * in_h * out_w, compute)
+        vertical_first, planes * min(in_h * out_w, out_h * in_w), compute)
 
 
 @functools.lru_cache(maxsize=64)

@@ -78,6 +78,23 @@ def test_adjoint_grids_smaller_than_the_work_loop_over_it(dtype, rtol):
                                atol=rtol * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-13), ("float16", 2e-3)])
+@pytest.mark.parametrize("in_size, out_size, vertical_first", [
+    ((40, 3), (4, 30), False),  # height shrinks, width grows: horizontal first holds 4 x 3 sums, not 40 x 30
+    ((4, 30), (40, 3), True),
+    ((6, 6), (12, 12), True),  # a tie: vertical first
+])
+def test_adjoint_runs_the_pass_with_fewer_partial_sums_first(in_size, out_size, vertical_first, dtype, rtol):
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    launch = _cuda.adjoint_launch(2, in_h, in_w, out_h, out_w, "corners", np.dtype(np.float64), 1)
+    assert launch.vertical_first == vertical_first
+    assert launch.sums_size == 2 * min(in_h * out_w, out_h * in_w)
+    grad = np.random.default_rng(19).standard_normal((2, out_h, out_w)).astype(dtype)
+    got = _cuda.resize_adjoint_cuda(cuda.to_device(grad), in_h, in_w, "corners").copy_to_host()
+    expected = bilinear_adjoint(grad, in_h, in_w, "corners")
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
 def test_adjoint_grids_cover_the_items_and_stay_in_limits():
     launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), 132)
     assert launch.sums_size == 2048 * 24 * 192
