@@ -77,7 +77,8 @@ def ptxas_report(ptx: str, cc: tuple[int, int], ptxas: str, max_registers: int |
 
 
 def find_ptxas(given: str | None) -> str:
-    candidates = [given, shutil.which("ptxas"), os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")]
+    cuda_home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    candidates = [given, shutil.which("ptxas"), os.path.join(cuda_home, "bin", "ptxas")]
     for candidate in candidates:
         if candidate and os.path.isfile(candidate):
             return candidate

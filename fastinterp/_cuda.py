@@ -268,7 +268,9 @@ def _smaller(a, b):
 
 
 @functools.lru_cache(maxsize=None)
-def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int, max_registers: int | None) -> tuple[Any, Any]:
+def _adjoint_kernels(
+    compute: str, loads_in_flight: int, columns_per_thread: int, max_registers: int | None
+) -> tuple[Any, Any]:
     """The adjoint's two kernels, (vertical, horizontal), for a compute dtype, the output rows
     each thread loads ahead, the output columns it walks at once, and the vertical kernel's
     register cap (None: the compiler's choice)."""
@@ -338,8 +340,9 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
             while r < r_end:
                 for u in range(ahead):  # the rows' taps first: in flight with the loads below
                     if r + np.uint64(u) < r_end:
-                        uppers[u] = table[y_upper + r + np.uint64(u)]
-                        upper_weights[u], lower_weights[u] = weights[r + np.uint64(u)], weights[out_h + r + np.uint64(u)]
+                        row = r + np.uint64(u)
+                        uppers[u] = table[y_upper + row]
+                        upper_weights[u], lower_weights[u] = weights[row], weights[out_h + row]
                 for u in range(ahead):
                     if r + np.uint64(u) < r_end:
                         offset = grad_base + (r + np.uint64(u)) * out_w
@@ -373,12 +376,12 @@ def _adjoint_kernels(compute: str, loads_in_flight: int, columns_per_thread: int
     def horizontal(sums, out, table, weights):
         """out[p, i, j] = sum over output columns x reading input column j of w_x * sums[p, i, x].
 
-        ``table``: header (rows: planes * in_h, or planes * out_h when this pass runs first,
-        in_w, out_w), the count of readers of each
-        input column [in_w], then the readers (output columns) as ``taps[t, j]`` [most
-        readers, in_w], ascending in t; ``weights``: their weights, laid out alike. Lanes on
-        consecutive input columns thus read the tables coalesced. A thread sums one input
-        pixel in ascending output order, ``ahead`` loads issued before any is added.
+        ``table``: header (rows: planes * in_h, or planes * out_h when this pass runs first;
+        in_w; out_w), the count of readers of each input column [in_w], then the readers
+        (output columns) as ``taps[t, j]`` [most readers, in_w], ascending in t; ``weights``:
+        their weights, laid out alike. Lanes on consecutive input columns thus read the
+        tables coalesced. A thread sums one input pixel in ascending output order, ``ahead``
+        loads issued before any is added.
         """
         rows, in_w, out_w = table[0], table[1], table[2]
         counts = np.uint64(_HEADER)

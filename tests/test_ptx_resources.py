@@ -6,7 +6,6 @@ Skipped where numba cannot compile PTX (no libNVVM) or ``ptxas`` is missing.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -17,8 +16,9 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("NUMBA_ENABLE_CUDASIM")), re
 
 @pytest.fixture()
 def ptxas(monkeypatch):
-    found = shutil.which("ptxas") or os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "ptxas")
-    if not os.path.isfile(found):
+    try:
+        found = ptx_resources.find_ptxas(None)
+    except SystemExit:
         pytest.skip("ptxas not found")
     import numba.cuda.dispatcher as dispatcher
 
