@@ -26,14 +26,14 @@ from numba import cuda, types
 F32, F16, F64, U8, U64 = types.float32[::1], types.float16[::1], types.float64[::1], types.uint8[::1], types.uint64[::1]
 
 
-def _answer_compute_capability(cc: tuple[int, int]) -> None:
-    """Make numba's device-function compiles see ``cc`` instead of querying a GPU."""
-    import numba.cuda.dispatcher as dispatcher
+def device_answering(cc: tuple[int, int]) -> Any:
+    """A stand-in for ``numba.cuda.dispatcher.get_current_device``: numba's device-function
+    compiles then see ``cc`` instead of querying a GPU."""
 
     class _Device:
         compute_capability = cc
 
-    dispatcher.get_current_device = lambda: _Device()
+    return lambda: _Device()
 
 
 def kernels() -> list[tuple[str, Any, tuple[Any, ...], int | None]]:
@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cc = tuple(int(part) for part in args.cc.split("."))
     ptxas = find_ptxas(args.ptxas)
-    _answer_compute_capability(cc)
+    import numba.cuda.dispatcher as dispatcher
+
+    dispatcher.get_current_device = device_answering(cc)
     for name, kernel, signature, cap in kernels():
         ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
         print(f"{name}: {ptxas_report(ptx, cc, ptxas, cap)}", flush=True)

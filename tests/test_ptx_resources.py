@@ -22,10 +22,7 @@ def ptxas(monkeypatch):
         pytest.skip("ptxas not found")
     import numba.cuda.dispatcher as dispatcher
 
-    class Hopper:
-        compute_capability = (9, 0)
-
-    monkeypatch.setattr(dispatcher, "get_current_device", lambda: Hopper())
+    monkeypatch.setattr(dispatcher, "get_current_device", ptx_resources.device_answering((9, 0)))
     try:
         from numba import cuda
 
