@@ -4,6 +4,17 @@
 # must be set before numba is imported, so it gets a process of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The explorer's tests drive Debian's headless Chromium (Playwright is pointed at it; it never
+# downloads a browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "tests/run.sh: chromium is missing; install Debian's chromium package (the browser tests need it)" >&2
+        exit 2
+    fi
+fi
 python3 -m pip install --quiet --disable-pip-version-check \
     torch==2.14.1 torchvision==0.29.1 -e ".[test,viz,bench]"
 python3 -m pytest -q -p no:cacheprovider -m "not cudasim" --ignore=tests/cudasim "$@"

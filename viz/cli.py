@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the heavy modules (torch) are imported only when a command 
     from .models import LoadedModel
 
 PROG = "fastinterp-viz"
+#: Subcommands and the module whose ``main(argv)`` runs each.
+SUBCOMMANDS = {"scan": "viz.scan", "open": "viz.explorer"}
 
 
 def _scale(text: str) -> float | None:
@@ -188,7 +190,17 @@ def _jobs(args: argparse.Namespace, options: RenderOptions) -> tuple[str, Prepro
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``fastinterp-viz`` and ``python -m viz``; returns the exit status."""
+    """Entry point of ``fastinterp-viz`` and ``python -m viz``; returns the exit status.
+
+    ``fastinterp-viz scan ...`` (a dataset scan, :mod:`viz.scan`) and ``fastinterp-viz open DIR``
+    (the explorer page, :mod:`viz.explorer`) are subcommands with their own options; anything
+    else is the one-image usage.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return run(args)
