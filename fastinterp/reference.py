@@ -142,3 +142,55 @@ def to_integer_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Round to nearest (half to even) and saturate to the range of an integer dtype."""
     info = np.iinfo(dtype)
     return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+
+
+#: The only ``align`` with an antialiased definition: torch's ``antialias=True`` centres its
+#: filter on ``(dst + 0.5) * in/out`` whatever ``align_corners`` says, and Pillow has no other.
+ANTIALIAS_ALIGN_MODES = ("center",)
+
+
+def antialias_taps(dst: int, in_size: int, out_size: int) -> tuple[int, list[float]]:
+    """First source index and normalised weights of output ``dst`` along one antialiased axis.
+
+    torch's ``_upsample_bilinear2d_aa`` and Pillow's BILINEAR: the triangle filter, widened
+    by ``scale = in/out`` on a downscaled axis (``support = scale``) and not on an upscaled one
+    (``support = 1``, which is plain bilinear with clamped edges). The taps are the indices in
+    ``[floor(centre - support + 0.5), floor(centre + support + 0.5))`` clipped to the image,
+    ``centre = (dst + 0.5) * scale``, each weighted ``tri((i - centre + 0.5) / max(scale, 1))``;
+    the weights are divided by their sum, so clipped edges are renormalised. An axis that
+    keeps its size is copied (torch skips it).
+    """
+    if in_size == out_size:
+        return dst, [1.0]
+    scale = in_size / out_size
+    support = max(scale, 1.0)
+    inverse = 1.0 / scale if scale >= 1.0 else 1.0
+    centre = (dst + 0.5) * scale
+    first = max(int(math.floor(centre - support + 0.5)), 0)
+    stop = min(int(math.floor(centre + support + 0.5)), in_size)
+    weights = [max(0.0, 1.0 - abs((i - centre + 0.5) * inverse)) for i in range(first, stop)]
+    total = sum(weights)
+    return first, [w / total for w in weights]
+
+
+def antialiased_resize(plane: np.ndarray, out_h: int, out_w: int, align: str = "center") -> np.ndarray:
+    """Antialiased bilinear resize of one 2-D plane, in float64 with plain loops.
+
+    ``out[i, j] = sum over (a, b) of wy[a] * wx[b] * plane[y0 + a, x0 + b]`` with the taps of
+    :func:`antialias_taps` on each axis. Only ``align="center"`` is defined.
+    """
+    if align not in ANTIALIAS_ALIGN_MODES:
+        raise ValueError(f"antialias is defined only for align in {ANTIALIAS_ALIGN_MODES}, got {align!r}")
+    in_h, in_w = plane.shape
+    src = plane.astype(np.float64)
+    out = np.empty((out_h, out_w), dtype=np.float64)
+    for i in range(out_h):
+        y0, wy = antialias_taps(i, in_h, out_h)
+        for j in range(out_w):
+            x0, wx = antialias_taps(j, in_w, out_w)
+            total = 0.0
+            for a, weight_y in enumerate(wy):
+                for b, weight_x in enumerate(wx):
+                    total += weight_y * weight_x * src[y0 + a, x0 + b]
+            out[i, j] = total
+    return out
