@@ -1,0 +1,258 @@
+"""Bilinear resize of dask arrays larger than memory: :func:`resize`.
+
+``import fastinterp.dask`` needs the ``[dask]`` extra; ``import fastinterp`` never imports dask.
+
+Each output block is computed by one task from exactly the input rows and columns its taps
+read: for output rows ``[a, b)`` those are input rows ``min(first[a:b]) .. max(second[a:b])``
+of the full-axis taps (:mod:`fastinterp._coords`), and the same for columns. The task
+concatenates the input blocks that hold that region, slices it out, rebases the taps to it
+and runs the in-memory kernels (:func:`fastinterp._api.run_cpu`) on it. Every output element is
+therefore computed from the same source values, weights and operations as
+:func:`fastinterp.resize` of the whole array: the result is bit-identical, whatever the
+chunking. The graph has one task per output block and no rechunk: each output block depends
+only on the input blocks its region overlaps.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+from dask.utils import parse_bytes
+
+from ._api import (
+    INTERLEAVE_MAX_CHANNELS,
+    Plan,
+    _numpy_layout,
+    check_align,
+    check_dtype,
+    output_size,
+    run_cpu,
+)
+from ._coords import AxisTaps, interleaved_taps
+
+__all__ = ["resize"]
+
+
+class Span(NamedTuple):
+    """One output block along one spatial axis and the input it reads.
+
+    Output indices ``[out_start, out_stop)`` read input indices ``[in_start, in_stop)``; the
+    task's concatenated input blocks begin at input index ``slab_start``.
+    """
+
+    out_start: int
+    out_stop: int
+    in_start: int
+    in_stop: int
+    slab_start: int
+
+
+@dataclass(frozen=True, eq=False)
+class _RegionPlan(Plan):
+    """A plan for one region of a larger resize: :meth:`taps` gives the full request's taps,
+    sliced to the region and rebased to its first input row and column, instead of new ones."""
+
+    row_taps: AxisTaps
+    column_taps: AxisTaps
+
+    def taps(self) -> tuple[AxisTaps, AxisTaps]:
+        return self.row_taps, self.column_taps
+
+
+def _spatial_axes(shape: tuple[int, ...], channels_first: bool) -> tuple[int, int]:
+    """Axes of H and W in the user's layout (the layouts of :func:`fastinterp.resize`)."""
+    ndim = len(shape)
+    if ndim == 2:
+        return 0, 1
+    if ndim in (3, 4):
+        return (ndim - 2, ndim - 1) if channels_first else (ndim - 3, ndim - 2)
+    layouts = "(N, C, H, W)" if channels_first else "(N, H, W, C)"
+    raise ValueError(f"expected a 2-D (H, W), 3-D or 4-D {layouts} dask array, got {ndim} dimensions {shape}")
+
+
+def _make_plan(darr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, channels_first: bool) -> Plan:
+    """The request's plan, validated as :func:`fastinterp.resize` validates it.
+
+    Unlike the in-memory front there is no cap on the output's size: it need not fit in memory.
+    """
+    if not isinstance(legacy, bool):
+        raise TypeError(f"legacy must be True or False, got {legacy!r}")
+    align = check_align(align, legacy)
+    native = check_dtype(darr.dtype, legacy)
+    if 0 in darr.shape:
+        raise ValueError(f"cannot resize an empty array (shape {darr.shape})")
+    row_axis, col_axis = _spatial_axes(darr.shape, channels_first)
+    in_h, in_w = darr.shape[row_axis], darr.shape[col_axis]
+    out_h, out_w = output_size(in_h, in_w, w_rate, h_rate, size)
+    layout = "pixels" if darr.ndim > 2 and not channels_first else "planes"
+    return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, np.dtype(np.uint8) if legacy else native)
+
+
+def _scaled_chunks(in_chunks: tuple[int, ...], in_size: int, out_size: int) -> list[int]:
+    """Output chunks whose boundaries are the input's, scaled to the output and rounded."""
+    bounds = np.cumsum((0, *in_chunks), dtype=np.int64)
+    scaled = np.unique((bounds * out_size + in_size // 2) // in_size)
+    return np.diff(scaled).tolist()
+
+
+def _split(chunks: list[int], most: int) -> tuple[int, ...]:
+    """``chunks`` with every chunk longer than ``most`` cut into near-equal parts."""
+    parts: list[int] = []
+    for chunk in chunks:
+        pieces = -(-chunk // most)
+        parts.extend(chunk // pieces + (k < chunk % pieces) for k in range(pieces))
+    return tuple(parts)
+
+
+def _output_chunks(darr: Any, plan: Plan, axes: tuple[int, int], block_bytes: int) -> tuple[tuple[int, ...], ...]:
+    """The input's chunks, scaled along H and W, then cut so no block exceeds ``block_bytes``.
+
+    Non-spatial axes (N, C) keep the input's chunks: each output block reads the same ones.
+    """
+    row_axis, col_axis = axes
+    rows = _scaled_chunks(darr.chunks[row_axis], plan.in_h, plan.out_h)
+    columns = _scaled_chunks(darr.chunks[col_axis], plan.in_w, plan.out_w)
+    others = math.prod(max(c) for axis, c in enumerate(darr.chunks) if axis not in axes)
+    budget = max(1, block_bytes // (others * plan.out_dtype.itemsize))  # spatial elements per block
+    most_rows, most_columns = max(rows), max(columns)
+    if most_rows * most_columns > budget:  # upsampling: shrink both sides by the same factor
+        most_rows = max(1, math.floor(most_rows * math.sqrt(budget / (most_rows * most_columns))))
+        most_columns = max(1, budget // most_rows)
+    chunks = list(darr.chunks)
+    chunks[row_axis], chunks[col_axis] = _split(rows, most_rows), _split(columns, most_columns)
+    return tuple(chunks)
+
+
+def _spans(out_chunks: tuple[int, ...], taps: AxisTaps, in_bounds: np.ndarray) -> list[tuple[Span, range]]:
+    """For each output chunk along one axis: its :class:`Span` and the input blocks it reads."""
+    result = []
+    out_start = 0
+    for chunk in out_chunks:
+        out_stop = out_start + chunk
+        in_start = int(taps.first[out_start:out_stop].min())
+        in_stop = int(taps.second[out_start:out_stop].max()) + 1
+        first_block = int(np.searchsorted(in_bounds, in_start, side="right")) - 1
+        last_block = int(np.searchsorted(in_bounds, in_stop, side="left")) - 1
+        span = Span(out_start, out_stop, in_start, in_stop, int(in_bounds[first_block]))
+        result.append((span, range(first_block, last_block + 1)))
+        out_start = out_stop
+    return result
+
+
+def _block_key(name: str, others: tuple[int, ...], axes: tuple[int, int], row: int, column: int) -> tuple:
+    """The key of block (``row``, ``column``) along H and W and ``others`` along the other axes, in order."""
+    index = list(others)
+    for axis, block in sorted(zip(axes, (row, column))):
+        index.insert(axis, block)
+    return (name, *index)
+
+
+def _region_taps(taps: AxisTaps, span: Span, scale: int = 1) -> AxisTaps:
+    """``taps`` of the span's outputs, rebased to its first input (``scale`` values per index).
+
+    Read-only like the cached full-axis taps, so numba reuses the kernels compiled for those.
+    """
+    out_slice = slice(span.out_start * scale, span.out_stop * scale)
+    origin = span.in_start * scale
+    first, second = taps.first[out_slice] - origin, taps.second[out_slice] - origin
+    first.setflags(write=False)
+    second.setflags(write=False)
+    return type(taps)(first, second, taps.w_first[out_slice], taps.w_second[out_slice])
+
+
+def _resize_block(
+    plan: Plan, channels_first: bool, axes: tuple[int, int], rows: Span, columns: Span, blocks: list[list[np.ndarray]]
+) -> np.ndarray:
+    """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
+    row_axis, col_axis = axes
+    slab = np.concatenate([np.concatenate(line, axis=col_axis) for line in blocks], axis=row_axis)
+    index = [slice(None)] * slab.ndim
+    index[row_axis] = slice(rows.in_start - rows.slab_start, rows.in_stop - rows.slab_start)
+    index[col_axis] = slice(columns.in_start - columns.slab_start, columns.in_stop - columns.slab_start)
+    region = slab[tuple(index)]
+    shape = list(region.shape)
+    shape[row_axis], shape[col_axis] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
+    result = np.empty(shape, plan.out_dtype)
+    layout, src = _numpy_layout(region, channels_first)
+    _, dest = _numpy_layout(result, channels_first)
+    ys, xs = plan.taps()
+    row_taps = _region_taps(ys, rows)
+    scale = 1
+    if layout == "pixels" and not plan.legacy and src.shape[3] <= INTERLEAVE_MAX_CHANNELS:
+        # run_cpu's interleaved path, done here because its taps must be sliced too: each
+        # image row is one flat row of W * C values, resized with the planes body.
+        scale = src.shape[3]
+        xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, scale)
+        src, dest = src.reshape(*src.shape[:2], -1), dest.reshape(*dest.shape[:2], -1)
+        layout = "planes"
+    region_plan = _RegionPlan(
+        layout, src.shape[1], src.shape[2], dest.shape[1], dest.shape[2], plan.align, plan.legacy,
+        plan.dtype, plan.out_dtype, row_taps, _region_taps(xs, columns, scale),
+    )  # fmt: skip
+    run_cpu(src, dest, region_plan)
+    return result
+
+
+def resize(
+    darr: Any,
+    w_rate: float | None = None,
+    h_rate: float | None = None,
+    *,
+    align: str = "center",
+    size: tuple[int, int] | None = None,
+    channels_first: bool = False,
+    legacy: bool = False,
+) -> da.Array:
+    """Bilinear resize of a dask array, lazily, block by block: :func:`fastinterp.resize` for
+    arrays that need not fit in memory.
+
+    The options, layouts, output size and dtype are those of :func:`fastinterp.resize` on a
+    numpy array: (H, W), (H, W, C) or (N, H, W, C), or with ``channels_first=True`` (C, H, W)
+    or (N, C, H, W). The result is bit-identical to :func:`fastinterp.resize` of the whole
+    array in memory, whatever the input's chunks.
+
+    The output's chunks follow the input's: chunk boundaries along H and W are the input's
+    scaled by the rate (rounded), and blocks larger than dask's ``array.chunk-size`` setting
+    are cut; other axes keep the input's chunks. Each output block is one task that reads only
+    the input blocks holding the rows and columns its taps need. Everything is validated here,
+    before anything is computed.
+    """
+    if not isinstance(darr, da.Array):
+        raise TypeError(
+            f"fastinterp.dask.resize takes a dask array, got {type(darr).__name__}; "
+            "use fastinterp.resize for numpy arrays and tensors"
+        )
+    if not isinstance(channels_first, bool):
+        raise TypeError(f"channels_first must be True or False, got {channels_first!r}")
+    if not isinstance(darr._meta, np.ndarray):
+        raise TypeError(f"fastinterp.dask.resize needs numpy blocks, got blocks of {type(darr._meta).__name__}")
+    if any(math.isnan(c) for chunks in darr.chunks for c in chunks):
+        raise ValueError("the dask array has unknown chunk sizes; call compute_chunk_sizes() first")
+    plan = _make_plan(darr, w_rate, h_rate, size, align, legacy, channels_first)
+    axes = _spatial_axes(darr.shape, channels_first)
+    out_chunks = _output_chunks(darr, plan, axes, parse_bytes(dask.config.get("array.chunk-size")))
+    name = "fastinterp-resize-" + tokenize(darr.name, plan, channels_first, out_chunks)
+    ys, xs = plan.taps()
+    row_axis, col_axis = axes
+    row_spans = _spans(out_chunks[row_axis], ys, np.cumsum((0, *darr.chunks[row_axis])))
+    column_spans = _spans(out_chunks[col_axis], xs, np.cumsum((0, *darr.chunks[col_axis])))
+    other_axes = [axis for axis in range(darr.ndim) if axis not in axes]
+    graph: dict[tuple, Any] = {}
+    for (i, (rows, row_blocks)), (j, (columns, column_blocks)) in itertools.product(
+        enumerate(row_spans), enumerate(column_spans)
+    ):
+        job = functools.partial(_resize_block, plan, channels_first, axes, rows, columns)
+        for others in itertools.product(*(range(darr.numblocks[axis]) for axis in other_axes)):
+            blocks = [[_block_key(darr.name, others, axes, r, c) for c in column_blocks] for r in row_blocks]
+            graph[_block_key(name, others, axes, i, j)] = (job, blocks)
+    layer = HighLevelGraph.from_collections(name, graph, dependencies=[darr])
+    return da.Array(layer, name, out_chunks, meta=np.empty((0,) * darr.ndim, plan.out_dtype))
