@@ -108,3 +108,16 @@ def test_layer_table_lists_names_types_and_shapes(resnet18, batch):
     assert table["layer1.0.conv1"] == ("Conv2d", (1, 64, 16, 16))
     assert table["fc"] == ("Linear", (1, 1000))
     assert all_hooks(resnet18) == []
+
+
+def test_captured_output_survives_later_in_place_operations(resnet18, batch):
+    # BasicBlock adds the shortcut to bn2's output in place, then applies an in-place ReLU:
+    # a layer captured before a later one must keep the values it had when it ran.
+    captured = capture_features(resnet18, batch, ["layer4.1.bn2", "layer4"])
+    with torch.no_grad():
+        m = resnet18
+        entering = m.layer4[0](m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(batch))))))))
+        block = m.layer4[1]
+        by_hand = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(entering)))))
+    assert (by_hand < 0).any()  # so a ReLU applied afterwards would show
+    assert torch.equal(captured["layer4.1.bn2"], by_hand)

@@ -66,7 +66,9 @@ def _feature_output(name: str, output: Any) -> Any:
         output = output[0]  # e.g. modules that also return attention weights
     if not isinstance(output, torch.Tensor):
         raise VizError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
-    return output.detach()
+    # A copy: later in-place operations (ResNet's `out += identity`, ReLU(inplace=True))
+    # would otherwise change the captured values after the hook ran.
+    return output.detach().clone()
 
 
 @contextmanager
