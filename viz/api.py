@@ -13,6 +13,7 @@ from .errors import VizError
 from .inputs import Preprocess, check_readable, collect_images, load_image, original_preprocess
 from .layers import capture_features, resolve_layer
 from .render import RenderOptions, render_layer
+from .paths import unique_components
 from .staging import OutputStaging
 
 DEFAULT_LAYERS = ("layer4",)
@@ -43,13 +44,9 @@ def check_device(device: str) -> str:
 
 
 def image_names(paths: Sequence[Path]) -> list[str]:
-    """Output folder names: each image's stem, made unique with -2, -3, ... where stems repeat."""
-    seen: dict[str, int] = {}
-    names = []
-    for path in paths:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        names.append(path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}")
-    return names
+    """Output folder names: each image's stem made safe (:func:`viz.paths.safe_component`) and
+    unique with -2, -3, ... where stems repeat."""
+    return unique_components(path.stem for path in paths)
 
 
 def feature_channels(layer: str, output: Any) -> np.ndarray:
@@ -72,6 +69,8 @@ class _Plan:
     paths: list[Path]
     names: list[str]
     layers: list[str]
+    #: Directory name of each layer (layer names of a user's model may hold any character).
+    layer_dirs: dict[str, str]
 
 
 def _on_device(options: RenderOptions, device: str) -> RenderOptions:
@@ -81,14 +80,19 @@ def _on_device(options: RenderOptions, device: str) -> RenderOptions:
 
 def _plan(models: Sequence[Any], images: Sequence[Path | str], layers: Sequence[str], device: str) -> _Plan:
     check_device(device)
+    if not layers:
+        raise VizError("no layer given: name at least one (e.g. layer4)")
     paths = collect_images(images)
+    if not paths:
+        raise VizError("no image given")
     for path in paths:
         check_readable(path)
     canonical = [resolve_layer(models[0], layer) for layer in layers]
     for other in models[1:]:
         for layer in canonical:
             resolve_layer(other, layer)
-    return _Plan(paths, image_names(paths), list(dict.fromkeys(canonical)))
+    unique = list(dict.fromkeys(canonical))
+    return _Plan(paths, image_names(paths), unique, dict(zip(unique, unique_components(unique))))
 
 
 def _batches(plan: _Plan, preprocess: Preprocess, device: str) -> Iterator[tuple[Path, str, Any]]:
@@ -125,7 +129,7 @@ def visualize(
     context = {"model": type(model).__name__, **(context or {})}
     results = []
     with OutputStaging(out_dir, overwrite=overwrite) as staging:
-        targets = {(n, layer): staging.claim(Path(n) / layer) for n in plan.names for layer in plan.layers}
+        targets = {(n, layer): staging.claim(Path(n) / plan.layer_dirs[layer]) for n in plan.names for layer in plan.layers}
         for path, name, batch in _batches(plan, preprocess, device):
             captured = capture_features(model, batch, plan.layers)
             shown = preprocess.display_image(batch)
@@ -135,7 +139,7 @@ def visualize(
                        "preprocess": preprocess.description, "layer": layer, "device": device}
                 with _progress_bar(len(features), f"{name}/{layer}", progress) as bar:
                     manifest = render_layer(features, targets[name, layer], options, image=shown, context=job, progress=bar.update)
-                results.append(LayerOutput(path, layer, staging.out_dir / name / layer, manifest))
+                results.append(LayerOutput(path, layer, staging.out_dir / name / plan.layer_dirs[layer], manifest))
     return results
 
 
@@ -164,7 +168,9 @@ def compare(
     model_a, model_b = model_a.to(device).eval(), model_b.to(device).eval()
     results = []
     with OutputStaging(out_dir, overwrite=overwrite) as staging:
-        targets = {(n, layer): staging.claim(Path(COMPARE_DIR) / n / layer) for n in plan.names for layer in plan.layers}
+        targets = {
+            (n, layer): staging.claim(Path(COMPARE_DIR) / n / plan.layer_dirs[layer]) for n in plan.names for layer in plan.layers
+        }
         for path, name, batch in _batches(plan, preprocess, device):
             captured_a = capture_features(model_a, batch, plan.layers)
             captured_b = capture_features(model_b, batch, plan.layers)
@@ -178,5 +184,5 @@ def compare(
                     labels=labels,
                     context=job,
                 )
-                results.append(LayerOutput(path, layer, staging.out_dir / COMPARE_DIR / name / layer, manifest))
+                results.append(LayerOutput(path, layer, staging.out_dir / COMPARE_DIR / name / plan.layer_dirs[layer], manifest))
     return results

