@@ -133,8 +133,14 @@ def _preprocess(args: argparse.Namespace, loaded: LoadedModel) -> Preprocess:
 
 
 def _layers(args: argparse.Namespace) -> list[str]:
-    given = args.layer or ["layer4"]
-    return [name.strip() for item in given for name in item.split(",") if name.strip()]
+    """The layer names of every ``--layer`` (comma-separated too); an empty name is an error."""
+    names = []
+    for item in args.layer or ["layer4"]:
+        for name in item.split(","):
+            if not name.strip():
+                raise VizError(f"--layer {item!r} holds an empty layer name (give names such as layer4 or layer3,layer4)")
+            names.append(name.strip())
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,10 +151,11 @@ def run(args: argparse.Namespace) -> int:
     if args.list_layers:
         return _list_layers(args)
     options = _options(args)
+    layers = _layers(args)
     check_device(args.device)
     warm_up = warm_up_in_background()
     try:
-        label, preprocess, results = _jobs(args, options)
+        label, preprocess, results = _jobs(args, options, layers)
     finally:
         warm_up.join()  # never leave the process with numba half-loaded on another thread
     if not args.quiet:
@@ -163,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jobs(args: argparse.Namespace, options: RenderOptions) -> tuple[str, Preprocess, list[LayerOutput]]:
+def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str]) -> tuple[str, Preprocess, list[LayerOutput]]:
     """Load the model(s) and run the visualisation or the comparison."""
     from .api import compare, visualize
     from .inputs import default_image
@@ -174,7 +181,7 @@ def _jobs(args: argparse.Namespace, options: RenderOptions) -> tuple[str, Prepro
     label = f"{loaded.name}, weights: {loaded.weights_description}"
     if args.compare is None:
         results = visualize(
-            loaded.model, images, _layers(args), args.out, options=options, preprocess=preprocess,
+            loaded.model, images, layers, args.out, options=options, preprocess=preprocess,
             device=args.device, overwrite=args.overwrite, progress=False if args.quiet else None,
             context={"tool": PROG, "model": loaded.name, "weights": loaded.weights_description},
         )
@@ -182,7 +189,7 @@ def _jobs(args: argparse.Namespace, options: RenderOptions) -> tuple[str, Prepro
     other = _load(args.compare_model or args.model, args.compare, args)
     other_label = f"{other.name}, weights: {other.weights_description}"
     results = compare(
-        loaded.model, other.model, images, _layers(args), args.out, labels=(label, other_label),
+        loaded.model, other.model, images, layers, args.out, labels=(label, other_label),
         options=options, preprocess=preprocess, device=args.device, overwrite=args.overwrite,
         context={"tool": PROG},
     )
