@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._coords import AxisTaps, axis_taps, interleaved_taps, legacy_axis_taps
+from ._threads import get_num_threads
 from .reference import ALIGN_MODES, LEGACY_ALIGN_MODES
 
 #: Largest output fastinterp agrees to allocate, in elements.
@@ -146,9 +147,7 @@ def schedule(outer: int, out_h: int, out_elements: int) -> tuple[int, bool]:
     """Rows per task and whether to run serially, for ``outer`` images of ``out_h`` rows."""
     if out_elements < SERIAL_THRESHOLD:
         return out_h, True
-    import numba
-
-    threads = numba.get_num_threads()
+    threads = get_num_threads()
     if threads == 1:
         return out_h, True
     wanted_tasks = threads * TASKS_PER_THREAD
