@@ -1,0 +1,248 @@
+"""fastinterp.dask.resize: bit-identical to fastinterp.resize of the whole array, whatever the
+chunking, with a graph in which each output block reads only the input blocks it needs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+import dask.core  # noqa: E402
+
+import fastinterp  # noqa: E402
+import fastinterp.dask  # noqa: E402
+from fastinterp import _cpu  # noqa: E402
+from fastinterp._api import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: E402
+from fastinterp._coords import axis_taps, legacy_axis_taps  # noqa: E402
+
+#: layout name -> (user axes, channels_first)
+LAYOUTS = {
+    "HW": ("HW", False),
+    "HWC": ("HWC", False),
+    "NHWC": ("NHWC", False),
+    "CHW": ("CHW", True),
+    "NCHW": ("NCHW", True),
+}
+
+
+def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Values that use the dtype's whole range, so rounding and saturation are exercised."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+    return (rng.standard_normal(shape) * 100).astype(dtype)
+
+
+@st.composite
+def axis_chunks(draw: st.DrawFn, size: int) -> tuple[int, ...]:
+    """Uniform chunks of any length (1 included), or an irregular partition of ``size``."""
+    if draw(st.booleans()):
+        step = draw(st.integers(1, size))
+        return (step,) * (size // step) + ((size % step,) if size % step else ())
+    cuts = sorted(draw(st.sets(st.integers(1, size - 1), max_size=6))) if size > 1 else []
+    return tuple(np.diff([0, *cuts, size]).tolist())
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict:
+    layout = draw(st.sampled_from(sorted(LAYOUTS)))
+    axes, channels_first = LAYOUTS[layout]
+    sizes = {"H": draw(st.integers(1, 30)), "W": draw(st.integers(1, 30)),
+             "C": draw(st.sampled_from([1, 2, 3, 4, 16, 17, 20])), "N": draw(st.integers(1, 3))}  # fmt: skip
+    shape = tuple(sizes[axis] for axis in axes)
+    legacy = draw(st.booleans())
+    dtype = draw(st.sampled_from(LEGACY_DTYPES if legacy else SUPPORTED_DTYPES))
+    align = draw(st.sampled_from(("center", "left") if legacy else ("center", "corners", "left")))
+    if draw(st.booleans()):
+        options = {"size": (draw(st.integers(1, 45)), draw(st.integers(1, 45)))}
+    else:
+        rates = st.sampled_from([0.2, 0.37, 0.5, 0.8, 1, 1.25, 2, 3.3])
+        options = {"w_rate": draw(rates), "h_rate": draw(rates)}
+        assume(round(sizes["H"] * options["h_rate"]) >= 1 and round(sizes["W"] * options["w_rate"]) >= 1)
+    chunks = tuple(draw(axis_chunks(n)) for n in shape)
+    return dict(shape=shape, chunks=chunks, dtype=dtype, channels_first=channels_first,
+                options=dict(options, align=align, legacy=legacy), seed=draw(st.integers(0, 2**32 - 1)))  # fmt: skip
+
+
+def check_against_memory(request: dict) -> None:
+    data = random_array(np.random.default_rng(request["seed"]), request["shape"], request["dtype"])
+    lazy = fastinterp.dask.resize(
+        da.from_array(data, chunks=request["chunks"]), channels_first=request["channels_first"], **request["options"]
+    )
+    want = fastinterp.resize(data, channels_first=request["channels_first"], **request["options"])
+    got = lazy.compute(scheduler="sync")
+    assert lazy.shape == want.shape and lazy.dtype == want.dtype
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@given(requests())
+def test_bit_identical_to_the_in_memory_resize(request):
+    check_against_memory(request)
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.5, 1.0, 1.7, 4.0])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_chunks_of_one_row_and_one_column(rate, legacy):
+    for chunks in ((1, 9, 3), (13, 1, 3), (1, 1, 1)):
+        check_against_memory(dict(shape=(11, 13, 3), chunks=chunks, dtype=np.uint8, channels_first=False,
+                                  options=dict(w_rate=rate, legacy=legacy), seed=7))  # fmt: skip
+
+
+def test_output_chunks_follow_the_input_chunks_scaled():
+    lazy = fastinterp.dask.resize(da.zeros((30, 40, 3), dtype=np.uint8, chunks=(10, 20, 3)), 2)
+    assert lazy.chunks == ((20, 20, 20), (40, 40), (3,))
+    lazy = fastinterp.dask.resize(da.zeros((2, 5, 30, 40), dtype=np.float32, chunks=(1, 2, 7, 40)), 0.5,
+                                  channels_first=True)  # fmt: skip
+    assert lazy.chunks == ((1, 1), (2, 2, 1), (4, 3, 4, 3, 1), (20,))
+
+
+def test_large_output_blocks_are_cut_to_the_chunk_size_setting():
+    data = random_array(np.random.default_rng(3), (40, 30, 3), np.float32)
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        lazy = fastinterp.dask.resize(da.from_array(data, chunks=(20, 30, 3)), 8)
+    block_bytes = [np.prod(shape) * 4 for shape in _block_shapes(lazy.chunks)]
+    assert max(block_bytes) <= 64 * 1024 and len(block_bytes) > 2
+    assert np.array_equal(lazy.compute(scheduler="sync"), fastinterp.resize(data, 8))
+
+
+def _block_shapes(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]:
+    import itertools
+
+    return list(itertools.product(*chunks))
+
+
+def _overlapping_blocks(chunks: tuple[int, ...], start: int, stop: int) -> set[int]:
+    bounds = np.cumsum((0, *chunks))
+    return {b for b in range(len(chunks)) if bounds[b] < stop and bounds[b + 1] > start}
+
+
+@pytest.mark.parametrize("rate, align, legacy", [(1.7, "center", False), (0.45, "corners", False),
+                                                 (2.5, "left", False), (0.6, "center", True)])  # fmt: skip
+def test_each_output_block_depends_only_on_the_input_blocks_its_taps_read(rate, align, legacy):
+    source = da.zeros((40, 37, 2), dtype=np.uint8, chunks=(7, 5, 1))
+    lazy = fastinterp.dask.resize(source, rate, align=align, legacy=legacy)
+    assert dict(lazy.dask.dependencies) == {source.name: set(), lazy.name: {source.name}}  # no rechunk layer
+    make = legacy_axis_taps if legacy else axis_taps
+    ys = make(40, lazy.shape[0], align, np.dtype(np.float32))
+    xs = make(37, lazy.shape[1], align, np.dtype(np.float32))
+    graph = dict(lazy.dask)
+    row_starts, column_starts = np.cumsum((0, *lazy.chunks[0])), np.cumsum((0, *lazy.chunks[1]))
+    keys = [key for key in graph if key[0] == lazy.name]
+    assert len(keys) == np.prod(lazy.numblocks)
+    for key in keys:
+        _, i, j, c = key
+        rows = slice(row_starts[i], row_starts[i + 1])
+        columns = slice(column_starts[j], column_starts[j + 1])
+        wanted_rows = _overlapping_blocks(source.chunks[0], ys.first[rows].min(), ys.second[rows].max() + 1)
+        wanted_columns = _overlapping_blocks(source.chunks[1], xs.first[columns].min(), xs.second[columns].max() + 1)
+        expected = {(source.name, r, s, c) for r in wanted_rows for s in wanted_columns}
+        assert dask.core.get_dependencies(graph, key) == expected, key
+
+
+def _poisoned_source(allowed_rows: int) -> da.Array:
+    """A 60x20 array in blocks of 6 rows whose blocks below ``allowed_rows`` raise when computed."""
+
+    def block(block_info=None):
+        (top, _), _ = block_info[None]["array-location"]
+        if top >= allowed_rows:
+            raise RuntimeError(f"block at row {top} was read")
+        return np.full(block_info[None]["chunk-shape"], top, np.float32)
+
+    return da.map_blocks(block, chunks=((6,) * 10, (20,)), dtype=np.float32)
+
+
+def test_computing_one_output_block_reads_only_its_input_blocks():
+    lazy = fastinterp.dask.resize(_poisoned_source(allowed_rows=12), 2)  # output blocks of 12 rows
+    top = lazy[:12].compute(scheduler="sync")  # reads input rows 0..6: blocks 0 and 1
+    assert np.array_equal(top[:6], np.zeros((6, 40), np.float32))
+    with pytest.raises(RuntimeError, match="was read"):  # the poison is live
+        lazy.compute(scheduler="sync")
+
+
+def test_reuses_the_kernels_compiled_for_the_in_memory_resize():
+    """Sliced taps are read-only like the cached ones: no numba signature (a compile) per block."""
+    planes = random_array(np.random.default_rng(1), (3, 20, 20), np.float32)
+    pixels = random_array(np.random.default_rng(2), (20, 20, 3), np.uint8)
+    fastinterp.resize(planes, 2.0, channels_first=True)
+    fastinterp.resize(pixels, 2.0)
+    before = len(_cpu.serial_tasks.signatures)
+    fastinterp.dask.resize(da.from_array(planes, chunks=(1, 7, 6)), 2.0, channels_first=True).compute(scheduler="sync")
+    fastinterp.dask.resize(da.from_array(pixels, chunks=(7, 6, 3)), 2.0).compute(scheduler="sync")
+    assert len(_cpu.serial_tasks.signatures) == before
+
+
+def test_import_fastinterp_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = "import sys, fastinterp; print('dask' in sys.modules, 'distributed' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False False"
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=40
+    )
+    with cluster, distributed.Client(cluster) as connected:
+        yield connected
+
+
+def test_on_a_local_cluster_of_two_processes(client):
+    rng = np.random.default_rng(11)
+    image = random_array(rng, (300, 410, 3), np.uint8)
+    maps = random_array(rng, (2, 5, 64, 48), np.float16)
+    cases = [
+        (image, (64, 100, 3), dict(w_rate=1.37, h_rate=0.61), False),
+        (image, (37, 410, 3), dict(size=(512, 333), align="corners"), False),
+        (image, (100, 50, 3), dict(w_rate=0.75, legacy=True), False),
+        (maps, (1, 2, 10, 48), dict(w_rate=4.5), True),
+    ]
+    lazies = [fastinterp.dask.resize(da.from_array(data, chunks=chunks), channels_first=cf, **options)
+              for data, chunks, options, cf in cases]  # fmt: skip
+    results = client.compute(lazies, sync=True)
+    assert len(client.scheduler_info()["workers"]) == 2
+    for (data, _, options, cf), got in zip(cases, results):
+        want = fastinterp.resize(data, channels_first=cf, **options)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: fastinterp.dask.resize(np.zeros((4, 4)), 2), TypeError, "use fastinterp.resize"),
+        (lambda: fastinterp.dask.resize([[1.0, 2.0]], 2), TypeError, "use fastinterp.resize"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4, 3, 2, 2)), 2), ValueError, "5 dimensions"),
+        (lambda: fastinterp.dask.resize(da.zeros((4,)), 2), ValueError, "1 dimensions"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, align="middle"), ValueError, "align must be one of"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, align="corners", legacy=True), ValueError, "legacy align"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4), dtype=np.float16), 2, legacy=True), TypeError, "float16"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4), dtype=bool), 2), TypeError, "does not support dtype bool"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4), dtype=np.int64), 2), TypeError, "int64"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, size=(3, 3)), ValueError, "not both"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4))), ValueError, "give a rate"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), -1.0), ValueError, "finite number > 0"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 0.01), ValueError, "empty"),
+        (lambda: fastinterp.dask.resize(da.zeros((0, 4)), 2), ValueError, "empty array"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, channels_first=1), TypeError, "channels_first"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, legacy="yes"), TypeError, "legacy must be"),
+        (lambda: fastinterp.dask.resize(_unknown_chunks(), 2), ValueError, "compute_chunk_sizes"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line_before_computing(call, error, message):
+    with pytest.raises(error, match=message) as caught:
+        call()
+    assert "\n" not in str(caught.value)
+
+
+def _unknown_chunks() -> da.Array:
+    values = da.arange(16, chunks=4).reshape(4, 4)
+    return values[values[:, 0] > 3]
