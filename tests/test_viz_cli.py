@@ -244,7 +244,8 @@ def _error_cases(tmp_path: Path, images: Path) -> dict[str, tuple[list, str]]:
                                 "unexpected keys: extra.weight; shape mismatches (checkpoint vs model): "
                                 "conv1.weight (64, 3, 5, 5) vs (64, 3, 7, 7)"),
         "unreadable checkpoint": ([cat, "--weights", tmp_path / "garbage.pth"],
-                                  f"cannot read checkpoint {tmp_path / 'garbage.pth'} (loaded with weights_only=True): "),
+                                  f"cannot read checkpoint {tmp_path / 'garbage.pth'}: not a PyTorch checkpoint "
+                                  "(neither a torch.save archive nor a pickle of tensors)"),
         "missing checkpoint": ([cat, "--weights", tmp_path / "net_120.pth"], f"cannot read checkpoint {tmp_path / 'net_120.pth'}: no such file"),
         "out dir not writable": ([cat, "--out", tmp_path / "a-file" / "out"],
                                  f"cannot create output directory {tmp_path / 'a-file' / 'out'}: Not a directory"),

@@ -168,3 +168,135 @@ def test_empty_layer_names_are_an_error(tmp_path, layer):
     code, stdout, err = run_cli(tmp_path / "cat.png", *argv, "--layer", layer, "--out", tmp_path / "out")
     assert_one_line_error(code, stdout, err, "--layer")
     assert not (tmp_path / "out").exists()
+
+
+# --- 2. no code execution through the ImageNet weights cache -------------------------------------
+
+class PlantedPayload:
+    """Unpickling this creates the marker file: what a planted checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant(path: Path, marker: Path, how: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"conv1.weight": PlantedPayload(marker)}
+    if how == "torch.save":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as file:
+            pickle.dump(payload, file)
+    return path
+
+
+def test_the_planted_payload_does_run_under_an_unrestricted_load(tmp_path):
+    """The payload is real: torch.load(weights_only=False), as torchvision's get_state_dict, runs it."""
+    marker = tmp_path / "code-ran"
+    torch.load(plant(tmp_path / "evil.pth", marker, "torch.save"), weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_a_planted_imagenet_cache_file_never_runs(tmp_path, monkeypatch, how):
+    save_photo(tmp_path / "cat.png")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    entry = torchvision.models.get_model_weights("resnet18").DEFAULT
+    cached = tmp_path / "torch-home" / "hub" / "checkpoints" / entry.url.rsplit("/", 1)[-1]
+    marker = tmp_path / "code-ran"
+    plant(cached, marker, how)
+    code, stdout, err = run_cli(tmp_path / "cat.png", *[a for a in FAST if a not in ("--weights", "none")],
+                                "--weights", "imagenet", "--out", tmp_path / "out")
+    assert not marker.exists()
+    assert_one_line_error(code, stdout, err, f"cached ImageNet weights {cached}", "delete the file")
+    assert not (tmp_path / "out").exists()
+
+
+class CachedEntry:
+    """A weights entry whose URL names a file we control, so the cache hit is tested for real."""
+
+    def __init__(self, name: str) -> None:
+        self.url = f"https://weights.invalid/models/{name}"
+
+
+def _named_by_hash(path: Path) -> Path:
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    return path.rename(path.with_name(f"model-{digest}.pth"))
+
+
+def test_a_cache_file_with_the_right_hash_is_still_loaded_weights_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    marker = tmp_path / "code-ran"
+    evil = _named_by_hash(plant(checkpoints / "evil.pth", marker, "torch.save"))
+    with pytest.raises(models.VizError, match="pickled Python object"):
+        models.fetch_imagenet_state_dict(CachedEntry(evil.name))
+    assert not marker.exists()
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, checkpoints / "good.pth")
+    good = _named_by_hash(checkpoints / "good.pth")
+    loaded = models.fetch_imagenet_state_dict(CachedEntry(good.name))
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_weights_that_cannot_be_downloaded_fall_back_with_one_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    with pytest.raises(models.WeightsUnavailable):
+        models.fetch_imagenet_state_dict(CachedEntry("model-0123abcd.pth"))  # .invalid never resolves
+    assert not any((tmp_path / "empty-torch-home").rglob("*.pth"))
+
+
+# --- 5. checkpoint errors in our own words -------------------------------------------------------
+
+def _whole_model(path: Path) -> None:
+    torch.save(torchvision.models.resnet18(), path)
+
+
+def _random_bytes(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+
+def _truncated(path: Path) -> None:
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _other_architecture(path: Path) -> None:
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+
+
+def _planted(path: Path) -> None:
+    torch.save({"conv1.weight": PlantedPayload(path.with_name("code-ran"))}, path)
+
+
+CHECKPOINTS = {
+    "random bytes": (_random_bytes, "not a PyTorch checkpoint"),
+    "whole model": (_whole_model, "holds a pickled Python object (torchvision.models.resnet.ResNet)"),
+    "truncated": (_truncated, "empty or truncated"),
+    "empty": (_empty, "empty or truncated"),
+    "other architecture": (_other_architecture, "does not match ResNet: missing keys: conv1.weight"),
+    "planted code": (_planted, "holds a pickled Python object"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINTS)
+def test_checkpoint_errors_are_one_line_in_our_words(tmp_path, case):
+    write, expected = CHECKPOINTS[case]
+    save_photo(tmp_path / "cat.png")
+    checkpoint = tmp_path / "net.pth"
+    write(checkpoint)
+    argv = [a for a in FAST if a not in ("--weights", "none")]
+    code, stdout, err = run_cli(tmp_path / "cat.png", *argv, "--weights", checkpoint, "--out", tmp_path / "out")
+    assert_one_line_error(code, stdout, err, f"checkpoint {checkpoint}", expected)
+    assert "weights_only=False" not in err and "weights_only" not in err.replace("weights_only=True", "")
+    assert not (tmp_path / "code-ran").exists() and not (tmp_path / "out").exists()
