@@ -55,6 +55,10 @@ class Span(NamedTuple):
     in_stop: int
     slab_start: int
 
+    def overlap(self, start: int, stop: int, origin: int) -> slice:
+        """Input indices ``[start, stop)`` that this span reads, counted from ``origin``."""
+        return slice(max(start, self.in_start) - origin, min(stop, self.in_stop) - origin)
+
 
 @dataclass(frozen=True, eq=False)
 class _RegionPlan(Plan):
@@ -169,18 +173,46 @@ def _region_taps(taps: AxisTaps, span: Span, scale: int = 1) -> AxisTaps:
     return type(taps)(first, second, taps.w_first[out_slice], taps.w_second[out_slice])
 
 
+def _index(ndim: int, axes: tuple[int, int], rows: slice, columns: slice) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    index[axes[0]], index[axes[1]] = rows, columns
+    return tuple(index)
+
+
+def _assemble(blocks: list[list[np.ndarray]], axes: tuple[int, int], rows: Span, columns: Span) -> np.ndarray:
+    """The input region of ``rows`` and ``columns`` from the blocks that hold it (rows of blocks
+    along H, each a list along W): a view when one block holds it, else one copy."""
+    ndim = blocks[0][0].ndim
+    pieces = []  # (where in the region, the block's part)
+    top = rows.slab_start
+    for line in blocks:
+        bottom, left = top + line[0].shape[axes[0]], columns.slab_start
+        for block in line:
+            right = left + block.shape[axes[1]]
+            part = _index(ndim, axes, rows.overlap(top, bottom, top), columns.overlap(left, right, left))
+            where = _index(
+                ndim, axes, rows.overlap(top, bottom, rows.in_start), columns.overlap(left, right, columns.in_start)
+            )
+            pieces.append((where, block[part]))
+            left = right
+        top = bottom
+    if len(pieces) == 1:
+        return pieces[0][1]
+    shape = list(blocks[0][0].shape)
+    shape[axes[0]], shape[axes[1]] = rows.in_stop - rows.in_start, columns.in_stop - columns.in_start
+    region = np.empty(shape, blocks[0][0].dtype)
+    for where, part in pieces:
+        region[where] = part
+    return region
+
+
 def _resize_block(
     plan: Plan, channels_first: bool, axes: tuple[int, int], rows: Span, columns: Span, blocks: list[list[np.ndarray]]
 ) -> np.ndarray:
     """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
-    row_axis, col_axis = axes
-    slab = np.concatenate([np.concatenate(line, axis=col_axis) for line in blocks], axis=row_axis)
-    index = [slice(None)] * slab.ndim
-    index[row_axis] = slice(rows.in_start - rows.slab_start, rows.in_stop - rows.slab_start)
-    index[col_axis] = slice(columns.in_start - columns.slab_start, columns.in_stop - columns.slab_start)
-    region = slab[tuple(index)]
+    region = _assemble(blocks, axes, rows, columns)
     shape = list(region.shape)
-    shape[row_axis], shape[col_axis] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
+    shape[axes[0]], shape[axes[1]] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
     result = np.empty(shape, plan.out_dtype)
     layout, src = _numpy_layout(region, channels_first)
     _, dest = _numpy_layout(result, channels_first)
