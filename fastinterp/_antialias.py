@@ -31,9 +31,11 @@ from .reference import ANTIALIAS_ALIGN_MODES
 
 #: Bytes of weight tables kept for reuse (tables of large downscales are large).
 TABLE_CACHE_BYTES = 64 << 20
-#: How much more a gathered (horizontal) tap costs than a vectorised (vertical) one, for
+#: How much more a horizontal tap (on transposed rows) costs than a vertical one, for
 #: choosing the pass order.
-GATHER_COST = 2.0
+GATHER_COST = 1.5
+#: Output rows the kernels resize at once: the width of the horizontal pass's vectors.
+BLOCK_ROWS = 32
 
 
 class AntialiasTaps(NamedTuple):
@@ -96,92 +98,98 @@ def antialias_taps(in_size: int, out_size: int, dtype: np.dtype) -> AntialiasTap
 def vertical_first(in_h: int, in_w: int, ys: AntialiasTaps, xs: AntialiasTaps, gather_cost: float = GATHER_COST) -> bool:
     """Whether blending rows first does less work than gathering along rows first.
 
-    Vertical first: ``out_h * in_w`` vectorised row taps, then ``out_h * out_w`` gathers;
-    horizontal first: ``in_h * out_w`` gathers, then ``out_h * out_w`` row taps (per channel).
+    Vertical first: ``out_h * in_w`` row taps, then ``out_h * out_w`` horizontal taps;
+    horizontal first: a transposed copy of the source, ``in_h * out_w`` horizontal taps, then
+    ``out_h * out_w`` row taps (all per channel).
     """
     out_h, out_w = len(ys.first), len(xs.first)
     row_taps, column_taps = ys.count.mean(), xs.count.mean()
     vertical = out_h * in_w * row_taps + gather_cost * out_h * out_w * column_taps
-    horizontal = gather_cost * in_h * out_w * column_taps + out_h * out_w * row_taps
+    horizontal = in_h * in_w + gather_cost * in_h * out_w * column_taps + out_h * out_w * row_taps
     return vertical <= horizontal
 
 
 @njit(inline="always")
-def _blend_rows(rows, start, count, weights, total):
-    """``total[:] = sum(weights[k] * rows[start + k])``, in ascending ``k``."""
+def _blend_rows(rows, start, step, count, weights, total):
+    """``total[:] = sum(weights[k] * rows[start + k * step])``, in ascending ``k``."""
     weight, row = weights[0], rows[start]
     for x in range(total.shape[0]):
         total[x] = _as_weight_type(row[x], weight) * weight
     for k in range(1, count):
-        weight, row = weights[k], rows[start + k]
+        weight, row = weights[k], rows[start + k * step]
         for x in range(total.shape[0]):
             total[x] += _as_weight_type(row[x], weight) * weight
 
 
 @njit(inline="always")
-def _blend_columns(row, xs, channels, target, sums):
-    """Gather one row along x into ``target`` (a flat row of ``channels`` interleaved values),
-    converted for storing into it; ``sums`` is scratch for one pixel's channels."""
-    if channels == 1:
-        for j in range(target.shape[0]):
-            start, weights = xs.first[j], xs.weights[j]
-            total = _as_weight_type(row[start], weights[0]) * weights[0]
-            for k in range(1, xs.count[j]):
-                total += _as_weight_type(row[start + k], weights[k]) * weights[k]
-            target[j] = _to_output(total, target)
-        return
-    for j in range(target.shape[0] // channels):
-        start, weights = xs.first[j] * channels, xs.weights[j]
+def _gather_columns(columns, xs, channels, sums):
+    """The horizontal pass on a block of rows stored transposed, vectorised over the rows:
+    ``sums[j * C + c] = sum(xs.weights[j, k] * columns[(xs.first[j] + k) * C + c])``."""
+    for j in range(xs.first.shape[0]):
         for c in range(channels):
-            sums[c] = _as_weight_type(row[start + c], weights[0]) * weights[0]
-        for k in range(1, xs.count[j]):
-            at = start + k * channels
-            for c in range(channels):
-                sums[c] += _as_weight_type(row[at + c], weights[k]) * weights[k]
-        for c in range(channels):
-            target[j * channels + c] = _to_output(sums[c], target)
+            _blend_rows(columns, xs.first[j] * channels + c, channels, xs.count[j], xs.weights[j], sums[j * channels + c])
 
 
 @njit(cache=True)
-def _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_per_task):
-    """Output rows ``[row_start, row_stop)`` of one item; ``src`` (N, H, W * C) and
-    ``out`` (N, OH, OW * C) are flat rows of ``channels`` interleaved values."""
+def _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_per_task, block_rows):
+    """Output rows ``[row_start, row_stop)`` of one item, in blocks of ``block_rows`` rows;
+    ``src`` (N, H, W * C) and ``out`` (N, OH, OW * C) are flat rows of ``channels`` interleaved values.
+
+    The horizontal pass works on the block transposed (one row per source column), so that
+    it too is a sum of contiguous rows that vectorises, like the adjoint in fastinterp._cpu.
+    """
     item, row_start, row_stop = _task_rows(task, blocks, rows_per_task, out.shape[1])
     dtype = xs.weights.dtype
-    sums = np.empty(channels, dtype=dtype)
-    if rows_first:
-        column_sums = np.empty(src.shape[2], dtype=dtype)
-        for i in range(row_start, row_stop):
-            _blend_rows(src[item], ys.first[i], ys.count[i], ys.weights[i], column_sums)
-            _blend_columns(column_sums, xs, channels, out[item, i], sums)
-        return
-    first_row = ys.first[row_start]
-    rows = np.empty((ys.first[row_stop - 1] + ys.count[row_stop - 1] - first_row, out.shape[2]), dtype=dtype)
-    for r in range(rows.shape[0]):
-        _blend_columns(src[item, first_row + r], xs, channels, rows[r], sums)
-    row_sums = np.empty(out.shape[2], dtype=dtype)
-    for i in range(row_start, row_stop):
-        _blend_rows(rows, ys.first[i] - first_row, ys.count[i], ys.weights[i], row_sums)
-        target = out[item, i]
-        for x in range(target.shape[0]):
-            target[x] = _to_output(row_sums[x], target)
+    in_width, out_width = src.shape[2], out.shape[2]
+    for block_start in range(row_start, row_stop, block_rows):
+        block_stop = min(block_start + block_rows, row_stop)
+        if rows_first:
+            n_rows, first_row = block_stop - block_start, 0
+            columns = np.empty((in_width, n_rows), dtype=dtype)
+            column_sums = np.empty(in_width, dtype=dtype)
+            for i in range(block_start, block_stop):
+                _blend_rows(src[item], ys.first[i], 1, ys.count[i], ys.weights[i], column_sums)
+                columns[:, i - block_start] = column_sums
+        else:  # gather the source rows the block reads, then blend them
+            first_row = ys.first[block_start]
+            n_rows = ys.first[block_stop - 1] + ys.count[block_stop - 1] - first_row
+            columns = np.empty((in_width, n_rows), dtype=dtype)
+            for r in range(n_rows):
+                line = src[item, first_row + r]
+                for x in range(in_width):
+                    columns[x, r] = _as_weight_type(line[x], xs.weights[0, 0])
+        sums = np.empty((out_width, n_rows), dtype=dtype)
+        _gather_columns(columns, xs, channels, sums)
+        if rows_first:
+            for i in range(block_start, block_stop):
+                target = out[item, i]
+                for x in range(out_width):
+                    target[x] = _to_output(sums[x, i - block_start], target)
+        else:
+            rows = np.ascontiguousarray(sums.T)
+            row_sums = np.empty(out_width, dtype=dtype)
+            for i in range(block_start, block_stop):
+                _blend_rows(rows, ys.first[i] - first_row, 1, ys.count[i], ys.weights[i], row_sums)
+                target = out[item, i]
+                for x in range(out_width):
+                    target[x] = _to_output(row_sums[x], target)
 
 
 @njit(cache=True)
-def serial_antialias(src, out, ys, xs, channels, rows_first, rows_per_task):
+def serial_antialias(src, out, ys, xs, channels, rows_first, rows_per_task, block_rows):
     """Every task of :func:`_antialias_task`, in order, on the calling thread."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in range(n_tasks):
-        _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_per_task)
+        _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_per_task, block_rows)
 
 
 @njit(cache=True, parallel=True)
-def parallel_antialias(src, out, ys, xs, channels, rows_first, rows_per_task):
+def parallel_antialias(src, out, ys, xs, channels, rows_first, rows_per_task, block_rows):
     """:func:`serial_antialias` on numba's thread pool."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in prange(n_tasks):
         # int64, so that both drivers share one compiled task body (see fastinterp._cpu)
-        _antialias_task(src, out, ys, xs, channels, rows_first, np.int64(task), blocks, rows_per_task)
+        _antialias_task(src, out, ys, xs, channels, rows_first, np.int64(task), blocks, rows_per_task, block_rows)
 
 
 def check_antialias_align(align: str) -> str:
@@ -206,13 +214,15 @@ def run_antialias(
     rows_per_task: int,
     serial: bool,
     gather_cost: float = GATHER_COST,
+    block_rows: int = BLOCK_ROWS,
 ) -> None:
     """Antialiased resize of C-contiguous kernel-layout ``src`` into C-contiguous ``dest``.
 
     ``src`` is (P, H, W) planes or (N, H, W, C) pixels, float32, float64 or an integer dtype
     (float16 converted to float32 by the caller); ``dest`` the same layout with the output's
     size, in float32, float64 or the input's integer dtype. ``rows_per_task`` and ``serial``
-    split the work as for the plain kernels (:func:`fastinterp._api.schedule`).
+    split the work as for the plain kernels (:func:`fastinterp._api.schedule`); ``gather_cost``
+    and ``block_rows`` are the tunables :data:`GATHER_COST` and :data:`BLOCK_ROWS`.
     """
     check_antialias_align(align)
     if not (src.flags.c_contiguous and dest.flags.c_contiguous):
@@ -224,7 +234,7 @@ def run_antialias(
     flat_dest = dest.reshape(dest.shape[0], out_h, out_w * channels)
     rows_first = vertical_first(in_h, in_w, ys, xs, gather_cost)
     if serial:
-        serial_antialias(flat_src, flat_dest, ys, xs, channels, rows_first, rows_per_task)
+        serial_antialias(flat_src, flat_dest, ys, xs, channels, rows_first, rows_per_task, block_rows)
     else:
         with parallel_launch():
-            parallel_antialias(flat_src, flat_dest, ys, xs, channels, rows_first, rows_per_task)
+            parallel_antialias(flat_src, flat_dest, ys, xs, channels, rows_first, rows_per_task, block_rows)

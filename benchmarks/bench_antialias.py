@@ -1,0 +1,134 @@
+"""Antialiased downscaling against torch ``antialias=True`` and Pillow's BILINEAR (CPU).
+
+``python -m benchmarks.bench_antialias [--threads N] [--rounds N]`` from the repository root
+prints one row per case: the median time of each side, timed in alternation (so that load on
+a shared machine weighs on both alike), their ratio, the target and the machine load.
+
+Until ``antialias=`` reaches :func:`fastinterp.resize`, fastinterp's side calls the kernels
+through :func:`fastinterp._antialias.run_antialias`, with the plain path's schedule, into a
+fresh output each call (as torch and Pillow allocate theirs). Targets (issue 13): at least 2x
+torch for a (3, 1080, 1920) float32 photo halved and for (2048, 96, 96) -> (2048, 24, 24);
+faster than Pillow per plane, in uint8 ('L') and float32 ('F').
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    peer: str
+    fastinterp_s: float
+    peer_s: float
+    target: float  # the speed-up over the peer asked for
+
+    @property
+    def speedup(self) -> float:
+        return self.peer_s / self.fastinterp_s
+
+
+def paired_medians(first: Callable[[], Any], second: Callable[[], Any], rounds: int) -> tuple[float, float]:
+    """Median times of two calls timed in alternation, after one untimed call of each."""
+    first(), second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for round_index in range(rounds):
+        for side in (0, 1) if round_index % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            (first, second)[side]()
+            times[side].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def fastinterp_call(src: np.ndarray, out_h: int, out_w: int) -> Callable[[], np.ndarray]:
+    """A call of the antialias kernels on kernel-layout ``src`` into a fresh output."""
+    from fastinterp._antialias import run_antialias
+    from fastinterp._api import schedule
+
+    out_shape = (src.shape[0], out_h, out_w, *src.shape[3:])
+    compute = np.dtype(np.float64 if src.dtype == np.float64 else np.float32)
+
+    def run() -> np.ndarray:
+        out = np.empty(out_shape, src.dtype)
+        rows_per_task, serial = schedule(src.shape[0], out_h, out.size)
+        run_antialias(src, out, src.shape[1], src.shape[2], out_h, out_w, "center", compute, rows_per_task, serial)
+        return out
+
+    return run
+
+
+def photo(height: int, width: int) -> np.ndarray:
+    """scikit-image's astronaut, resized to (height, width, 3) uint8 by Pillow (real content)."""
+    from PIL import Image
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((width, height), Image.BICUBIC))
+
+
+def measure(rounds: int) -> list[Row]:
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    rows = []
+
+    def against_torch(case: str, planes: np.ndarray, out_h: int, out_w: int) -> None:
+        tensor = torch.from_numpy(planes)[None]
+        ours = fastinterp_call(planes, out_h, out_w)
+        theirs = lambda: F.interpolate(tensor, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)  # noqa: E731
+        np.testing.assert_allclose(ours(), theirs()[0].numpy(), atol=2e-5 * float(np.abs(planes).max()))
+        rows.append(Row(case, "torch antialias=True", *paired_medians(ours, theirs, rounds), target=2.0))
+
+    image = photo(1080, 1920)
+    against_torch("(3, 1080, 1920) float32 photo -> (540, 960)", np.ascontiguousarray(image.transpose(2, 0, 1), np.float32) / 255, 540, 960)
+    maps = np.random.default_rng(0).standard_normal((2048, 96, 96), dtype=np.float32)
+    against_torch("(2048, 96, 96) float32 -> (24, 24)", maps, 24, 24)
+
+    def against_pillow(case: str, plane: np.ndarray, mode: str, out_h: int, out_w: int) -> None:
+        pillow_image = Image.fromarray(plane, mode=mode)
+        ours = fastinterp_call(plane[np.newaxis], out_h, out_w)
+        theirs = lambda: pillow_image.resize((out_w, out_h), Image.BILINEAR)  # noqa: E731
+        tolerance = 1 if plane.dtype == np.uint8 else 1e-4
+        assert np.abs(ours()[0].astype(np.float64) - np.asarray(theirs(), np.float64)).max() <= tolerance
+        rows.append(Row(case, f"Pillow '{mode}'", *paired_medians(ours, theirs, rounds), target=1.0))
+
+    gray = np.ascontiguousarray(image[..., 1])
+    against_pillow("(1080, 1920) uint8 plane -> (540, 960)", gray, "L", 540, 960)
+    against_pillow("(1080, 1920) float32 plane -> (540, 960)", gray.astype(np.float32), "F", 540, 960)
+    against_pillow("(1080, 1920) uint8 plane -> (270, 480)", gray, "L", 270, 480)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_antialias", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="threads for numba and torch (default 2)")
+    parser.add_argument("--rounds", type=int, default=11, help="alternating rounds per case")
+    args = parser.parse_args()
+    import numba
+    import torch
+
+    numba.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()
+    rows = measure(args.rounds)
+    print(f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()} (Pillow: 1); "
+          f"load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {args.rounds} alternating rounds, medians")
+    print(f"| case | peer | fastinterp ms | peer ms | speed-up | target |")
+    print("|---|---|---:|---:|---:|---:|")
+    for row in rows:
+        verdict = "met" if row.speedup >= row.target else "NOT met"
+        print(f"| {row.case} | {row.peer} | {row.fastinterp_s * 1e3:.2f} | {row.peer_s * 1e3:.2f} | "
+              f"{row.speedup:.2f}x | >= {row.target:g}x {verdict} |")
+
+
+if __name__ == "__main__":
+    main()

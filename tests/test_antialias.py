@@ -1,0 +1,268 @@
+"""Antialiased resizing: the kernels of fastinterp._antialias against the plain-loop
+reference, torch ``antialias=True`` and Pillow's BILINEAR."""
+
+import matplotlib.cbook
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+from skimage import data
+
+from fastinterp import _antialias, reference
+from fastinterp._antialias import antialias_taps, parallel_antialias, run_antialias, serial_antialias
+
+DTYPES = [np.float32, np.float64, np.float16, np.uint8, np.uint16, np.int16]
+
+
+def kernel_resize(src, out_h, out_w, *, rows_first=None, rows_per_task=None, serial=True, block_rows=32):
+    """Resize kernel-layout ``src`` ((P, H, W) or (N, H, W, C)) as the front's run_cpu will:
+    float16 through float32, integers computed in float32. ``rows_first`` forces a pass order."""
+    dtype = src.dtype
+    compute = np.dtype(np.float64 if dtype == np.float64 else np.float32)
+    work_dtype = np.float32 if dtype == np.float16 else dtype
+    src = np.ascontiguousarray(src, dtype=work_dtype)
+    target = np.empty((src.shape[0], out_h, out_w, *src.shape[3:]), work_dtype)
+    rows_per_task = rows_per_task or out_h
+    in_h, in_w = src.shape[1], src.shape[2]
+    if rows_first is None:
+        run_antialias(src, target, in_h, in_w, out_h, out_w, "center", compute, rows_per_task, serial, block_rows=block_rows)
+    else:
+        channels = src.shape[3] if src.ndim == 4 else 1
+        driver = serial_antialias if serial else parallel_antialias
+        driver(
+            src.reshape(src.shape[0], in_h, -1), target.reshape(target.shape[0], out_h, -1),
+            antialias_taps(in_h, out_h, compute), antialias_taps(in_w, out_w, compute),
+            channels, rows_first, rows_per_task, block_rows,
+        )  # fmt: skip
+    return target.astype(dtype) if dtype == np.float16 else target
+
+
+def reference_planes(planes, out_h, out_w):
+    return np.stack([reference.antialiased_resize(p, out_h, out_w) for p in planes])
+
+
+def sample(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return (rng.standard_normal(shape) * 10).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+
+
+def assert_near_reference(got, expected, dtype):
+    """Floats within float rounding (of float32 for float16's computation, then float16's);
+    integers within 1 of the rounded float64 reference (float32 arithmetic may land on the
+    other side of a .5 boundary), and equal where the reference is not near such a boundary."""
+    dtype = np.dtype(dtype)
+    scale = max(1.0, float(np.abs(expected).max()))
+    if dtype.kind == "f":
+        tolerance = {np.float64: 1e-13, np.float32: 1e-5, np.float16: 2e-3}[dtype.type]
+        np.testing.assert_allclose(got.astype(np.float64), expected, rtol=0, atol=tolerance * scale)
+        return
+    exact = reference.to_integer_dtype(expected, dtype)
+    differs = got != exact
+    near_half = np.abs(np.abs(expected - np.floor(expected)) - 0.5) < 1e-5 * scale
+    assert not (differs & ~near_half).any()
+    assert (np.abs(got.astype(np.int64) - exact) <= 1).all()
+
+
+def torch_antialias(planes, out_h, out_w):
+    tensor = torch.from_numpy(np.ascontiguousarray(planes))[None]
+    return F.interpolate(tensor, size=(out_h, out_w), mode="bilinear", antialias=True, align_corners=False)[0].numpy()
+
+
+# ---------------------------------------------------------------------------- the reference
+
+
+@pytest.mark.parametrize(
+    "in_size, out_size",
+    [((20, 30), (7, 11)), ((16, 16), (8, 8)), ((9, 13), (20, 5)), ((10, 10), (10, 3)), ((50, 7), (3, 7)),
+     ((5, 5), (1, 1)), ((7, 50), (20, 3)), ((33, 17), (32, 18))],
+)  # fmt: skip
+def test_reference_is_torch_in_float64(in_size, out_size):
+    plane = np.random.default_rng(1).standard_normal(in_size)
+    expected = torch_antialias(plane[np.newaxis], *out_size)[0]
+    np.testing.assert_allclose(reference.antialiased_resize(plane, *out_size), expected, rtol=0, atol=1e-13)
+
+
+def test_reference_taps_widen_only_when_downscaling():
+    assert reference.antialias_taps(1, 8, 4) == (1, [0.125, 0.375, 0.375, 0.125])  # halving: 4 taps, support 2
+    assert reference.antialias_taps(2, 4, 8) == (0, [0.25, 0.75])  # doubling: plain bilinear at 0.75
+    assert reference.antialias_taps(3, 6, 6) == (3, [1.0])  # same size: a copy
+
+
+@pytest.mark.parametrize("align", ["corners", "left", "middle"])
+def test_align_other_than_center_is_refused(align):
+    with pytest.raises(ValueError, match=r"antialias.*'center'"):
+        reference.antialiased_resize(np.zeros((4, 4)), 2, 2, align=align)
+    with pytest.raises(ValueError, match=r"antialias=True is defined only for align in \('center',\)"):
+        run_antialias(np.zeros((1, 4, 4)), np.zeros((1, 2, 2)), 4, 4, 2, 2, align, np.dtype(np.float64), 2, True)
+
+
+# ------------------------------------------------------------------ kernels vs the reference
+
+
+@given(
+    data=st.data(),
+    dtype=st.sampled_from(DTYPES),
+    in_size=st.tuples(st.integers(1, 24), st.integers(1, 24)),
+    out_size=st.tuples(st.integers(1, 24), st.integers(1, 24)),
+    channels=st.sampled_from([None, 1, 3, 5]),  # None: (P, H, W) planes; else (N, H, W, C) pixels
+    rows_first=st.booleans(),
+    serial=st.booleans(),
+)
+def test_kernels_match_reference(data, dtype, in_size, out_size, channels, rows_first, serial):
+    rows_per_task = data.draw(st.integers(1, out_size[0]), label="rows_per_task")
+    block_rows = data.draw(st.integers(1, 5), label="block_rows")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    shape = (2, *in_size) if channels is None else (2, *in_size, channels)
+    src = sample(rng, shape, dtype)
+    got = kernel_resize(src, *out_size, rows_first=rows_first, rows_per_task=rows_per_task, serial=serial, block_rows=block_rows)
+    assert got.dtype == dtype and got.shape == (2, *out_size, *shape[3:])
+    planes = src if channels is None else np.moveaxis(src, 3, 1).reshape(-1, *in_size)
+    as_planes = got if channels is None else np.moveaxis(got, 3, 1).reshape(-1, *out_size)
+    assert_near_reference(as_planes, reference_planes(planes, *out_size), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("rows_first", [True, False])
+def test_layouts_schedules_and_blocks_give_the_same_bits(dtype, rows_first):
+    """Planes and pixels, serial and parallel, any task and block split: one arithmetic."""
+    rng = np.random.default_rng(2)
+    pixels = sample(rng, (2, 37, 29, 3), dtype)
+    planes = np.ascontiguousarray(np.moveaxis(pixels, 3, 1)).reshape(6, 37, 29)
+    expected = kernel_resize(planes, 11, 13, rows_first=rows_first)
+    for rows_per_task, serial, block_rows in [(11, True, 32), (2, False, 1), (5, False, 3)]:
+        got = kernel_resize(pixels, 11, 13, rows_first=rows_first, rows_per_task=rows_per_task, serial=serial, block_rows=block_rows)
+        np.testing.assert_array_equal(np.moveaxis(got, 3, 1).reshape(6, 11, 13), expected)
+
+
+def test_pass_order_follows_the_work():
+    """Rows first when the height shrinks most; columns first when only the width does."""
+    dtype = np.dtype(np.float32)
+    assert _antialias.vertical_first(1080, 1920, antialias_taps(1080, 540, dtype), antialias_taps(1920, 960, dtype))
+    assert _antialias.vertical_first(96, 96, antialias_taps(96, 24, dtype), antialias_taps(96, 24, dtype))
+    assert not _antialias.vertical_first(100, 1000, antialias_taps(100, 1000, dtype), antialias_taps(1000, 100, dtype))
+
+
+# ------------------------------------------------------------------------------ torch parity
+
+
+@pytest.mark.parametrize(
+    "in_size, out_size",
+    [((1080, 1920), (540, 960)), ((96, 96), (24, 24)), ((97, 131), (30, 41)), ((64, 48), (200, 17)),
+     ((50, 300), (13, 301)), ((17, 19), (17, 5)), ((300, 7), (1, 1)), ((40, 40), (39, 41))],
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_matches_torch(in_size, out_size, dtype):
+    """Within float rounding of torch (which computes float32 weights in float32)."""
+    planes = np.random.default_rng(3).standard_normal((2, *in_size)).astype(dtype)
+    got = kernel_resize(planes, *out_size, serial=False, rows_per_task=7)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, torch_antialias(planes, *out_size), rtol=0, atol=tolerance * float(np.abs(planes).max()))
+
+
+def test_photo_halved_matches_torch():
+    photo = np.ascontiguousarray(data.astronaut().transpose(2, 0, 1), np.float32) / 255
+    got = kernel_resize(photo, 256, 256)
+    np.testing.assert_allclose(got, torch_antialias(photo, 256, 256), rtol=0, atol=2e-6)
+
+
+# --------------------------------------------------------------------------- Pillow parity
+
+
+def _photos():
+    hopper = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+    return {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "grace_hopper": np.asarray(hopper)}
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "grace_hopper"])
+@pytest.mark.parametrize("factor", [(1 / 2, 1 / 2), (1 / 3, 1 / 3), (0.19, 0.45), (2.01, 0.2), (0.14, 1.03), (1, 0.5)])
+def test_uint8_within_one_of_pillow(name, factor):
+    """Pillow rounds to uint8 between its two passes and uses 22-bit fixed-point weights: within 1."""
+    photo = _photos()[name]
+    height, width = photo.shape[:2]
+    out_h, out_w = round(height * factor[0]), round(width * factor[1])
+    pillow = np.asarray(Image.fromarray(photo).resize((out_w, out_h), Image.BILINEAR))
+    got = kernel_resize(np.ascontiguousarray(photo)[np.newaxis], out_h, out_w, serial=False, rows_per_task=9)[0]
+    difference = np.abs(got.astype(np.int64) - pillow)
+    assert difference.max() <= 1
+    assert (difference == 0).mean() > 0.8  # most pixels are equal: the same filter, not a near one
+    gray = np.ascontiguousarray(photo[..., 0])
+    pillow_gray = np.asarray(Image.fromarray(gray).resize((out_w, out_h), Image.BILINEAR))
+    assert np.abs(kernel_resize(gray[np.newaxis], out_h, out_w)[0].astype(np.int64) - pillow_gray).max() <= 1
+
+
+def test_float32_plane_matches_pillow_f_mode():
+    plane = np.ascontiguousarray(data.camera(), np.float32)
+    pillow = np.asarray(Image.fromarray(plane, mode="F").resize((171, 101), Image.BILINEAR))
+    np.testing.assert_allclose(kernel_resize(plane[np.newaxis], 101, 171)[0], pillow, rtol=0, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------ odd cases
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows_first", [True, False])
+def test_constant_stays_constant(dtype, rows_first):
+    """Integers exactly; floats within the rounding of weights that sum to 1 only nearly."""
+    value = {np.uint8: 200, np.uint16: 65535, np.int16: -32768}.get(dtype, 3.7)
+    src = np.full((1, 45, 31, 2), value, dtype)
+    got = kernel_resize(src, 7, 12, rows_first=rows_first)
+    if np.dtype(dtype).kind == "f":
+        np.testing.assert_allclose(got.astype(np.float64), float(src.flat[0]), rtol=4 * np.finfo(np.float32).eps)
+    else:
+        assert (got == value).all()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("in_size, out_size", [((16, 16), (8, 8)), ((20, 30), (7, 11)), ((9, 13), (20, 5)), ((8, 8), (8, 3))])
+def test_nan_and_inf_spread_as_in_torch(bad, in_size, out_size):
+    """A NaN or infinity reaches every output whose filter window holds it, as in torch: an
+    infinity gives inf under a positive weight, NaN under a window edge's zero weight (0 * inf);
+    NaN and inf together give NaN. Integers saturate (not tested here: no integer NaN)."""
+    planes = np.random.default_rng(4).random((2, *in_size)).astype(np.float32)
+    planes[0, in_size[0] // 2, in_size[1] // 3] = bad
+    planes[1, 0, -1] = bad
+    planes[1, -1, 0] = -bad
+    expected = torch_antialias(planes, *out_size)
+    for rows_first in (True, False):
+        got = kernel_resize(planes, *out_size, rows_first=rows_first)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(expected))
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=0, atol=1e-5)
+
+
+def test_integers_saturate():
+    """Wide int16 swings stay in range: a weighted mean never leaves it, rounding must not either."""
+    src = np.zeros((1, 6, 6), np.int16)
+    src[0, ::2] = 32767
+    src[0, 1::2] = -32768
+    got = kernel_resize(src, 3, 3)
+    assert got.dtype == np.int16 and (got >= -32768).all() and (got <= 32767).all()
+    assert_near_reference(got, reference_planes(src, 3, 3), np.int16)
+
+
+def test_non_contiguous_arrays_are_refused():
+    src = np.zeros((1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        run_antialias(src[:, ::2], np.zeros((1, 2, 2), np.float32), 4, 8, 2, 2, "center", np.dtype(np.float32), 2, True)
+
+
+def test_tables_are_read_only_and_cached_within_their_byte_budget(monkeypatch):
+    monkeypatch.setattr(_antialias, "TABLE_CACHE_BYTES", 4096)
+    monkeypatch.setattr(_antialias, "_tables", type(_antialias._tables)())
+    monkeypatch.setattr(_antialias, "_table_bytes", 0)
+    taps = antialias_taps(100, 30, np.float32)
+    assert antialias_taps(100, 30, np.float32) is taps
+    assert not taps.weights.flags.writeable and taps.weights.dtype == np.float32
+    assert taps.count.min() >= 1 and np.allclose(taps.weights.astype(np.float64).sum(axis=1), 1.0, atol=1e-6)
+    for out_size in range(31, 60):
+        antialias_taps(100, out_size, np.float32)
+    assert _antialias._table_bytes <= 4096 + taps.weights.nbytes * 4
+    assert (100, 30, np.dtype(np.float32)) not in _antialias._tables
