@@ -255,10 +255,13 @@
       this.onResize = () => { this.layout(); };
       window.addEventListener("scroll", this.onScroll, { passive: true });
       window.addEventListener("resize", this.onResize);
+      this.watcher = new ResizeObserver(redraw); // the summaries' images move the grid as they load
+      this.watcher.observe(main);
     }
     destroy() {
       window.removeEventListener("scroll", this.onScroll);
       window.removeEventListener("resize", this.onResize);
+      this.watcher.disconnect();
     }
     descending() { return state.order ? state.order === "desc" : state.sort !== "index"; }
     update() {

@@ -1,0 +1,473 @@
+"""The explorer page (viz.explorer) in a real headless Chromium: jobs written by viz.visualize and
+viz.compare on a small random conv net, a dataset scan, and a 2,048-channel layer.
+
+Set FASTINTERP_SCREENSHOTS=1 to (re)write the docs' screenshots docs/gallery/explorer-*.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import viz
+from viz import cli, explorer
+from viz.errors import VizError
+from viz.inputs import default_image, load_image, original_preprocess
+from viz.layers import capture_features
+from viz.render import colormap_lut, palette_indices, upsample
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+GALLERY = Path(__file__).resolve().parents[1] / "docs" / "gallery"
+SCREENSHOTS = os.environ.get("FASTINTERP_SCREENSHOTS") == "1"
+INPUT_SIZE = 64
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (tests/run.sh installs it)")
+
+
+def conv_net(seed: int, channels: tuple[int, ...] = (16, 32), stride: int = 2) -> torch.nn.Module:
+    """Random convs named conv1, relu1, conv2, relu2, ...: a stand-in for a real model's layers."""
+    torch.manual_seed(seed)
+    layers: OrderedDict[str, torch.nn.Module] = OrderedDict()
+    previous = 3
+    for number, count in enumerate(channels, 1):
+        layers[f"conv{number}"] = torch.nn.Conv2d(previous, count, 3, stride=stride, padding=1)
+        layers[f"relu{number}"] = torch.nn.ReLU()
+        previous = count
+    return torch.nn.Sequential(layers).eval()
+
+
+def photos(folder: Path) -> list[Path]:
+    """matplotlib's and scikit-image's sample photos (shipped with them, no download), as files."""
+    import skimage.data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [default_image()]
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
+        paths.append(folder / f"{name}.png")
+    return paths
+
+
+def write_scan(out: Path, model: torch.nn.Module, images: list[Path], layer: str, top: int = 3) -> dict[str, np.ndarray]:
+    """A scan directory in the on-disk format of docs (scan-format, version 1), from the model's
+    real activations on ``images``: the statistics, the top images and strips of their maps.
+    Returns the arrays written to stats.npz."""
+    preprocess = original_preprocess(INPUT_SIZE)
+    maps = np.stack([capture_features(model, preprocess(load_image(p)), [layer])[layer][0].numpy() for p in images])
+    count, channels, h, w = maps.shape
+    flat = maps.reshape(count, channels, -1)
+    best = flat.max(axis=2)  # (N, C): each image's spatial max
+    ranked = np.argsort(-best, axis=0, kind="stable")[:top].T  # (C, top), ties by image index
+    where = np.stack(np.unravel_index(flat.argmax(axis=2), (h, w)), axis=-1)  # (N, C, 2)
+    stats = {
+        "mean": maps.mean(axis=(0, 2, 3), dtype=np.float64),
+        "max": maps.max(axis=(0, 2, 3)).astype(np.float32),
+        "active": (maps > 0).mean(axis=(0, 2, 3)),
+        "top_images": ranked.astype(np.int64),
+        "top_scores": np.take_along_axis(best.T, ranked, axis=1).astype(np.float32),
+        "top_where": np.stack([where[ranked[c], c] for c in range(channels)]).astype(np.int64),
+    }
+    (out / layer / "strips").mkdir(parents=True)
+    np.savez(out / layer / "stats.npz", **stats)
+    lut = colormap_lut("viridis")
+    for channel in range(channels):
+        tiles = upsample(np.ascontiguousarray(maps[ranked[channel], channel]), (32, 32))
+        colours = lut[palette_indices(tiles, tiles.min(), tiles.max())]
+        strip = np.full((32, top * 34 - 2, 3), 255, np.uint8)
+        for slot, tile in enumerate(colours):
+            strip[:, slot * 34 : slot * 34 + 32] = tile
+        Image.fromarray(strip).save(out / layer / "strips" / f"{channel:04d}.png")
+    header = {"format": "fastinterp-scan", "version": 1, "model": "conv_net", "weights": "random (seed 0)",
+              "input_size": [INPUT_SIZE, INPUT_SIZE], "top": top, "images": [str(p) for p in images],
+              "skipped": [{"path": "broken.jpg", "reason": "cannot identify image file"}],
+              "layers": {layer: {"dir": layer, "channels": channels, "map_size": [h, w]}}, "complete": True}
+    (out / "scan.json").write_text(json.dumps(header))
+    return stats
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory) -> Path:
+    """One output directory with a one-image job (two layers), a compare job and a scan."""
+    root = tmp_path_factory.mktemp("explorer")
+    images = photos(root / "photos")
+    out = root / "out"
+    options = viz.RenderOptions(scale=4, threads=2)
+    preprocess = original_preprocess(INPUT_SIZE)
+    model = conv_net(0)
+    viz.visualize(model, images[:1], ["conv1", "conv2"], out, options=options, preprocess=preprocess, progress=False)
+    viz.compare(model, conv_net(1), images[:1], ["conv2"], out, labels=("seed 0", "seed 1"), options=options, preprocess=preprocess)
+    write_scan(out / "dataset", model, images, "conv2")
+    explorer.write_index(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> Path:
+    """A 2,048-channel layer on a tiny map (2 x 2, channel images 16 x 16)."""
+    out = tmp_path_factory.mktemp("large") / "out"
+    model = conv_net(0, channels=(2048,), stride=32)
+    viz.visualize(model, [default_image()], ["conv1"], out, options=viz.RenderOptions(scale=8, threads=2),
+                  preprocess=original_preprocess(INPUT_SIZE), progress=False)
+    explorer.write_index(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Session:
+    """A page with everything it reported: console errors, page errors, dialogs, requests."""
+
+    def __init__(self, browser, viewport: dict[str, int]) -> None:
+        self.context = browser.new_context(viewport=viewport)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda message: self.errors.append(message.text) if message.type in ("error", "warning") else None)
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
+
+    def open(self, out: Path, hash_: str = "") -> None:
+        self.page.goto((out / "index.html").as_uri() + hash_)
+        self.page.wait_for_selector("body[data-ready]")
+
+    def images(self, part: str) -> list[str]:
+        return [url for url in self.requests if part in url]
+
+    def check_clean(self, out: Path) -> None:
+        """No console or page errors, no dialogs, and every request a file inside ``out``."""
+        assert self.errors == []
+        assert self.dialogs == []
+        root = out.resolve().as_uri() + "/"
+        assert [url for url in self.requests if not url.startswith(root)] == []
+
+    def screenshot(self, name: str, full_page: bool = False) -> None:
+        if SCREENSHOTS:
+            self.page.wait_for_timeout(200)  # images decoded
+            self.page.screenshot(path=GALLERY / f"explorer-{name}.png", full_page=full_page)
+
+
+@pytest.fixture
+def session(browser):
+    opened = Session(browser, LAPTOP)
+    yield opened
+    opened.context.close()
+
+
+def manifest(out: Path, *parts: str) -> dict:
+    return json.loads(out.joinpath(*parts, "manifest.json").read_text())
+
+
+def shown_channels(page) -> list[int]:
+    """The channels of the grid's first rows in reading order (top to bottom, left to right), with
+    the grid scrolled to the top of the window (only rows near the window have cells)."""
+    page.evaluate("window.scrollTo(0, document.querySelector('.grid').getBoundingClientRect().top + scrollY - 80)")
+    page.wait_for_timeout(50)
+    cells = page.eval_on_selector_all(".cell", "cells => cells.map(c => [c.getBoundingClientRect().top, c.getBoundingClientRect().left, +c.dataset.channel])")
+    return [channel for _, _, channel in sorted(cells)]
+
+
+def hash_params(page) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(page.evaluate("location.hash").lstrip("#")))
+
+
+# --- the index -----------------------------------------------------------------------------------
+
+
+def test_index_lists_every_job_and_refreshing_touches_nothing(jobs):
+    html = (jobs / "index.html").read_text()
+    index = json.loads(re.search(r'<script id="explorer-index" type="application/json">(.*?)</script>', html).group(1))
+    found = {(job["kind"], job["id"]): [layer["id"] for layer in job["layers"]] for job in index["jobs"]}
+    assert found == {("image", "grace_hopper"): ["conv1", "conv2"], ("compare", "compare/grace_hopper"): ["conv2"],
+                     ("scan", "dataset"): ["conv2"]}
+    files = sorted(p for p in jobs.rglob("*") if p.is_file())
+    before = {p: p.stat().st_mtime_ns for p in files}
+    assert explorer.write_index(jobs) == jobs.resolve() / "index.html"
+    assert {p: p.stat().st_mtime_ns for p in sorted(p for p in jobs.rglob("*") if p.is_file())} == before
+    assert len(html.encode()) - sum(len(part) for part in re.findall(r'type="application/json">(.*?)</script>', html)) < 100_000
+
+
+def test_every_file_the_data_names_exists_inside_the_output(jobs):
+    from urllib.parse import unquote
+
+    for data_file in (jobs / ".explorer").glob("*.js"):
+        data = json.loads(re.fullmatch(r'explorerData\("\w+",(.*)\);\n', data_file.read_text(), re.S).group(1))
+        names = [data["dir"] + f for f in data.get("files", [])]
+        names += [f["src"] for f in data.get("figures", [])] + [f["src"] for g in data.get("groups", []) for f in g["figures"]]
+        assert names
+        for name in names:
+            path = (jobs / unquote(name)).resolve()
+            assert path.is_file() and jobs.resolve() in path.parents, name
+
+
+# --- the page in Chromium ------------------------------------------------------------------------
+
+
+def test_grid_shows_every_channel_and_sorts(jobs, session):
+    page = session.page
+    session.open(jobs, "#job=grace_hopper&layer=conv2")
+    grid = page.locator(".grid")
+    assert grid.get_attribute("data-total") == "32" and grid.get_attribute("data-shown") == "32"
+    assert shown_channels(page) == list(range(32))
+    session.screenshot("grid", full_page=True)
+
+    maxima = manifest(jobs, "grace_hopper", "conv2")["channels"]["max"]
+    page.select_option(".tools select", "max")
+    assert shown_channels(page) == sorted(range(32), key=lambda c: (-maxima[c], c))
+    assert hash_params(page)["sort"] == "max"
+    page.click(".tools button")  # lowest first
+    assert shown_channels(page) == sorted(range(32), key=lambda c: (maxima[c], c))
+    assert hash_params(page)["order"] == "asc"
+
+    page.fill(".tools input", "3-5, 10")
+    assert sorted(shown_channels(page)) == [3, 4, 5, 10]
+    assert grid.get_attribute("data-shown") == "4" and page.locator(".count").inner_text() == "4 of 32 channels"
+    page.fill(".tools input", "3-x")
+    assert page.locator(".tools input.bad").count() == 1 and grid.get_attribute("data-shown") == "32"
+    session.check_clean(jobs)
+
+
+def test_channel_from_the_url_a_click_and_the_keyboard(jobs, session):
+    page = session.page
+    channels = manifest(jobs, "grace_hopper", "conv2")["channels"]
+    by_energy = sorted(range(32), key=lambda c: (-channels["energy"][c], c))
+    session.open(jobs, f"#job=grace_hopper&layer=conv2&channel={by_energy[3]}&sort=energy")
+    dialog = page.locator("#view")
+    assert dialog.is_visible()
+    assert f"#{by_energy[3]}" in page.inner_text("#view-title")
+    assert "rank 4 of 32 by energy" in dialog.inner_text()
+    image = page.locator("#channel-image")
+    assert image.get_attribute("src").endswith(f"channels/{by_energy[3]:04d}.png")
+    page.wait_for_function("document.getElementById('channel-image').naturalWidth === 64")
+    assert str(round(channels["mean"][by_energy[3]], 3))[:5] in dialog.inner_text()  # its real statistics
+    session.screenshot("channel")
+
+    for key, expected in (("j", 4), ("ArrowRight", 5), ("k", 4), ("ArrowLeft", 3)):
+        page.keyboard.press(key)
+        assert hash_params(page)["channel"] == str(by_energy[expected])
+        assert f"#{by_energy[expected]}" in page.inner_text("#view-title")
+    page.keyboard.press("Escape")
+    assert dialog.is_hidden() and "channel" not in hash_params(page)
+
+    page.click(f'.cell[data-channel="17"]')
+    assert dialog.is_visible() and "#17" in page.inner_text("#view-title")
+    page.reload()  # the URL names the view
+    page.wait_for_selector("body[data-ready]")
+    assert page.locator("#view").is_visible() and "#17" in page.inner_text("#view-title")
+    assert page.locator(".tools select").input_value() == "energy"
+    session.check_clean(jobs)
+
+
+def test_layer_summaries_and_navigation(jobs, session):
+    page = session.page
+    session.open(jobs)
+    assert page.locator("h1").inner_text() == f"Jobs in {jobs.name}"
+    page.click('#side a[data-layer="conv1"]')
+    page.wait_for_selector('.grid[data-total="16"]')
+    layer = manifest(jobs, "grace_hopper", "conv1")
+    captions = page.locator("figure figcaption").all_inner_texts()
+    assert [c.split(" ")[0] for c in captions] == [*layer["summaries"], "overlay", "sheet:"]
+    page.wait_for_function("[...document.querySelectorAll('figure img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert f"{layer['summaries']['sum']['max']:.4g}"[:5] in page.locator("figure").first.inner_text()
+    page.go_back()
+    assert page.locator("h1").inner_text() == f"Jobs in {jobs.name}"
+    session.check_clean(jobs)
+
+
+def test_compare_page_shows_a_beside_b_on_one_scale_and_the_difference(jobs, session):
+    page = session.page
+    session.open(jobs, "#job=compare/grace_hopper&layer=conv2")
+    compared = manifest(jobs, "compare", "grace_hopper", "conv2")
+    page.wait_for_function("[...document.querySelectorAll('figure img')].every(i => i.complete && i.naturalWidth > 0)")
+    sources = [src.rsplit("/", 1)[1] for src in page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.getAttribute('src'))")]
+    assert sources == ["sum_a.png", "sum_b.png", "difference.png", "sheet_a.png", "sheet_b.png", "panel_sum.png", "panel_sheet.png"]
+    ends = page.eval_on_selector_all("figure .ends", "bars => bars.map(b => b.innerText)")
+    low, high = (f"{v:.4g}" for v in compared["sum_range"])
+    assert ends[0] == ends[1] and low[:5] in ends[0] and high[:5] in ends[0]  # one scale for A and B
+    limit = f"{compared['difference']['max_abs']:.4g}"[:5]
+    assert f"-{limit}" in ends[2] and limit in ends[2]
+    assert "seed 0" in page.inner_text(".meta") and "seed 1" in page.inner_text(".meta")
+    session.screenshot("compare", full_page=True)
+    session.check_clean(jobs)
+
+
+def test_scan_page_shows_each_channels_top_images(jobs, session):
+    page = session.page
+    stats = dict(np.load(jobs / "dataset" / "conv2" / "stats.npz"))
+    images = json.loads((jobs / "dataset" / "scan.json").read_text())["images"]
+    session.open(jobs, "#job=dataset&layer=conv2&sort=active")
+    assert page.locator(".grid").get_attribute("data-total") == "32"
+    assert shown_channels(page) == sorted(range(32), key=lambda c: (-stats["active"][c], c))
+    assert "1 skipped" in page.inner_text(".meta")
+    session.screenshot("scan-grid")
+    channel = int(np.argmax(stats["max"]))
+    page.click(f'.cell[data-channel="{channel}"]')
+    rows = page.eval_on_selector_all(".tops tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
+    assert [row[1] for row in rows] == [Path(images[i]).name for i in stats["top_images"][channel]]
+    assert [float(row[2]) for row in rows] == pytest.approx(stats["top_scores"][channel].tolist(), rel=1e-3)
+    assert [row[3] for row in rows] == [f"({y}, {x})" for y, x in stats["top_where"][channel]]
+    assert page.locator("#channel-image").get_attribute("src").endswith(f"strips/{channel:04d}.png")
+    session.screenshot("scan-channel")
+    session.check_clean(jobs)
+
+
+def test_phone_viewport_has_no_sideways_scroll(jobs, browser):
+    phone = Session(browser, PHONE)
+    try:
+        phone.open(jobs, "#job=grace_hopper&layer=conv2")
+        page = phone.page
+        assert page.locator("#picker").is_visible() and page.locator("#side").is_hidden()
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.evaluate("window.scrollTo(0, document.querySelector('.grid').offsetTop - 100)")
+        phone.screenshot("phone-grid")
+        page.click('.cell[data-channel="5"]')
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        assert page.locator("#channel-image").bounding_box()["width"] <= PHONE["width"]
+        phone.screenshot("phone-channel")
+        page.keyboard.press("Escape")
+        page.select_option("#picker", label="conv1 (16)")  # the phone's menu of jobs and layers
+        page.wait_for_selector('.grid[data-total="16"]')
+        phone.check_clean(jobs)
+    finally:
+        phone.context.close()
+
+
+def test_2048_channels_scroll_without_loading_every_image(large, session):
+    page = session.page
+    session.open(large, "#layer=conv1")
+    grid = page.locator(".grid")
+    assert grid.get_attribute("data-total") == "2048" and grid.get_attribute("data-shown") == "2048"
+    page.wait_for_timeout(100)
+    first = len(set(session.images("/channels/")))
+    assert 0 < first < 2048 / 8
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight / 2)")
+    page.wait_for_timeout(100)
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_selector('.cell[data-channel="2047"]')
+    page.wait_for_timeout(100)
+    loaded = set(session.images("/channels/"))
+    assert first < len(loaded) < 2048 / 4
+    assert page.locator(".cell").count() < 2048 / 8  # cells that scrolled away are gone
+    session.screenshot("large")
+    page.keyboard.press("k")  # from no channel: the last one
+    assert hash_params(page)["channel"] == "2047"
+    session.check_clean(large)
+
+
+# --- untrusted names and files -------------------------------------------------------------------
+
+
+def test_names_from_files_are_text_and_paths_stay_inside(tmp_path, browser):
+    image = tmp_path / f"{HOSTILE}.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    (results,) = viz.visualize(conv_net(0, (8,)), [image], ["conv1"], out, options=viz.RenderOptions(scale=2, threads=1),
+                               preprocess=original_preprocess(32), progress=False, context={"model": "</script><script>alert(2)</script>"})
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    job = results.directory
+    edited = json.loads((job / "manifest.json").read_text())
+    edited["layer"] = "<script>alert(3)</script>"
+    edited["summaries"]["sum"]["file"] = "../../../secret.png"
+    edited["summaries"]["mean"]["file"] = "javascript:alert(4)"
+    edited["channels"]["files"][1] = "/etc/passwd"
+    (job / "manifest.json").write_text(json.dumps(edited))
+    (job / "channels" / "0002.png").unlink()
+    (job / "channels" / "0002.png").symlink_to(secret)
+    (out / "linked").mkdir()
+    (out / "linked" / "manifest.json").symlink_to(job / "manifest.json")
+    (out / "broken").mkdir()
+    (out / "broken" / "manifest.json").write_text("{not json")
+    explorer.write_index(out)
+
+    visitor = Session(browser, LAPTOP)
+    try:
+        visitor.open(out)  # the only layer, opened
+        page = visitor.page
+        assert page.inner_text("h1") == "<script>alert(3)</script>"
+        page.click("#home")
+        overview = page.inner_text("main")
+        assert "</script><script>alert(2)</script>" in overview
+        assert "broken/manifest.json: cannot read it" in overview and "linked" not in overview
+        page.click("#side a")
+        page.wait_for_selector(".grid")
+        assert HOSTILE in page.inner_text(".meta")
+        assert [c.split(" ")[0] for c in page.locator("figcaption").all_inner_texts()] == ["max", "overlay", "sheet:"]
+        page.keyboard.press("j")
+        page.keyboard.press("j")
+        page.keyboard.press("j")  # channel 2: its file is a symlink, not shown
+        assert page.locator("#channel-image").get_attribute("src") is None
+        visitor.check_clean(out)
+        assert not [url for url in visitor.requests if "secret" in url or "passwd" in url]
+    finally:
+        visitor.context.close()
+
+
+def test_write_index_never_replaces_what_it_did_not_write(tmp_path):
+    (tmp_path / "index.html").write_text("<p>my own page</p>")
+    with pytest.raises(VizError, match="not written by the explorer"):
+        explorer.write_index(tmp_path)
+    assert (tmp_path / "index.html").read_text() == "<p>my own page</p>"
+    (tmp_path / "index.html").unlink()
+    (tmp_path / ".explorer").mkdir()
+    (tmp_path / ".explorer" / "notes.js").write_text("mine")
+    with pytest.raises(VizError, match="not written by the explorer"):
+        explorer.write_index(tmp_path)
+    assert (tmp_path / ".explorer" / "notes.js").read_text() == "mine" and not (tmp_path / "index.html").exists()
+    with pytest.raises(VizError, match="is not a directory"):
+        explorer.write_index(tmp_path / "missing")
+
+
+def test_a_removed_job_leaves_the_index(tmp_path):
+    out = tmp_path / "out"
+    for name in ("first", "second"):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / f"{name}.png")
+    viz.visualize(conv_net(0, (4,)), [tmp_path / "first.png", tmp_path / "second.png"], ["conv1"], out,
+                  options=viz.RenderOptions(scale=1, threads=1), preprocess=original_preprocess(16), progress=False)
+    explorer.write_index(out)
+    assert len(list((out / ".explorer").glob("*.js"))) == 2
+    import shutil
+
+    shutil.rmtree(out / "second")
+    explorer.write_index(out)
+    assert len(list((out / ".explorer").glob("*.js"))) == 1
+    assert '"id":"second"' not in (out / "index.html").read_text()
+
+
+def test_open_prints_the_file_url(jobs, monkeypatch):
+    monkeypatch.setenv("CI", "1")  # never start a browser from the tests
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli.main(["open", str(jobs)]) == 0
+        assert cli.main(["open", str(jobs / "nowhere")]) == 2
+    assert out.getvalue() == (jobs.resolve() / "index.html").as_uri() + "\n"
+    assert err.getvalue().count("\n") == 1 and "is not a directory" in err.getvalue()
