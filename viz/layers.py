@@ -5,9 +5,11 @@ from __future__ import annotations
 import difflib
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from .errors import VizError
+from .tokens import MapLayout, MapReader, layout_maps
 
 _TOKEN = re.compile(r"\[(-?\d+)\]|\.?([^.\[\]]+)")
 
@@ -122,24 +124,178 @@ def capture_features(model: Any, batch: Any, layers: Sequence[str]) -> dict[str,
     return dict(captured)
 
 
-def layer_table(model: Any, batch: Any) -> list[tuple[str, str, tuple[int, ...] | None]]:
-    """(name, module type, output shape or None if it did not run) for every named module."""
+#: Top-level children that hold the classifier in torchvision's models (and most others):
+#: never a default layer, even where they keep a spatial layout (SqueezeNet's 1x1 conv head).
+HEAD_NAMES = ("fc", "classifier", "head", "heads")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One named module as the example input ran through it."""
+
+    name: str
+    kind: str  # module type
+    shape: tuple[int, ...] | None  # output shape of its first call; None if it did not run
+    calls: int  # times it ran in one forward pass (a reused module runs several times)
+    layout: MapLayout | None  # how its output reads as maps; None: it cannot be drawn
+    map_shape: tuple[int, int, int] | None  # (C, h, w) of one image's maps
+    default: bool = False
+
+    @property
+    def drawable(self) -> bool:
+        """Its output can be rendered as channel images."""
+        return self.layout is not None
+
+    @property
+    def spatial(self) -> bool:
+        """Drawable with more than one position (a 1x1 map after global pooling is not)."""
+        return self.map_shape is not None and self.map_shape[1] * self.map_shape[2] > 1
+
+
+@contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """``model`` in eval mode inside the block, each module's own mode restored afterwards
+    (a probe pass must not update BatchNorm statistics of a model being trained)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@dataclass
+class _Recording:
+    order: list[str]  # names in the order their first call finished
+    calls: dict[str, int]
+    outputs: dict[str, Any]  # first call's output, still in the autograd graph
+    result: Any  # the model's own output
+    head_input: Any = None  # what the classifier head (HEAD_NAMES) read
+
+
+def _record(model: Any, batch: Any) -> _Recording:
+    """Run ``batch`` through ``model`` (eval mode, with autograd) recording every named module."""
     import torch
 
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if name:
+    recording = _Recording([], {}, {}, None)
 
-            def hook(_m: Any, _i: Any, output: Any, name: str = name) -> None:
-                if isinstance(output, torch.Tensor):
-                    shapes.setdefault(name, tuple(output.shape))
+    def head_hook(_module: Any, inputs: Any) -> None:
+        if recording.head_input is None and inputs and isinstance(inputs[0], torch.Tensor):
+            recording.head_input = inputs[0]
 
-            handles.append(module.register_forward_hook(hook))
+    def hook(_module: Any, _inputs: Any, output: Any, name: str) -> None:
+        recording.calls[name] = recording.calls.get(name, 0) + 1
+        if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+            output = output[0]
+        if name not in recording.outputs and isinstance(output, torch.Tensor):
+            recording.order.append(name)
+            recording.outputs[name] = output
+
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name))
+        for name, module in model.named_modules()
+        if name
+    ]
+    handles += [module.register_forward_pre_hook(head_hook) for name, module in model.named_children() if name in HEAD_NAMES]
     try:
-        with torch.inference_mode():
-            model(batch)
+        with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+            # an input that needs gradients keeps a graph even when every parameter is frozen
+            recording.result = model(batch.detach().clone().requires_grad_(batch.is_floating_point()))
     finally:
         for handle in handles:
             handle.remove()
-    return [(name, type(m).__name__, shapes.get(name)) for name, m in model.named_modules() if name]
+    return recording
+
+
+def _input_hw(batch: Any) -> tuple[int, int] | None:
+    return tuple(batch.shape[-2:]) if batch.ndim == 4 else None
+
+
+def _is_default_candidate(name: str, module: Any, info: LayerInfo) -> bool:
+    """Spatial, run once, outside the head, and computing values of its own."""
+    from torch import nn
+    from torchvision.ops.misc import Permute
+
+    in_head = name.split(".")[0] in HEAD_NAMES
+    # An adaptive pool's output size is set by the layer, not by the image (VGG's 7x7 avgpool);
+    # Permute and Identity only pass their input on (Swin's final permute: its norm is the layer).
+    passive = isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, Permute, nn.Identity))
+    return info.spatial and info.calls == 1 and not in_head and not passive
+
+
+#: Seed of the random weighting of the head's input in the dependence test.
+DEPENDENCE_SEED = 0
+
+
+def _prediction_depends_on(recording: _Recording, names: Sequence[str], layouts: dict[str, MapLayout]) -> list[bool]:
+    """For each layer: does what the classifier head reads depend on its map positions?
+
+    The test is a non-zero gradient of a fixed random weighting of the head's input (the
+    model's output when no head is named; every layer counts when that is not a tensor).
+    The patch tokens of a ViT's last block fail it: the head reads the class token only.
+    A random weighting, not the top score, so that a head initialised at zero (torchvision's
+    ViT) does not hide every layer.
+    """
+    import torch
+
+    target = recording.head_input if recording.head_input is not None else recording.result
+    if isinstance(target, (tuple, list)) and target:
+        target = target[0]
+    if not isinstance(target, torch.Tensor) or not target.requires_grad:
+        return [True] * len(names)
+    generator = torch.Generator().manual_seed(DEPENDENCE_SEED)
+    weights = torch.randn(target.shape, generator=generator, dtype=torch.float64).to(target)
+    grads = torch.autograd.grad((target * weights).sum(), [recording.outputs[n] for n in names], allow_unused=True)
+    return [g is not None and bool(layout_maps(g, layouts[n]).any()) for n, g in zip(names, grads)]
+
+
+def describe_layers(model: Any, example_input: Any) -> list[LayerInfo]:
+    """Every named module with its output shape, call count, map layout, and the default layer marked.
+
+    One forward and one backward pass of ``example_input`` (eval mode, the model's modes
+    restored). The default is the deepest layer (the last to finish) whose output is a spatial
+    map the prediction depends on: run once, outside the classifier head (:data:`HEAD_NAMES`),
+    not an adaptive pool or a pass-through, that the head's input depends on (a non-zero gradient).
+    """
+    recording = _record(model, example_input)
+    input_hw = _input_hw(example_input)
+    reader = MapReader(model)
+    modules = reader.modules
+    infos: dict[str, LayerInfo] = {}
+    for name, module in modules.items():
+        if not name:
+            continue
+        output = recording.outputs.get(name)
+        shape = None if output is None else tuple(output.shape)
+        layout = None if shape is None else reader.layout(name, shape, input_hw)
+        map_shape = None if layout is None else tuple(layout_maps(output, layout).shape[1:])
+        infos[name] = LayerInfo(name, type(module).__name__, shape, recording.calls.get(name, 0), layout, map_shape)
+    candidates = [n for n in reversed(recording.order) if _is_default_candidate(n, modules[n], infos[n])]
+    layouts = {n: infos[n].layout for n in candidates}
+    depends = _prediction_depends_on(recording, candidates, layouts)
+    default = next((n for n, used in zip(candidates, depends) if used), None)
+    if default is not None:
+        infos[default] = replace(infos[default], default=True)
+    return list(infos.values())
+
+
+def default_layer(model: Any, example_input: Any) -> str:
+    """The dotted name of the layer drawn when none is given (see :func:`describe_layers`)."""
+    found = [info.name for info in describe_layers(model, example_input) if info.default]
+    if not found:
+        raise VizError(
+            f"{type(model).__name__} has no layer whose output is a spatial map the prediction depends on "
+            f"(for a {'x'.join(map(str, example_input.shape))} input); name one with --layer (see --list-layers)"
+        )
+    return found[0]
+
+
+def layer_table(model: Any, batch: Any) -> list[tuple[str, str, tuple[int, ...] | None]]:
+    """(name, module type, output shape or None if it did not run) for every named module."""
+    recording = _record(model, batch)
+    return [
+        (name, type(m).__name__, tuple(recording.outputs[name].shape) if name in recording.outputs else None)
+        for name, m in model.named_modules()
+        if name
+    ]
