@@ -8,7 +8,27 @@ import torchvision
 from torch import nn
 
 from viz.errors import VizError
-from viz.layers import capture_features, feature_hooks, layer_table, parse_layer, resolve_layer
+from viz.layers import (
+    capture_features,
+    default_layer,
+    describe_layers,
+    feature_hooks,
+    layer_table,
+    parse_layer,
+    resolve_layer,
+)
+from viz.tokens import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    TOKENS,
+    WINDOWS,
+    check_input_size,
+    map_layout,
+    model_input_size,
+    module_layouts,
+    to_spatial_maps,
+    token_grid,
+)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +141,196 @@ def test_captured_output_survives_later_in_place_operations(resnet18, batch):
         by_hand = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(entering)))))
     assert (by_hand < 0).any()  # so a ReLU applied afterwards would show
     assert torch.equal(captured["layer4.1.bn2"], by_hand)
+
+
+def tiny_vit(num_classes: int = 5, patch_size: int = 8) -> nn.Module:
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=patch_size, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+        num_classes=num_classes,
+    )
+    return model.eval()
+
+
+def tiny_swin() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.SwinTransformer(
+        patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 1], window_size=[2, 2], num_classes=5
+    ).eval()
+
+
+def test_vit_tokens_fill_the_patch_grid_row_by_row():
+    model = tiny_vit()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    captured = capture_features(model, x, ["conv_proj", "encoder.dropout"])
+    maps = to_spatial_maps(captured["encoder.dropout"], model, "encoder.dropout")
+    assert maps.shape == (2, 16, 4, 4)
+    # encoder.dropout (identity in eval) holds patch embedding + position embedding, class token first
+    position = model.encoder.pos_embedding.detach()[0]
+    for row in range(4):
+        for column in range(4):
+            expected = captured["conv_proj"][:, :, row, column] + position[1 + 4 * row + column]
+            assert torch.allclose(maps[:, :, row, column], expected, atol=1e-6)
+
+
+def test_swin_stages_are_read_channels_last():
+    model = tiny_swin()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    names = ["features.0.0", "features.0.1", "features.1", "norm", "permute"]
+    captured = capture_features(model, x, names)
+    layouts = module_layouts(model)
+    assert [layouts[n] for n in names] == [CHANNELS_FIRST, CHANNELS_LAST, CHANNELS_LAST, CHANNELS_LAST, CHANNELS_FIRST]
+    assert captured["norm"].shape == (1, 4, 4, 16)
+    # the model's own permute turns its norm's output into (N, C, H, W): ours must agree
+    assert torch.equal(to_spatial_maps(captured["norm"], model, "norm"), captured["permute"])
+    # and the stem's Permute only moves the conv's channels last
+    assert torch.equal(to_spatial_maps(captured["features.0.1"], model, "features.0.1"), captured["features.0.0"])
+    assert torch.equal(to_spatial_maps(captured["features.0.0"], model, "features.0.0"), captured["features.0.0"])
+
+
+def test_convnext_block_internals_are_channels_last_between_its_permutes():
+    from torchvision.models.convnext import CNBlockConfig
+
+    torch.manual_seed(0)
+    model = torchvision.models.ConvNeXt([CNBlockConfig(8, None, 2)], num_classes=5).eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    block = "features.1.0.block"
+    captured = capture_features(model, x, [f"{block}.0", f"{block}.1", f"{block}.2", f"{block}.6", "features.1.0"])
+    layouts = module_layouts(model)
+    assert [layouts[f"{block}.{i}"] for i in range(7)] == [CHANNELS_FIRST] + [CHANNELS_LAST] * 5 + [CHANNELS_FIRST]
+    assert layouts["features.1.0"] == CHANNELS_FIRST
+    assert torch.equal(to_spatial_maps(captured[f"{block}.1"], model, f"{block}.1"), captured[f"{block}.0"])
+    assert to_spatial_maps(captured[f"{block}.2"], model, f"{block}.2").shape == (1, 8, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "input_hw", "expected"),
+    [(197, None, (1, (14, 14))), (201, None, (5, (14, 14))), (16, None, (0, (4, 4))), (17, None, (1, (4, 4))),
+     (392, (224, 448), (0, (14, 28))), (197, (224, 230), (1, (14, 14))), (3, None, None), (200, None, (4, (14, 14))), (240, None, None),
+     (392, None, None)],
+)
+def test_token_grid_fallback(tokens, input_hw, expected):
+    assert token_grid(tokens, input_hw) == expected
+
+
+class RegisterTokens(nn.Module):
+    """A ViT-like model outside torchvision: a class token and two register tokens before 4x4 patches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 6, 8, stride=8)
+        self.prefix = nn.Parameter(torch.randn(1, 3, 6))
+        self.mix = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = self.mix(torch.cat([self.prefix.expand(len(x), -1, -1), patches], 1))
+        return self.head(tokens[:, 0] + tokens[:, 3:].mean(1))
+
+
+def test_token_fallback_drops_class_and_register_tokens():
+    torch.manual_seed(0)
+    model = RegisterTokens().eval()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    captured = capture_features(model, x, ["embed", "mix"])
+    layout = map_layout(model, "mix", tuple(captured["mix"].shape), (32, 32))
+    assert (layout.kind, layout.prefix_tokens, layout.grid) == (TOKENS, 3, (4, 4))
+    with torch.no_grad():
+        by_hand = model.mix(captured["embed"].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    assert torch.allclose(to_spatial_maps(captured["mix"], model, "mix", (32, 32)), by_hand, atol=1e-6)
+    assert default_layer(model, x) == "mix"
+
+
+def test_a_vit_inside_another_module_keeps_its_grid():
+    wrapped = nn.Sequential(tiny_vit()).eval()
+    output = torch.zeros(1, 17, 16)
+    assert map_layout(wrapped, "0.encoder.layers.encoder_layer_0", output.shape).grid == (4, 4)
+    assert map_layout(wrapped, "0.encoder.layers.encoder_layer_0", (1, 18, 16)) is None
+
+
+def test_outputs_that_are_not_maps_are_refused(resnet18):
+    with pytest.raises(VizError, match=r"^layer 'fc' outputs shape \(1, 1000\), not a spatial map"):
+        to_spatial_maps(torch.zeros(1, 1000), resnet18, "fc")
+    sequence = nn.Sequential(nn.Conv1d(3, 16, 1))
+    assert map_layout(sequence, "0", (1, 16, 17)) is None  # (N, C, L), not 16 tokens
+    maxvit = torchvision.models.maxvit_t()
+    layouts = module_layouts(maxvit)
+    window = "blocks.0.layers.0.layers.window_attention"
+    assert layouts[f"{window}.attn_layer"] == WINDOWS and layouts[window] == CHANNELS_FIRST
+    assert map_layout(maxvit, f"{window}.attn_layer", (1, 64, 49, 64)) is None
+    assert model_input_size(maxvit) == (224, 224)
+    weights = torchvision.models.MaxVit_T_Weights.DEFAULT
+    assert model_input_size(maxvit, weights) == (224, 224)
+
+
+def test_fixed_input_sizes_are_found_and_wrong_ones_refused(resnet18):
+    vit = tiny_vit()
+    assert model_input_size(vit) == (32, 32)
+    assert model_input_size(resnet18) is None
+    check_input_size(vit, (32, 32))
+    check_input_size(resnet18, (384, 384))
+    with pytest.raises(VizError) as caught:
+        check_input_size(vit, (384, 384))
+    assert str(caught.value) == (
+        "VisionTransformer takes only 32x32 inputs (its fixed input size), not 384x384: "
+        "leave --input-size out or set it to 32"
+    )
+
+
+class Reused(nn.Module):
+    """One ReLU object applied after two convolutions, then a VGG-like adaptive pool and head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.relu = nn.ReLU()
+        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(6 * 49, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.avgpool(self.relu(self.bn(self.conv2(self.relu(self.conv1(x)))))))
+
+
+def test_describe_layers_marks_drawable_layers_calls_and_the_default():
+    torch.manual_seed(0)
+    model = Reused().train()
+    before = model.bn.running_mean.clone()
+    infos = {info.name: info for info in describe_layers(model, torch.randn(2, 3, 8, 8))}
+    assert infos["relu"].calls == 2 and not infos["relu"].default
+    assert infos["avgpool"].spatial and not infos["avgpool"].default  # set by the layer, not the image
+    assert [n for n, info in infos.items() if info.default] == ["bn"]
+    assert infos["bn"].map_shape == (6, 8, 8) and infos["bn"].layout.kind == CHANNELS_FIRST
+    assert not infos["classifier.1"].drawable and infos["classifier.1"].shape == (2, 3)
+    # the probe ran in eval mode and left the model as it found it
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(model.bn.running_mean, before)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_spatial_classifier_head_is_never_the_default():
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    model.classifier = nn.Sequential(nn.Conv2d(8, 5, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.forward = lambda x: model.classifier(model.features(x))
+    assert default_layer(model, torch.randn(1, 3, 8, 8)) == "features"
+
+
+def test_vit_default_is_the_last_layer_its_patch_tokens_still_feed():
+    # after the last block's attention only the class token reaches the head; with the
+    # zero-initialised head of a fresh torchvision ViT the scores could not tell that
+    model = tiny_vit()
+    assert not model.heads.head.weight.any()
+    infos = {info.name: info for info in describe_layers(model, torch.zeros(1, 3, 32, 32))}
+    assert [n for n, info in infos.items() if info.default] == ["encoder.layers.encoder_layer_1.ln_1"]
+    assert infos["encoder"].map_shape == (16, 4, 4)
+    assert infos["encoder"].layout.describe() == "tokens: 1 dropped + 4x4 grid"
+
+
+def test_a_model_without_a_spatial_layer_has_no_default():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    with pytest.raises(VizError, match=r"^Sequential has no layer whose output is a spatial map .* 1x3x2x2 input"):
+        default_layer(model, torch.zeros(1, 3, 2, 2))

@@ -242,7 +242,7 @@ def _prediction_depends_on(recording: _Recording, names: Sequence[str], layouts:
     target = recording.head_input if recording.head_input is not None else recording.result
     if isinstance(target, (tuple, list)) and target:
         target = target[0]
-    if not isinstance(target, torch.Tensor) or not target.requires_grad:
+    if not names or not isinstance(target, torch.Tensor) or not target.requires_grad:
         return [True] * len(names)
     generator = torch.Generator().manual_seed(DEPENDENCE_SEED)
     weights = torch.randn(target.shape, generator=generator, dtype=torch.float64).to(target)
