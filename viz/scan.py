@@ -679,7 +679,10 @@ def _scan_here(model: Any, paths: list[str], job: _ScanJob, workers: int, name: 
 _WORKER_MODELS = threading.local()
 
 
-def _worker_model(token: str, model: Any, device: str) -> Any:
+def _worker_model(token: str, pickled_model: bytes, device: str) -> Any:
+    """The scan's model in this worker thread, unpickled once (from the client's own bytes)."""
+    import pickle
+
     import torch
 
     cache = _WORKER_MODELS.__dict__.setdefault("models", {})
@@ -691,33 +694,39 @@ def _worker_model(token: str, model: Any, device: str) -> Any:
             torch.set_num_threads(max(1, get_worker().state.nthreads))  # no oversubscription
         except (ImportError, ValueError):
             pass
-        cache[token] = copy.deepcopy(model).to(device).eval()
+        cache[token] = pickle.loads(pickled_model).to(device).eval()
     return cache[token]
 
 
-def _reduce_partition(token: str, model: Any, paths: Sequence[str], start: int, stop: int, job: _ScanJob) -> _ScanState:
+def _reduce_partition(token: str, pickled_model: bytes, paths: Sequence[str], start: int, stop: int, job: _ScanJob) -> _ScanState:
     """A Dask task: images ``paths[start:stop]`` reduced to a partial state in the worker."""
-    return _reduce_range(_worker_model(token, model, job.device), paths, start, stop, job, workers=0)
+    return _reduce_range(_worker_model(token, pickled_model, job.device), paths, start, stop, job, workers=0)
 
 
 def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, partition_size: int | None,
                      progress: bool | None) -> _ScanState:
     """Partitions reduced on the workers, partial states merged pairwise (a tree) there too."""
+    import pickle
+
     from distributed import as_completed
 
     threads = max(1, sum(client.nthreads().values()))
     size = partition_size or max(job.batch_size, math.ceil(len(paths) / (PARTITIONS_PER_THREAD * threads)))
     token = uuid.uuid4().hex
-    model_future, paths_future = client.scatter([model, paths], broadcast=True, hash=False)
+    # The model travels as plain pickle bytes: Dask's own torch serialisation of a module
+    # loses its hook dictionaries' types, and bytes unpickle into one private copy per thread.
+    pickled = pickle.dumps(copy.deepcopy(model).cpu())
+    model_future, paths_future = client.scatter([pickled, list(paths)], broadcast=True, hash=False)
     bounds = [(first, min(first + size, len(paths))) for first in range(0, len(paths), size)]
     partials = [
         client.submit(_reduce_partition, token, model_future, paths_future, first, stop, job,
                       retries=PARTITION_RETRIES, pure=False, key=f"scan-partition-{token}-{n}")
         for n, (first, stop) in enumerate(bounds)
     ]
-    level = list(partials)
+    level, held = list(partials), list(partials)
     while len(level) > 1:
         merged = [client.submit(_merge_states, a, b, retries=PARTITION_RETRIES, pure=False) for a, b in zip(level[::2], level[1::2])]
+        held += merged  # every node is held until the end: a lost worker's results are recomputed from it
         level = merged + ([level[-1]] if len(level) % 2 else [])
     sizes = {future.key: stop - first for future, (first, stop) in zip(partials, bounds)}
     with _progress_bar(len(paths), 0, progress) as bar:
@@ -797,7 +806,7 @@ def _connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> tuple[Any, Any
         count = address.removeprefix("local:")
         if not count.isdigit() or int(count) < 1:
             raise VizError(f"--scheduler local:N needs a worker count N >= 1, got {address!r}")
-        cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
         return Client(cluster), cluster
     try:
