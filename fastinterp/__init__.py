@@ -4,13 +4,13 @@
 first call, and torch is imported only for torch tensors.
 """
 
-from ._api import MAX_OUTPUT_ELEMENTS, resize
+from ._api import MAX_OUTPUT_BYTES, resize
 from ._dropin import BilinearInterpolation
 from ._threads import get_num_threads, set_num_threads
 
 __all__ = [
     "BilinearInterpolation",
-    "MAX_OUTPUT_ELEMENTS",
+    "MAX_OUTPUT_BYTES",
     "get_num_threads",
     "resize",
     "set_num_threads",

@@ -22,8 +22,11 @@ from ._coords import AxisTaps, axis_taps, interleaved_taps, legacy_axis_taps
 from ._threads import get_num_threads
 from .reference import ALIGN_MODES, LEGACY_ALIGN_MODES
 
-#: Largest output fastinterp agrees to allocate, in elements.
-MAX_OUTPUT_ELEMENTS = 2**34
+#: Most bytes one call agrees to allocate: the output (in its dtype) and the temporaries
+#: the call needs (tap tables, a copy for a strided or float16 ``out=``).
+MAX_OUTPUT_BYTES = 2**36
+#: Bytes of the tap tables per output row or column: two int64 indices, two weights.
+TAP_BYTES = 2 * 8 + 2 * 8
 
 #: dtypes of the correct kernels. float16 is computed in float32; integers are computed in
 #: float32, rounded to nearest and saturated.
@@ -79,7 +82,10 @@ def _is_rate(value: Any) -> bool:
 def check_rate(name: str, value: Any) -> float:
     if not _is_rate(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past float's range, such as 10**400
+        raise ValueError(f"{name} must be a finite number > 0, got an int of {value.bit_length()} bits") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return value
@@ -105,6 +111,11 @@ def output_size(
     if w_rate is None:
         w_rate = h_rate
     w_rate, h_rate = check_rate("w_rate", w_rate), check_rate("h_rate", h_rate)
+    if not max(in_h * h_rate, in_w * w_rate) <= MAX_OUTPUT_BYTES:  # (also refuses inf without an OverflowError)
+        raise ValueError(
+            f"rates (w_rate={w_rate}, h_rate={h_rate}) turn a {in_h}x{in_w} input into a "
+            f"{in_h * h_rate:.3g}x{in_w * w_rate:.3g} output, more than fastinterp.MAX_OUTPUT_BYTES"
+        )
     out_h, out_w = round(in_h * h_rate), round(in_w * w_rate)
     if out_h < 1 or out_w < 1:
         raise ValueError(
@@ -133,13 +144,25 @@ def check_dtype(dtype: np.dtype, legacy: bool) -> np.dtype:
     return native
 
 
-def check_size(lead: tuple[int, ...], out_h: int, out_w: int) -> None:
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB" if n_bytes < 2**80 else f"about 10**{len(str(n_bytes)) - 1} bytes"
+
+
+def check_size(lead: tuple[int, ...], out_h: int, out_w: int, out_dtype: np.dtype, taps_per_row: int = 1) -> None:
+    """Refuse, before allocating, a call that would need more than :data:`MAX_OUTPUT_BYTES`.
+
+    Counts the output in its dtype, a temporary of the same size (the worst case: a strided
+    or float16 ``out=``, a pixels layout's copy) and the tap tables, ``taps_per_row`` entries per
+    output column (the channels of an interleaved row) and one per output row.
+    """
     elements = math.prod(lead) * out_h * out_w
-    if elements > MAX_OUTPUT_ELEMENTS:
+    temporary_itemsize = 4 if out_dtype == np.float16 else out_dtype.itemsize  # float16 is computed in float32
+    needed = elements * (out_dtype.itemsize + temporary_itemsize) + TAP_BYTES * (out_h + out_w * taps_per_row)
+    if needed > MAX_OUTPUT_BYTES:
         shape = (*lead, out_h, out_w)
         raise ValueError(
-            f"the output would have {elements:,} elements (shape {shape} in the kernels' order), "
-            f"more than the {MAX_OUTPUT_ELEMENTS:,} fastinterp allocates; resize in pieces"
+            f"the output (shape {shape} in the kernels' order) would need {_gib(needed)} with its "
+            f"temporaries, more than the {_gib(MAX_OUTPUT_BYTES)} of fastinterp.MAX_OUTPUT_BYTES; resize in pieces"
         )
 
 
@@ -211,7 +234,16 @@ def _numpy_layout(arr: np.ndarray, channels_first: bool) -> tuple[str, np.ndarra
     )
 
 
+def refuse_masked(arr: Any, what: str) -> None:
+    """Masked arrays are refused: the kernels would read the hidden values and drop the mask."""
+    if isinstance(arr, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array; fastinterp does not resize masks: pass arr.filled(value) or arr.data"
+        )
+
+
 def as_numeric_array(arr: Any) -> np.ndarray:
+    refuse_masked(arr, "the input")
     if not isinstance(arr, np.ndarray):
         if isinstance(arr, (str, bytes)) or arr is None:
             raise TypeError(f"expected an array, got {type(arr).__name__}")
@@ -241,8 +273,8 @@ def make_plan(
     in_h, in_w = kernel_src_shape[1], kernel_src_shape[2]
     out_h, out_w = output_size(in_h, in_w, w_rate, h_rate, size)
     lead = (kernel_src_shape[0],) + kernel_src_shape[3:]
-    check_size(lead, out_h, out_w)
     out_dtype = np.dtype(np.uint8) if legacy else native
+    check_size(lead, out_h, out_w, out_dtype, math.prod(lead[1:]))
     return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, out_dtype)
 
 
@@ -267,6 +299,20 @@ def _user_out_shape(in_shape: tuple[int, ...], plan: Plan, channels_first: bool)
     if len(in_shape) == 2 or channels_first:
         return (*in_shape[:-2], plan.out_h, plan.out_w)
     return (*in_shape[:-3], plan.out_h, plan.out_w, in_shape[-1])
+
+
+def check_tensor_kind(t: Any) -> None:
+    """Refuse, in one line, tensors whose storage the kernels cannot read as a strided array."""
+    import torch
+
+    if t.is_nested:
+        raise TypeError("nested tensors are not supported; resize each of its tensors (t.unbind())")
+    if t.is_quantized:
+        raise TypeError(f"quantized tensors ({t.dtype}) are not supported; dequantize() first")
+    if t.layout != torch.strided:
+        raise TypeError(f"{t.layout} tensors are not supported (sparse or other non-strided layouts); to_dense() first")
+    if t.dtype.is_floating_point and t.dtype.itemsize == 1:
+        raise TypeError(f"dtype {t.dtype} is not supported; convert to float16, bfloat16 or float32 first")
 
 
 def _torch_layout(t: Any) -> str:
@@ -410,7 +456,8 @@ def resize(
         input's kind on the input's GPU for GPU input) of the output's shape and dtype; it is
         returned.
     channels_first
-        numpy and GPU arrays: read 3-D input as (C, H, W) and 4-D as (N, C, H, W).
+        numpy and GPU arrays: read 3-D input as (C, H, W) and 4-D as (N, C, H, W). Refused
+        with a tensor (always (..., H, W)).
     legacy
         Reproduce the original script's ``BilinearInterpolation.transform`` bit for bit:
         uint8 output with truncation and wrap-around, black frame, +0.001 px shift. Only
@@ -434,6 +481,11 @@ def resize(
     if is_torch_tensor(arr):
         import torch
 
+        check_tensor_kind(arr)
+        if channels_first is not False:
+            raise ValueError(
+                f"channels_first={channels_first!r} is for numpy and GPU arrays; tensors are (..., H, W) as in torch"
+            )
         if arr.requires_grad and torch.is_grad_enabled():
             return _resize_with_autograd(arr, w_rate, h_rate, size, align, legacy, out)
         if on_gpu:

@@ -47,9 +47,17 @@ def _empty_resized(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=_memory_format(t))
 
 
+def _check_op_arguments(x: torch.Tensor, height: int, width: int, align: str) -> None:
+    """The operators are public (``torch.ops.fastinterp.*``): validate what they are given."""
+    _check_tensor(x)
+    _size_pair((height, width))
+    _api.check_align(align, legacy=False)
+
+
 @torch.library.custom_op("fastinterp::resize", mutates_args=())
 def _resize_op(x: torch.Tensor, out_h: int, out_w: int, align: str) -> torch.Tensor:
     """Bilinear resize of the last two dimensions of ``x`` to (out_h, out_w)."""
+    _check_op_arguments(x, out_h, out_w, align)
     result = _api.resize(x.detach(), size=(out_h, out_w), align=align)
     return result.contiguous(memory_format=_memory_format(x))
 
@@ -75,6 +83,7 @@ def _adjoint_cpu(grad_out: torch.Tensor, in_h: int, in_w: int, align: str) -> to
 @torch.library.custom_op("fastinterp::resize_backward", mutates_args=())
 def _resize_backward_op(grad_out: torch.Tensor, in_h: int, in_w: int, align: str) -> torch.Tensor:
     """Gradient with respect to the input of a resize from (in_h, in_w) to ``grad_out``'s size."""
+    _check_op_arguments(grad_out, in_h, in_w, align)
     if grad_out.device.type == "cuda":
         from . import _cuda  # numba.cuda is loaded only for CUDA tensors
 
@@ -138,6 +147,8 @@ def _check_scale(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"scale_factor must hold real numbers, got {type(value).__name__}")
     # Comparisons rather than math.isfinite: they also trace when dynamo makes the float symbolic.
+    if _is_integer(value) and value.bit_length() > 1000:  # past float's range
+        raise ValueError(f"scale_factor must hold finite numbers > 0, got an int of {value.bit_length()} bits")
     if not 0 < value < math.inf:
         raise ValueError(f"scale_factor must hold finite numbers > 0, got {value}")
     return value
@@ -158,6 +169,8 @@ def _output_size(in_h: int, in_w: int, scale_factor: Any, size: Any) -> tuple[in
     if size is not None:
         return _size_pair(size)
     scale_h, scale_w = _scale_pair(scale_factor)
+    if not (in_h * scale_h < math.inf and in_w * scale_w < math.inf):
+        raise ValueError(f"scale_factor={scale_factor!r} turns a {in_h}x{in_w} input into an output too large to count")
     out_h, out_w = math.floor(in_h * scale_h), math.floor(in_w * scale_w)
     if out_h < 1 or out_w < 1:
         raise ValueError(
@@ -169,6 +182,7 @@ def _output_size(in_h: int, in_w: int, scale_factor: Any, size: Any) -> tuple[in
 def _check_tensor(x: Any) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    _api.check_tensor_kind(x)
     if x.ndim < 2:
         raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(x.shape)}")
     if x.dtype not in FLOATING_DTYPES:
