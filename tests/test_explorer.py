@@ -168,10 +168,11 @@ class Session:
         root = out.resolve().as_uri() + "/"
         assert [url for url in self.requests if not url.startswith(root)] == []
 
-    def screenshot(self, name: str, full_page: bool = False) -> None:
+    def screenshot(self, name: str) -> None:
+        """The window as it is now, into the docs' gallery (only with FASTINTERP_SCREENSHOTS=1)."""
         if SCREENSHOTS:
             self.page.wait_for_timeout(200)  # images decoded
-            self.page.screenshot(path=GALLERY / f"explorer-{name}.png", full_page=full_page)
+            self.page.screenshot(path=GALLERY / f"explorer-{name}.png")
 
 
 @pytest.fixture
@@ -188,7 +189,7 @@ def manifest(out: Path, *parts: str) -> dict:
 def shown_channels(page) -> list[int]:
     """The channels of the grid's first rows in reading order (top to bottom, left to right), with
     the grid scrolled to the top of the window (only rows near the window have cells)."""
-    page.evaluate("window.scrollTo(0, document.querySelector('.grid').getBoundingClientRect().top + scrollY - 80)")
+    page.evaluate("window.scrollTo(0, document.querySelector('.grid').getBoundingClientRect().top + scrollY - 130)")
     page.wait_for_timeout(50)
     cells = page.eval_on_selector_all(".cell", "cells => cells.map(c => [c.getBoundingClientRect().top, c.getBoundingClientRect().left, +c.dataset.channel])")
     return [channel for _, _, channel in sorted(cells)]
@@ -237,8 +238,9 @@ def test_grid_shows_every_channel_and_sorts(jobs, session):
     session.open(jobs, "#job=grace_hopper&layer=conv2")
     grid = page.locator(".grid")
     assert grid.get_attribute("data-total") == "32" and grid.get_attribute("data-shown") == "32"
+    session.screenshot("layer")
     assert shown_channels(page) == list(range(32))
-    session.screenshot("grid", full_page=True)
+    session.screenshot("grid")
 
     maxima = manifest(jobs, "grace_hopper", "conv2")["channels"]["max"]
     page.select_option(".tools select", "max")
@@ -316,7 +318,7 @@ def test_compare_page_shows_a_beside_b_on_one_scale_and_the_difference(jobs, ses
     limit = f"{compared['difference']['max_abs']:.4g}"[:5]
     assert f"-{limit}" in ends[2] and limit in ends[2]
     assert "seed 0" in page.inner_text(".meta") and "seed 1" in page.inner_text(".meta")
-    session.screenshot("compare", full_page=True)
+    session.screenshot("compare")
     session.check_clean(jobs)
 
 

@@ -35,7 +35,7 @@
     const rough = (hi - lo) / 5, magnitude = 10 ** Math.floor(Math.log10(rough));
     const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= rough);
     const out = [];
-    for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)));
+    for (let i = Math.ceil(lo / step); i <= Math.floor(hi / step); i++) out.push(Number((i * step).toPrecision(12)));
     return out;
   }
   const gradient = (stops, direction) => `linear-gradient(${direction}, ${stops.join(", ")})`;
@@ -339,6 +339,14 @@
     const next = here < 0 ? (delta > 0 ? 0 : grid.order.length - 1) : here + delta;
     if (next >= 0 && next < grid.order.length) go({ channel: grid.order[next] }, false);
   }
+  // Shows an image at the largest whole multiple of its size (pixels stay square) within width x height.
+  function enlarge(image, width, height, then) {
+    image.addEventListener("load", () => {
+      const zoom = Math.max(1, Math.min(Math.floor(width / image.naturalWidth), Math.floor(height / image.naturalHeight)));
+      image.style.width = `${image.naturalWidth * zoom}px`;
+      if (then) then(zoom);
+    });
+  }
   function closeChannel() {
     if (!view.hidden) { view.hidden = true; view.replaceChildren(); document.body.style.overflow = ""; }
   }
@@ -355,18 +363,17 @@
       const image = el("img", { src: src ? data.dir + src : null, alt: `channel ${channel}`, id: "channel-image" });
       const bar = lo != null && hi != null ? vbar(data.cmap, lo, hi) : null;
       const size = el("p", { class: "note" });
-      image.addEventListener("load", () => {
-        // Shown at a whole multiple of its size (pixels stay square), as large as fits.
-        const room = Math.min(window.innerWidth - 140, 520, Math.max(200, window.innerHeight - 220));
-        const zoom = Math.max(1, Math.floor(room / Math.max(image.naturalWidth, image.naturalHeight)));
-        image.style.width = `${image.naturalWidth * zoom}px`;
+      const room = Math.min(window.innerWidth - 140, 520, Math.max(200, window.innerHeight - 220));
+      enlarge(image, room, room, (zoom) => {
         size.textContent = `${image.naturalWidth} × ${image.naturalHeight} px${zoom > 1 ? `, shown ${zoom}×` : ""}; colour scale ${fmt(lo)} … ${fmt(hi)}`;
       });
       body.append(el("div", {}, el("div", { class: "full" }, image, bar), size),
         el("div", {}, el("h2", { text: "Statistics of the channel's map" }), stats));
     } else {
       const tops = data.top[channel] || [];
-      body.append(el("div", { class: "strip" }, src ? el("img", { src: data.dir + src, alt: `top images of channel ${channel}`, id: "channel-image" }) : el("p", { class: "empty", text: "No strip file for this channel." })),
+      const strip = src ? el("img", { src: data.dir + src, alt: `top images of channel ${channel}`, id: "channel-image" }) : el("p", { class: "empty", text: "No strip file for this channel (yet)." });
+      if (src) enlarge(strip, Math.min(window.innerWidth - 60, 1060), Math.max(120, window.innerHeight / 3));
+      body.append(el("div", { class: "strip" }, strip),
         el("div", {}, el("h2", { text: "Statistics over the dataset" }), stats),
         el("div", { class: "tops" }, el("h2", { text: `Top ${tops.length} images, best first (left to right in the strip)` }),
           el("table", {}, el("thead", {}, el("tr", {}, ["#", "image", "score", "max at (y, x)"].map((t) => el("th", { text: t })))),
@@ -408,5 +415,5 @@
   if (state.job == null && state.layer == null && INDEX.jobs.length === 1 && INDEX.jobs[0].layers.length === 1) {
     Object.assign(state, { job: INDEX.jobs[0].id, layer: INDEX.jobs[0].layers[0].id });
   }
-  show().then(() => { document.body.dataset.ready = "1"; });
+  show().then(() => { document.body.dataset.ready = "1"; performance.mark("explorer-ready"); });
 })();
