@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import reference
-from ._api import check_align, check_rate, resize
+from ._api import check_align, check_rate, is_torch_tensor, resize
 
 
 class BilinearInterpolation:
@@ -43,7 +43,16 @@ class BilinearInterpolation:
         return reference.legacy_src_coord(dst_j, source_w, goal_w, self.align)
 
     def transform(self, img: Any) -> np.ndarray:
-        """Resize an (H, W, C) array (an (H, W) one is accepted too)."""
+        """Resize an (H, W, C) array (an (H, W) one is accepted too).
+
+        Like the original, any array-like is read as (H, W, C) and the result is a numpy
+        array: a CPU tensor is read through numpy (not as torch's (..., H, W)); a GPU array
+        stays on its GPU.
+        """
+        if is_torch_tensor(img):
+            if img.device.type != "cpu":
+                raise ValueError(f"transform reads host (H, W, C) images; this tensor is on {img.device}: use tensor.cpu()")
+            img = img.detach().resolve_conj().resolve_neg().numpy()
         return resize(img, self.w_rate, self.h_rate, align=self.align, legacy=self.legacy)
 
     def __repr__(self) -> str:
