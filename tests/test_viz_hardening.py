@@ -300,3 +300,54 @@ def test_checkpoint_errors_are_one_line_in_our_words(tmp_path, case):
     assert_one_line_error(code, stdout, err, f"checkpoint {checkpoint}", expected)
     assert "weights_only=False" not in err and "weights_only" not in err.replace("weights_only=True", "")
     assert not (tmp_path / "code-ran").exists() and not (tmp_path / "out").exists()
+
+
+# --- 4. runaway outputs --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "would write up to 1.54e+04 GB (e.g. cat/layer1: 64 images of 480000x480000), more than --max-output-gb 4"),
+    (["--max-output-gb", "1e9"], "cat/layer1 needs about 1.15e+04 GB of memory to render 480000x480000 images"),
+    (["--compare", "none"], "would write up to"),
+    (["--compare", "none", "--max-output-gb", "1e9"], "compare/cat/layer1 needs about"),
+    (["--max-memory-gb", "0.001", "--scale", "8"], "more than the 0.001 GB allowed by --max-memory-gb"),
+])
+def test_runaway_jobs_are_refused_before_rendering(tmp_path, extra, expected):
+    save_photo(tmp_path / "cat.png")
+    argv = [a for a in FAST if a not in ("--scale", "1")]
+    code, stdout, err = run_cli(tmp_path / "cat.png", *argv, "--input-size", "384", "--scale", "5000", *extra,
+                                "--out", tmp_path / "out")
+    assert_one_line_error(code, stdout, err, expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_output_limit_counts_every_image_and_can_be_raised(tmp_path):
+    (tmp_path / "in").mkdir()
+    for seed in range(3):
+        save_photo(tmp_path / "in" / f"{seed}.png", seed)
+    from viz.api import render_estimate
+    from viz.render import RenderOptions
+
+    per_image = render_estimate("x", (64, 16, 16), RenderOptions(scale=1, top_k=2), (64, 64)).output_bytes
+    limit = 2.5 * per_image / 1e9  # room for two of the three images, not three
+    code, stdout, err = run_cli(tmp_path / "in", *FAST, "--out", tmp_path / "out", "--max-output-gb", f"{limit:.9f}")
+    assert_one_line_error(code, stdout, err, f"would write up to {3 * per_image / 1e9:.3g} GB")
+    assert not (tmp_path / "out").exists()
+    code, _, err = run_cli(tmp_path / "in", *FAST, "--out", tmp_path / "out", "--max-output-gb", f"{4 * per_image / 1e9:.9f}", "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpg"])
+@pytest.mark.parametrize("norm", ["channel", "percentile"])
+def test_the_estimate_bounds_what_is_written(tmp_path, image_format, norm):
+    """Noise photos at 4x: the estimate is an upper bound of the bytes really written."""
+    import viz
+    from viz.api import render_estimate
+
+    save_photo(tmp_path / "cat.png")
+    options = viz.RenderOptions(scale=4, image_format=image_format, norm=norm, top_k=4)
+    model = torchvision.models.resnet18().eval()
+    [result] = viz.visualize(model, [tmp_path / "cat.png"], ["layer1"], tmp_path / "out", options=options,
+                             preprocess=viz.original_preprocess(64))
+    written = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
+    estimate = render_estimate("cat/layer1", result.manifest["feature_shape"], options, (64, 64)).output_bytes
+    assert written <= estimate

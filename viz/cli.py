@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .api import DEFAULT_MAX_OUTPUT_GB, Limits
 from .errors import VizError
 from .inputs import DEFAULT_INPUT_SIZE
 from .models import DEFAULT_MODEL
@@ -79,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where the model runs (default: %(default)s)")
     run.add_argument("--out", type=Path, default=Path("viz-out"), metavar="DIR", help="output directory (default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="replace existing output directories instead of stopping")
+    run.add_argument("--max-output-gb", type=float, default=DEFAULT_MAX_OUTPUT_GB, metavar="GB",
+                     help="refuse a run estimated to write more than this (images counted uncompressed; default: %(default)s)")
+    run.add_argument("--max-memory-gb", type=float, metavar="GB",
+                     help="refuse a run estimated to need more memory than this (default: the memory available)")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     return parser
 
@@ -176,6 +183,7 @@ def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str]) -
     from .inputs import default_image
 
     images = args.images or [default_image()]
+    limits = Limits(args.max_output_gb, args.max_memory_gb)
     loaded = _load(args.model, args.weights, args)
     preprocess = _preprocess(args, loaded)
     label = f"{loaded.name}, weights: {loaded.weights_description}"
@@ -183,7 +191,7 @@ def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str]) -
         results = visualize(
             loaded.model, images, layers, args.out, options=options, preprocess=preprocess,
             device=args.device, overwrite=args.overwrite, progress=False if args.quiet else None,
-            context={"tool": PROG, "model": loaded.name, "weights": loaded.weights_description},
+            context={"tool": PROG, "model": loaded.name, "weights": loaded.weights_description}, limits=limits,
         )
         return label, preprocess, results
     other = _load(args.compare_model or args.model, args.compare, args)
@@ -191,7 +199,7 @@ def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str]) -
     results = compare(
         loaded.model, other.model, images, layers, args.out, labels=(label, other_label),
         options=options, preprocess=preprocess, device=args.device, overwrite=args.overwrite,
-        context={"tool": PROG},
+        context={"tool": PROG}, limits=limits,
     )
     return f"A = {label}; B = {other_label}", preprocess, results
 
@@ -210,10 +218,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with _terminate_as_interrupt():
+            return run(args)
     except VizError as exc:
         _say(f"error: {exc}")
         return 2
     except BrokenPipeError:  # e.g. `--list-layers | head`: stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        _say("interrupted (SIGINT); unfinished output removed")
+        return 128 + signal.SIGINT
+    except Terminated:
+        _say("terminated (SIGTERM); unfinished output removed")
+        return 128 + signal.SIGTERM
+    except MemoryError:
+        _say("error: out of memory; lower --scale or --chunk-mb, or pick fewer layers")
+        return 2
+    except OSError as exc:  # a full disk, a file system gone read-only, a lost network share
+        where = f": {exc.filename}" if exc.filename else ""
+        _say(f"error: {exc.strerror or type(exc).__name__}{where}")
+        return 2
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so a terminated run unwinds (and cleans up) as
+    one interrupted by Ctrl-C; a BaseException, like KeyboardInterrupt, so no ``except
+    Exception`` swallows it."""
+
+
+class _terminate_as_interrupt:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (SIGINT already
+    raises KeyboardInterrupt); the previous handler comes back after it."""
+
+    def __enter__(self) -> None:
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            self._previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
