@@ -1,0 +1,151 @@
+"""CUDA twin of :mod:`fastinterp._antialias`: antialiased resizing with numba.cuda.
+
+Imported only when antialiasing runs on a GPU. Two passes, in the order the CPU picks
+(:func:`fastinterp._antialias.vertical_first`, from the sizes only), through an intermediate
+buffer in the compute dtype:
+
+* vertical: ``out[n, i, x] = sum_k w[i, k] * src[n, first[i] + k, x]``, threads on
+  consecutive ``x`` (coalesced);
+* horizontal: ``out[n, i, j * C + c] = sum_k w[j, k] * src[n, i, (first[j] + k) * C + c]``.
+
+The weight tables are the CPU's (:func:`fastinterp._antialias.antialias_taps`), each sum runs
+over its taps in ascending order from ``w[0] * x[0]`` as on the CPU, and the arithmetic uses
+the non-contracting ``*_rn`` intrinsics of :mod:`fastinterp._cuda`: float outputs equal the
+CPU's bit for bit, integer outputs are its float32 values rounded and saturated the same way.
+Arrays are flat and C-contiguous; a thread walks the elements of its pass with a grid stride.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+from numba import cuda
+
+from ._antialias import antialias_taps, check_antialias_align, vertical_first
+from ._cuda import _ARITHMETIC, _integer_store, _multiprocessors, _store_float
+
+#: Threads per block of both passes.
+THREADS_PER_BLOCK = 128
+#: Blocks launched at most, in multiples of the multiprocessors (threads loop over the rest).
+BLOCKS_PER_MULTIPROCESSOR = 32
+
+
+@functools.lru_cache(maxsize=None)
+def _pass_kernels(compute: str, store_kind: str, out_dtype: str) -> tuple[Callable, Callable]:
+    """The (vertical, horizontal) kernels for a compute dtype, storing as floats or integers."""
+    arith = _ARITHMETIC[compute]
+    cast, mul, add = arith.cast, arith.mul, arith.add
+    if store_kind == "integer":
+        info = np.iinfo(out_dtype)
+        store = _integer_store(float(info.min), float(info.max))
+    else:
+        store = _store_float
+
+    @cuda.jit
+    def vertical(src, out, first, count, weights, items, out_rows, in_rows, width):
+        """``out`` (items, out_rows, width) from ``src`` (items, in_rows, width), flat."""
+        taps = weights.shape[0] // out_rows
+        total = items * out_rows * width
+        e = cuda.grid(1)
+        while e < total:
+            x = e % width
+            i = (e // width) % out_rows
+            source = (e // (width * out_rows)) * in_rows * width + first[i] * width + x
+            tap = i * taps
+            value = mul(cast(src[source]), weights[tap])
+            for k in range(1, count[i]):
+                value = add(value, mul(cast(src[source + k * width]), weights[tap + k]))
+            store(out, e, value)
+            e += cuda.gridsize(1)
+
+    @cuda.jit
+    def horizontal(src, out, first, count, weights, rows, in_width, out_width, channels):
+        """``out`` (rows, out_width) from ``src`` (rows, in_width), flat; every leading
+        dimension folded into ``rows``, ``channels`` values interleaved per pixel."""
+        taps = weights.shape[0] * channels // out_width
+        total = rows * out_width
+        e = cuda.grid(1)
+        while e < total:
+            x = e % out_width
+            j = x // channels
+            source = (e // out_width) * in_width + first[j] * channels + x % channels
+            tap = j * taps
+            value = mul(cast(src[source]), weights[tap])
+            for k in range(1, count[j]):
+                value = add(value, mul(cast(src[source + k * channels]), weights[tap + k]))
+            store(out, e, value)
+            e += cuda.gridsize(1)
+
+    return vertical, horizontal
+
+
+@functools.lru_cache(maxsize=64)
+def _device_taps(in_size: int, out_size: int, compute: str, device_id: int) -> tuple[Any, Any, Any]:
+    """The CPU's tables of one axis on the device: first, count and the flat weights."""
+    taps = antialias_taps(in_size, out_size, np.dtype(compute))
+    return cuda.to_device(taps.first), cuda.to_device(taps.count), cuda.to_device(np.ascontiguousarray(taps.weights).ravel())
+
+
+def _grid(elements: int, device_id: int) -> int:
+    return max(1, min(-(-elements // THREADS_PER_BLOCK), BLOCKS_PER_MULTIPROCESSOR * _multiprocessors(device_id)))
+
+
+def run_antialias(
+    src: Any,
+    out: Any,
+    in_h: int,
+    in_w: int,
+    out_h: int,
+    out_w: int,
+    align: str,
+    compute_dtype: np.dtype,
+    stream: Any = 0,
+    device_id: int = 0,
+) -> None:
+    """Antialiased resize of C-contiguous device array ``src`` into ``out``, on ``stream``.
+
+    Both in one kernel layout: (P, H, W) planes or (N, H, W, C) pixels. ``out`` has the
+    output's size and dtype (float32, float64, float16 or the input's integer dtype);
+    ``compute_dtype`` is float64 for float64 data, else float32, as on the CPU.
+    """
+    check_antialias_align(align)
+    compute = np.dtype(compute_dtype)
+    items, channels = src.shape[0], (src.shape[3] if len(src.shape) == 4 else 1)
+    ys_first, ys_count, ys_weights = _device_taps(in_h, out_h, compute.name, device_id)
+    xs_first, xs_count, xs_weights = _device_taps(in_w, out_w, compute.name, device_id)
+    out_dtype = np.dtype(out.dtype)
+    store_kind = "integer" if out_dtype.kind in "ui" else "float"
+    vertical, horizontal = _pass_kernels(compute.name, store_kind, out_dtype.name)
+    # The first pass writes the intermediate buffer, in the compute dtype.
+    to_buffer_vertical, to_buffer_horizontal = _pass_kernels(compute.name, "float", compute.name)
+    flat_src, flat_out = src.reshape(src.size), out.reshape(out.size)
+    ys_host, xs_host = antialias_taps(in_h, out_h, compute), antialias_taps(in_w, out_w, compute)
+    if vertical_first(in_h, in_w, ys_host, xs_host):
+        buffer = cuda.device_array(items * out_h * in_w * channels, compute, stream=stream)
+        to_buffer_vertical[_grid(buffer.size, device_id), THREADS_PER_BLOCK, stream](
+            flat_src, buffer, ys_first, ys_count, ys_weights, items, out_h, in_h, in_w * channels)
+        horizontal[_grid(flat_out.size, device_id), THREADS_PER_BLOCK, stream](
+            buffer, flat_out, xs_first, xs_count, xs_weights, items * out_h, in_w * channels, out_w * channels, channels)
+    else:
+        buffer = cuda.device_array(items * in_h * out_w * channels, compute, stream=stream)
+        to_buffer_horizontal[_grid(buffer.size, device_id), THREADS_PER_BLOCK, stream](
+            flat_src, buffer, xs_first, xs_count, xs_weights, items * in_h, in_w * channels, out_w * channels, channels)
+        vertical[_grid(flat_out.size, device_id), THREADS_PER_BLOCK, stream](
+            buffer, flat_out, ys_first, ys_count, ys_weights, items, out_h, in_h, out_w * channels)
+
+
+def resize_host(src: np.ndarray, out_h: int, out_w: int, align: str = "center") -> np.ndarray:
+    """Copy kernel-layout host ``src`` to the GPU, resize it there, copy the result back.
+
+    float16 and integers are computed in float32; the result has ``src``'s dtype.
+    """
+    src = np.ascontiguousarray(src)
+    compute = np.dtype(np.float64 if src.dtype == np.float64 else np.float32)
+    in_h, in_w = src.shape[1], src.shape[2]
+    device_src = cuda.to_device(src)
+    device_out = cuda.device_array((src.shape[0], out_h, out_w, *src.shape[3:]), src.dtype)
+    run_antialias(device_src, device_out, in_h, in_w, out_h, out_w, align, compute)
+    return device_out.copy_to_host()
+
