@@ -191,7 +191,7 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
 
     src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
     direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
-    target = dest if direct else np.empty(dest.shape, np.float32 if dest.dtype == np.float16 else dest.dtype)
+    target = dest if direct else np.empty(dest.shape, np.float32 if dest.dtype == np.float16 else dest.dtype.newbyteorder("="))
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()
@@ -206,7 +206,54 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 
 
+def check_distinct_elements(shape: tuple[int, ...], byte_strides: tuple[int, ...], itemsize: int) -> None:
+    """Refuse an ``out=`` where two indices reach one memory location (a broadcast or expanded
+    view, a hand-made ``as_strided``): its result would depend on the order of the writes.
+
+    Exact for every view numpy or torch slicing makes: sorted by stride, each dimension must
+    step over everything the smaller ones span.
+    """
+    span = itemsize
+    for stride, length in sorted((abs(stride), length) for length, stride in zip(shape, byte_strides) if length > 1):
+        if stride < span:
+            raise ValueError(
+                "unsupported operation: more than one element of out= refers to a single memory location "
+                "(a broadcast or expanded view?); pass an array with its own memory, e.g. a copy"
+            )
+        span += stride * (length - 1)
+
+
+def overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays share an element, exactly (disjoint interleaved views do not);
+    a problem too hard to solve quickly counts as an overlap."""
+    try:
+        return np.shares_memory(a, b, max_work=100_000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def check_tensor_out(out: Any) -> None:
+    """What torch's out= ops refuse about the output tensor itself."""
+    import torch
+
+    if out.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(
+            "resize(): functions with out=... arguments don't support automatic differentiation, "
+            "but out= requires grad"
+        )
+    check_distinct_elements(tuple(out.shape), tuple(st * out.element_size() for st in out.stride()), out.element_size())
+
+
+def mark_written(out: Any) -> None:
+    """Bump a tensor's version counter after writing it behind torch's back (through numpy or
+    numba), so that autograd refuses a backward that saved its old values, as for an in-place op."""
+    import torch
+
+    torch.autograd.graph.increment_version(out)
+
+
 def _check_out_numpy(out: Any, shape: tuple[int, ...], dtype: np.dtype, src: np.ndarray) -> np.ndarray:
+    refuse_masked(out, "out=")
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out= must be a numpy array for numpy input, got {type(out).__name__}")
     if out.shape != shape:
@@ -215,7 +262,8 @@ def _check_out_numpy(out: Any, shape: tuple[int, ...], dtype: np.dtype, src: np.
         raise TypeError(f"out= has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
         raise ValueError("out= is read-only")
-    if np.may_share_memory(out, src):
+    check_distinct_elements(out.shape, out.strides, out.itemsize)
+    if overlaps(out, src):
         raise ValueError("out= overlaps the input; pass a separate array")
     return out
 
@@ -374,10 +422,11 @@ def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, le
             raise ValueError(f"out= is on {out.device}, the input on cpu")
         if tuple(out.shape) != shape or out.dtype != out_dtype:
             raise ValueError(f"out= has shape {tuple(out.shape)} and dtype {out.dtype}, expected {shape} and {out_dtype}")
+        check_tensor_out(out)
         result = out
     writable = result if result.dtype != torch.bfloat16 else torch.empty_like(result, dtype=torch.float32)
     dest_np = writable.detach().numpy()
-    if np.may_share_memory(dest_np, src_np):
+    if out is not None and overlaps(dest_np, src_np):
         raise ValueError("out= overlaps the input; pass a separate tensor")
     dest = _torch_kernel_view(dest_np, layout)
     run_cpu(src, dest, plan)
@@ -385,6 +434,8 @@ def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, le
         np.copyto(dest_np, dest.reshape(dest_np.shape))
     if writable is not result:
         result.copy_(writable)
+    elif out is not None:
+        mark_written(result)
     return result
 
 

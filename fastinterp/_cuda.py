@@ -43,7 +43,9 @@ import numba
 import numpy as np
 from numba import cuda
 
-from ._api import Plan, _check_out_numpy, _numpy_layout, _user_out_shape, check_align, make_plan
+from ._api import (
+    Plan, _check_out_numpy, _numpy_layout, _user_out_shape, check_align, check_tensor_out, make_plan, mark_written,
+)
 from ._coords import axis_taps, inverse_axis_taps
 
 _SIMULATED = bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
@@ -759,6 +761,7 @@ def _check_torch_out(out: Any, t: Any, shape: tuple[int, ...], dtype: Any) -> An
         raise ValueError(f"out= is on {where}, the input on {t.device}; pass an output on {t.device}")
     if tuple(out.shape) != shape or out.dtype != dtype:
         raise ValueError(f"out= has shape {tuple(out.shape)} and dtype {out.dtype}, expected {shape} and {dtype}")
+    check_tensor_out(out)
     if _overlap(_torch_range(out), _torch_range(t)):
         raise ValueError("out= overlaps the input; pass a separate tensor")
     return out
@@ -864,6 +867,8 @@ def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy
         request.launch.on_tensors(src, target, _current_stream_handle(device_index))
     if target is not result:
         result.copy_(target)
+    elif out is not None:
+        mark_written(result)
     return result
 
 
