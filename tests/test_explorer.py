@@ -434,6 +434,47 @@ def test_names_from_files_are_text_and_paths_stay_inside(tmp_path, browser):
         visitor.context.close()
 
 
+@pytest.mark.parametrize("part, field, junk", [
+    ("image", ("sheet", "channels"), 5),
+    ("image", ("channels", "mean"), [1, 2]),
+    ("image", ("channels", "files"), "channels"),
+    ("image", ("summaries",), [{"file": "sum.png"}]),
+    ("image", ("feature_shape",), "32x16x16"),
+    ("compare", ("difference",), "difference.png"),
+    ("compare", ("sum_range",), {"min": "low"}),
+    ("scan", ("layers",), {"conv2": {"dir": "../.."}}),
+    ("scan", ("images",), 7),
+    ("stats", ("top_where",), np.zeros((32, 3))),
+    ("stats", ("top_scores",), np.zeros(3)),
+    ("stats", ("top_images",), np.full((32, 3), np.nan)),
+])
+def test_a_job_file_with_wrong_types_is_listed_not_fatal(jobs, tmp_path, part, field, junk):
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(jobs, out, symlinks=True, ignore=shutil.ignore_patterns(".explorer", "index.html"))
+    where = {"image": out / "grace_hopper" / "conv2" / "manifest.json", "compare": out / "compare" / "grace_hopper" / "conv2" / "manifest.json",
+             "scan": out / "dataset" / "scan.json", "stats": out / "dataset" / "conv2" / "stats.npz"}[part]
+    if part == "stats":
+        arrays = dict(np.load(where))
+        arrays[field[0]] = junk
+        np.savez(where, **arrays)
+    else:
+        document = json.loads(where.read_text())
+        inner = document
+        for key in field[:-1]:
+            inner = inner[key]
+        inner[field[-1]] = junk
+        where.write_text(json.dumps(document))
+    explorer.write_index(out)
+    html = (out / "index.html").read_text()
+    index = json.loads(re.search(r'type="application/json">(.*?)</script>', html).group(1))
+    shown = {job["id"] for job in index["jobs"]}
+    broken = {"image": "grace_hopper", "compare": "compare/grace_hopper", "scan": "dataset", "stats": "dataset"}[part]
+    assert {"grace_hopper", "compare/grace_hopper", "dataset"} - {broken} <= shown  # the other jobs are all there
+    assert broken in shown or any(entry["path"].startswith(broken) for entry in index["skipped"])  # shown, or listed with why
+
+
 def test_write_index_never_replaces_what_it_did_not_write(tmp_path):
     (tmp_path / "index.html").write_text("<p>my own page</p>")
     with pytest.raises(VizError, match="not written by the explorer"):

@@ -19,6 +19,7 @@ not change are not touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import base64
 import hashlib
 import json
@@ -28,7 +29,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 from .errors import VizError
@@ -40,6 +41,7 @@ DATA_DIR = ".explorer"
 #: Marks ``DATA_DIR`` as the explorer's own, so a user's folder of that name is never touched.
 MARKER_NAME = "fastinterp-explorer"
 STAMPS_NAME = "stamps.json"
+LOCK_NAME = "lock"
 STATIC_DIR = Path(__file__).with_name("explorer_static")
 SCAN_FORMAT = "fastinterp-scan"
 #: A manifest or scan.json larger than this is not a job file the tools wrote.
@@ -244,7 +246,8 @@ def _image_layer_data(root: Path, job_dir: Path, manifest: dict[str, Any]) -> di
     for key in ("gradcam", "overlay", "sheet"):
         entry = manifest.get(key)
         if key not in summaries and isinstance(entry, dict):
-            title = {"sheet": f"sheet: top {len(entry.get('channels') or [])} by {entry.get('rank_by', '?')}"}.get(key, key)
+            ranked = entry.get("channels") if isinstance(entry.get("channels"), list) else []
+            title = f"sheet: top {len(ranked)} by {_text(entry.get('rank_by', '?'))}" if key == "sheet" else key
             figures.append(_figure(files, job_dir, prefix, {k: v for k, v in entry.items() if k != "channels"}, title, cmap))
     normalisation = manifest.get("normalisation") if isinstance(manifest.get("normalisation"), dict) else {}
     info = _info(manifest, LAYER_INFO)
@@ -337,17 +340,20 @@ def _scan_layer_data(root: Path, scan_dir: Path, scan: dict[str, Any], name: str
             arrays = {key: npz[key] for key in ("mean", "max", "active", "top_images", "top_scores", "top_where") if key in npz}
     except (OSError, ValueError) as exc:
         raise BadJobFile(f"cannot read {entry['dir']}/stats.npz: {exc}") from None
-    if "top_images" not in arrays or arrays["top_images"].ndim != 2:
-        raise BadJobFile(f"{entry['dir']}/stats.npz has no (C, top) top_images")
-    count = len(arrays["top_images"])
+    top_images = arrays.get("top_images")
+    if top_images is None or top_images.ndim != 2 or not np.issubdtype(top_images.dtype, np.integer):
+        raise BadJobFile(f"{entry['dir']}/stats.npz has no (C, top) integer top_images")
+    count, top = top_images.shape
+    scores, where = arrays.get("top_scores"), arrays.get("top_where")
+    if scores is None or scores.shape != (count, top) or not np.issubdtype(scores.dtype, np.number):
+        raise BadJobFile(f"{entry['dir']}/stats.npz: top_scores is not ({count}, {top}) numbers")
+    if where is None or where.shape != (count, top, 2) or not np.issubdtype(where.dtype, np.integer):
+        raise BadJobFile(f"{entry['dir']}/stats.npz: top_where is not ({count}, {top}, 2) integers")
     digits = max(4, len(str(count - 1)))
     image_list = scan.get("images") if isinstance(scan.get("images"), list) else []
-    top_images = arrays["top_images"].astype(np.int64)
-    scores = arrays.get("top_scores", np.full(top_images.shape, np.nan))
-    where = arrays.get("top_where", np.full((*top_images.shape, 2), -1))
     used = sorted({int(i) for i in np.unique(top_images) if 0 <= i < len(image_list)})
-    top = [[[int(i), _number(s), [int(y), int(x)]] for i, s, (y, x) in zip(row_i, row_s, row_w) if 0 <= i < len(image_list)]
-           for row_i, row_s, row_w in zip(top_images.tolist(), scores.tolist(), where.tolist())]
+    tops = [[[int(i), _number(s), [int(y), int(x)]] for i, s, (y, x) in zip(row_i, row_s, row_w) if 0 <= i < len(image_list)]
+            for row_i, row_s, row_w in zip(top_images.tolist(), scores.tolist(), where.tolist())]
     map_size = entry.get("map_size")
     return {
         "kind": "scan",
@@ -356,8 +362,9 @@ def _scan_layer_data(root: Path, scan_dir: Path, scan: dict[str, Any], name: str
         "info": [("Layer", name), ("Map (h × w)", _text(map_size))] if map_size else [("Layer", name)],
         "figures": [],
         "files": [files.url(layer_dir, f"strips/{c:0{digits}d}.png") for c in range(count)],
-        "stats": {key: _numbers(arrays[key].tolist(), count, key) for key in SORT_KEYS if key in arrays and arrays[key].shape == (count,)},
-        "top": top,
+        "stats": {key: _numbers(arrays[key].tolist(), count, key) for key in SORT_KEYS
+                  if key in arrays and arrays[key].shape == (count,) and np.issubdtype(arrays[key].dtype, np.number)},
+        "top": tops,
         "images": {str(i): _text(image_list[i]) for i in used},
     }
 
@@ -509,8 +516,27 @@ def write_index(out_dir: Path | str) -> Path:
     index_path = root / INDEX_NAME
     if index_path.exists() and not _written_by_us(index_path):
         raise VizError(f"{index_path} exists and was not written by the explorer; move it away first")
-    jobs, skipped = find_jobs(root)
     data_dir = _data_dir(root)
+    with _locked(data_dir):
+        return _write_locked(root, data_dir, index_path)
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """One writer at a time (jobs finishing together into one directory), where the OS has ``flock``."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the last writer wins; the next refresh is complete again
+        yield
+        return
+    with open(data_dir / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_locked(root: Path, data_dir: Path, index_path: Path) -> Path:
+    """:func:`write_index`'s work, holding the lock."""
+    jobs, skipped = find_jobs(root)
     stamps_path = data_dir / STAMPS_NAME
     try:
         old_stamps = json.loads(stamps_path.read_text(encoding="utf-8"))
