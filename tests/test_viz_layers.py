@@ -206,8 +206,8 @@ def test_convnext_block_internals_are_channels_last_between_its_permutes():
 @pytest.mark.parametrize(
     ("tokens", "input_hw", "expected"),
     [(197, None, (1, (14, 14))), (201, None, (5, (14, 14))), (16, None, (0, (4, 4))), (17, None, (1, (4, 4))),
-     (392, (224, 448), (0, (14, 28))), (197, (224, 230), (1, (14, 14))), (3, None, None), (200, None, (4, (14, 14))), (240, None, None),
-     (392, None, None)],
+     (392, (224, 448), (0, (14, 28))), (197, (224, 230), (1, (14, 14))), (3, None, None),
+     (200, None, (4, (14, 14))), (240, None, None), (392, None, None)],
 )
 def test_token_grid_fallback(tokens, input_hw, expected):
     assert token_grid(tokens, input_hw) == expected
@@ -308,6 +308,8 @@ def test_describe_layers_marks_drawable_layers_calls_and_the_default():
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(model.bn.running_mean, before)
     assert all(p.grad is None for p in model.parameters())
+    assert dict((n, s) for n, _, s in layer_table(model, torch.randn(2, 3, 8, 8)))["bn"] == (2, 6, 8, 8)
+    assert model.training and torch.equal(model.bn.running_mean, before)
 
 
 def test_a_spatial_classifier_head_is_never_the_default():

@@ -174,8 +174,9 @@ class _Recording:
     head_input: Any = None  # what the classifier head (HEAD_NAMES) read
 
 
-def _record(model: Any, batch: Any) -> _Recording:
-    """Run ``batch`` through ``model`` (eval mode, with autograd) recording every named module."""
+def _record(model: Any, batch: Any, *, with_graph: bool) -> _Recording:
+    """Run ``batch`` through ``model`` in eval mode recording every named module; ``with_graph``:
+    with autograd (the outputs can be differentiated), else under ``torch.inference_mode``."""
     import torch
 
     recording = _Recording([], {}, {}, None)
@@ -199,9 +200,10 @@ def _record(model: Any, batch: Any) -> _Recording:
     ]
     handles += [module.register_forward_pre_hook(head_hook) for name, module in model.named_children() if name in HEAD_NAMES]
     try:
-        with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-            # an input that needs gradients keeps a graph even when every parameter is frozen
-            recording.result = model(batch.detach().clone().requires_grad_(batch.is_floating_point()))
+        with eval_mode(model), torch.inference_mode(not with_graph), torch.set_grad_enabled(with_graph):
+            if with_graph:  # an input that needs gradients keeps a graph even when every parameter is frozen
+                batch = batch.detach().clone().requires_grad_(batch.is_floating_point())
+            recording.result = model(batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -258,7 +260,7 @@ def describe_layers(model: Any, example_input: Any) -> list[LayerInfo]:
     map the prediction depends on: run once, outside the classifier head (:data:`HEAD_NAMES`),
     not an adaptive pool or a pass-through, that the head's input depends on (a non-zero gradient).
     """
-    recording = _record(model, example_input)
+    recording = _record(model, example_input, with_graph=True)
     input_hw = _input_hw(example_input)
     reader = MapReader(model)
     modules = reader.modules
@@ -293,7 +295,7 @@ def default_layer(model: Any, example_input: Any) -> str:
 
 def layer_table(model: Any, batch: Any) -> list[tuple[str, str, tuple[int, ...] | None]]:
     """(name, module type, output shape or None if it did not run) for every named module."""
-    recording = _record(model, batch)
+    recording = _record(model, batch, with_graph=False)
     return [
         (name, type(m).__name__, tuple(recording.outputs[name].shape) if name in recording.outputs else None)
         for name, m in model.named_modules()
