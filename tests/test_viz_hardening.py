@@ -351,3 +351,114 @@ def test_the_estimate_bounds_what_is_written(tmp_path, image_format, norm):
     written = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
     estimate = render_estimate("cat/layer1", result.manifest["feature_shape"], options, (64, 64)).output_bytes
     assert written <= estimate
+
+
+# --- 3. interrupted runs -------------------------------------------------------------------------
+
+#: A job that renders for seconds: 512 channels of 1050x1050 (ResNet-18 layer4 at 224, 150x).
+SLOW = ["--model", "resnet18", "--weights", "none", "--input-size", "224", "--layer", "layer4", "--scale", "150",
+        "--top-k", "2", "--quiet"]
+#: Guards against a hung child; never an assertion on time.
+PATIENCE_S = 300
+
+
+def partial_dirs(out: Path) -> set[str]:
+    return {name for name in os.listdir(out) if name.startswith(".viz-partial-")} if out.exists() else set()
+
+
+def start_slow_run(image: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "viz", str(image), *SLOW, "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def wait_until_rendering(process: subprocess.Popen, out: Path, known: set[str] = frozenset()) -> Path:
+    """The staging directory of ``process`` once channel images are being written into it."""
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        for name in partial_dirs(out) - known:
+            channels = out / name / "cat" / "layer4" / "channels"
+            if channels.is_dir() and any(channels.iterdir()):
+                return out / name
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("the run never started rendering")
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_mid_render_exits_cleanly_and_removes_the_staging_dir(tmp_path, signum, code, word):
+    save_photo(tmp_path / "cat.png")
+    out = tmp_path / "out"
+    process = start_slow_run(tmp_path / "cat.png", out)
+    try:
+        staging = wait_until_rendering(process, out)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=PATIENCE_S)
+    finally:
+        process.kill()
+    assert process.returncode == code, stderr
+    assert (stdout, stderr) == ("", f"fastinterp-viz: {word} ({signum.name}); unfinished output removed\n")
+    assert not staging.exists() and not out.exists()  # the run made --out, so it removed it too
+
+
+def hold_staging_dir(out: Path) -> subprocess.Popen:
+    """A live run of OutputStaging in another process, held open until its stdin gets a line."""
+    script = (
+        "import sys\n"
+        "from viz.staging import OutputStaging\n"
+        "with OutputStaging(sys.argv[1]) as staging:\n"
+        "    staging.claim('held/layer1')\n"
+        "    print('ready', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert holder.stdout.readline() == "ready\n"
+    return holder
+
+
+def test_the_next_run_removes_a_killed_runs_litter_and_keeps_a_live_runs(tmp_path):
+    save_photo(tmp_path / "cat.png")
+    save_photo(tmp_path / "dog.png", 1)
+    out = tmp_path / "out"
+    holder = hold_staging_dir(out)
+    try:
+        live = partial_dirs(out)
+        assert len(live) == 1
+        killed = start_slow_run(tmp_path / "cat.png", out)
+        try:
+            litter = wait_until_rendering(killed, out, known=live)
+            killed.send_signal(signal.SIGKILL)
+            killed.communicate(timeout=PATIENCE_S)
+        finally:
+            killed.kill()
+        assert litter.exists()  # SIGKILL cannot be handled: the litter stays until the next run
+        code, _, err = run_cli(tmp_path / "dog.png", *FAST, "--out", out, "--quiet")
+        assert code == 0, err
+        assert partial_dirs(out) == live  # the dead run's directory is gone, the live run's kept
+        assert sorted(os.listdir(out / next(iter(live)))) == [".owner.lock", "held"]
+    finally:
+        holder.communicate("done\n", timeout=PATIENCE_S)
+    assert holder.returncode == 0
+    assert partial_dirs(out) == set() and sorted(os.listdir(out)) == ["dog", "held"]
+
+
+def test_stale_staging_dirs_are_found_only_by_their_unlocked_owner_lock(tmp_path):
+    from viz.staging import OWNER_LOCK, STAGING_PREFIX, OutputStaging, remove_stale_staging_dirs
+
+    dead = tmp_path / f"{STAGING_PREFIX}dead"
+    (dead / "cat").mkdir(parents=True)
+    (dead / OWNER_LOCK).write_text("pid 1")  # nobody holds its lock
+    no_lock = tmp_path / f"{STAGING_PREFIX}nolock"
+    no_lock.mkdir()  # no owner lock: an older version's run, or one in its first instant
+    link = tmp_path / f"{STAGING_PREFIX}link"
+    link.symlink_to(dead)
+    user = tmp_path / "_viz-partial-user"  # a job directory is never named with a leading dot
+    user.mkdir()
+    with OutputStaging(tmp_path) as staging:
+        assert staging.removed_stale == [dead]
+        assert remove_stale_staging_dirs(tmp_path) == []  # this run's own directory is locked
+    assert not dead.exists() and no_lock.is_dir() and link.is_symlink() and user.is_dir()
