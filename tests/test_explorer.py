@@ -305,6 +305,28 @@ def test_layer_summaries_and_navigation(jobs, session):
     session.check_clean(jobs)
 
 
+def test_every_summary_the_manifest_lists_is_shown(jobs, tmp_path, session):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "grace_hopper", out / "grace_hopper")
+    job = out / "grace_hopper" / "conv2"
+    shutil.copy(job / "max.png", job / "gradcam.png")
+    shutil.copy(job / "overlay.png", job / "gradcam_overlay.png")
+    edited = json.loads((job / "manifest.json").read_text())
+    edited["gradcam"] = {"file": "gradcam.png", "class": 281, "class_name": "tabby", "score": 12.5, "range": [0.0, 3.25],
+                         "map_shape": [16, 16], "overlay": "gradcam_overlay.png"}
+    edited["summaries"]["energy"] = {"file": "sum.png", "min": -1.0, "max": 1.0}
+    (job / "manifest.json").write_text(json.dumps(edited))
+    explorer.write_index(out)
+    session.open(out, "#layer=conv2")
+    captions = session.page.locator("figcaption").all_inner_texts()
+    assert captions[3] == "energy"
+    assert captions[4:6] == ["gradcam (class 281, class_name tabby, score 12.5)", "gradcam overlay"]
+    assert session.page.locator("figure").nth(4).locator(".ends").inner_text().split() == ["0", "3.25"]
+    session.check_clean(out)
+
+
 def test_compare_page_shows_a_beside_b_on_one_scale_and_the_difference(jobs, session):
     page = session.page
     session.open(jobs, "#job=compare/grace_hopper&layer=conv2")
