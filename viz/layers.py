@@ -230,14 +230,15 @@ def _is_default_candidate(name: str, module: Any, info: LayerInfo) -> bool:
 DEPENDENCE_SEED = 0
 
 
-def _prediction_depends_on(recording: _Recording, names: Sequence[str], layouts: dict[str, MapLayout]) -> list[bool]:
-    """For each layer: does what the classifier head reads depend on its map positions?
+def _deepest_the_head_depends_on(recording: _Recording, names: Sequence[str], layouts: dict[str, MapLayout]) -> str | None:
+    """The first of ``names`` (deepest first) whose map positions what the classifier head reads depends on.
 
     The test is a non-zero gradient of a fixed random weighting of the head's input (the
-    model's output when no head is named; every layer counts when that is not a tensor).
+    model's output when no head is named; the first name passes when that is not a tensor).
     The patch tokens of a ViT's last block fail it: the head reads the class token only.
     A random weighting, not the top score, so that a head initialised at zero (torchvision's
-    ViT) does not hide every layer.
+    ViT) does not hide every layer. One layer at a time: the backward pass then stops at that
+    layer, so the usual case (the deepest candidate passes) costs little more than the head.
     """
     import torch
 
@@ -245,11 +246,15 @@ def _prediction_depends_on(recording: _Recording, names: Sequence[str], layouts:
     if isinstance(target, (tuple, list)) and target:
         target = target[0]
     if not names or not isinstance(target, torch.Tensor) or not target.requires_grad:
-        return [True] * len(names)
+        return names[0] if names else None
     generator = torch.Generator().manual_seed(DEPENDENCE_SEED)
     weights = torch.randn(target.shape, generator=generator, dtype=torch.float64).to(target)
-    grads = torch.autograd.grad((target * weights).sum(), [recording.outputs[n] for n in names], allow_unused=True)
-    return [g is not None and bool(layout_maps(g, layouts[n]).any()) for n, g in zip(names, grads)]
+    objective = (target * weights).sum()
+    for name in names:
+        (grad,) = torch.autograd.grad(objective, recording.outputs[name], retain_graph=True, allow_unused=True)
+        if grad is not None and layout_maps(grad, layouts[name]).any():
+            return name
+    return None
 
 
 def describe_layers(model: Any, example_input: Any) -> list[LayerInfo]:
@@ -274,9 +279,7 @@ def describe_layers(model: Any, example_input: Any) -> list[LayerInfo]:
         map_shape = None if layout is None else tuple(layout_maps(output, layout).shape[1:])
         infos[name] = LayerInfo(name, type(module).__name__, shape, recording.calls.get(name, 0), layout, map_shape)
     candidates = [n for n in reversed(recording.order) if _is_default_candidate(n, modules[n], infos[n])]
-    layouts = {n: infos[n].layout for n in candidates}
-    depends = _prediction_depends_on(recording, candidates, layouts)
-    default = next((n for n, used in zip(candidates, depends) if used), None)
+    default = _deepest_the_head_depends_on(recording, candidates, {n: infos[n].layout for n in candidates})
     if default is not None:
         infos[default] = replace(infos[default], default=True)
     return list(infos.values())
