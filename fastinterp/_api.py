@@ -537,17 +537,11 @@ def resize(
             raise ValueError(
                 f"channels_first={channels_first!r} is for numpy and GPU arrays; tensors are (..., H, W) as in torch"
             )
-        if arr.requires_grad and torch.is_grad_enabled():
-            return _resize_with_autograd(arr, w_rate, h_rate, size, align, legacy, out)
-        if on_gpu:
-            from . import _cuda
-
-            return _cuda.resize_torch(arr, w_rate, h_rate, size, align, legacy, out)
-        if arr.device.type != "cpu":
-            raise ValueError(f"tensors on {arr.device} are not supported")
         if device is not None:
             raise TypeError("device= copies numpy arrays; move a tensor with tensor.to('cuda') instead")
-        return resize_torch_cpu(arr, w_rate, h_rate, size, align, legacy, out)
+        if torch.compiler.is_compiling():
+            return _resize_while_compiling(arr, w_rate, h_rate, size, align, legacy, out)
+        return _resize_tensor(arr, w_rate, h_rate, size, align, legacy, out)
     if not isinstance(channels_first, bool):
         raise TypeError(f"channels_first must be True or False, got {channels_first!r}")
     if on_gpu:
@@ -561,6 +555,35 @@ def resize(
         index = _cuda.parse_device(device)
         return _cuda.resize_host(arr, w_rate, h_rate, size, align, legacy, out, channels_first, index)
     return resize_numpy(arr, w_rate, h_rate, size, align, legacy, out, channels_first)
+
+
+def _resize_tensor(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+    """Eager tensors: the differentiable op where a gradient is wanted, else the kernels directly."""
+    import torch
+
+    if t.requires_grad and torch.is_grad_enabled():
+        return _resize_with_autograd(t, w_rate, h_rate, size, align, legacy, out)
+    if t.device.type == "cuda":
+        from . import _cuda
+
+        return _cuda.resize_torch(t, w_rate, h_rate, size, align, legacy, out)
+    if t.device.type != "cpu":
+        raise ValueError(f"tensors on {t.device} are not supported")
+    return resize_torch_cpu(t, w_rate, h_rate, size, align, legacy, out)
+
+
+def _resize_while_compiling(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+    """Under ``torch.compile``: a floating tensor goes through the registered op (a node of
+    the graph, with its fake kernel and gradient); what the op does not cover (integers,
+    ``legacy=True``, ``out=``) runs eagerly behind a graph break (an error with ``fullgraph=True``)."""
+    import torch
+
+    if not legacy and out is None and t.is_floating_point() and t.ndim >= 2:
+        from . import torch as fastinterp_torch
+
+        out_h, out_w = output_size(t.shape[-2], t.shape[-1], w_rate, h_rate, size)
+        return fastinterp_torch._resize_op(t, out_h, out_w, check_align(align, False))
+    return torch.compiler.disable(_resize_tensor)(t, w_rate, h_rate, size, align, legacy, out)
 
 
 def _resize_with_autograd(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
