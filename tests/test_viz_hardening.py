@@ -462,3 +462,23 @@ def test_stale_staging_dirs_are_found_only_by_their_unlocked_owner_lock(tmp_path
         assert staging.removed_stale == [dead]
         assert remove_stale_staging_dirs(tmp_path) == []  # this run's own directory is locked
     assert not dead.exists() and no_lock.is_dir() and link.is_symlink() and user.is_dir()
+
+
+# --- every error of the command line: one line, exit 2 ------------------------------------------
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--scale", "big"], "argument --scale: expected a number or 'input', got 'big'"),
+    (["--norm", "nope"], "argument --norm: invalid choice: 'nope'"),
+    (["--max-output-gb", "-1"], "--max-output-gb must be a number > 0, got -1.0"),
+    (["--max-memory-gb", "nan"], "--max-memory-gb must be a number > 0, got nan"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+])
+def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, argv, fragment):
+    save_photo(tmp_path / "cat.png")
+    try:  # argparse's errors exit, the tool's own errors return 2
+        code = cli.main([str(tmp_path / "cat.png"), *FAST, "--out", str(tmp_path / "out"), *argv])
+    except SystemExit as stopped:
+        code = stopped.code
+    captured = capsys.readouterr()
+    assert_one_line_error(code, captured.out, captured.err, fragment)
+    assert not (tmp_path / "out").exists()

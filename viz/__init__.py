@@ -13,7 +13,7 @@ Python API::
 The command line (``python -m viz`` or ``fastinterp-viz``) is in :mod:`viz.cli`.
 """
 
-from .api import LayerOutput, compare, visualize
+from .api import LayerOutput, Limits, compare, visualize
 from .dropin import visualize_feature_map
 from .errors import VizError
 from .inputs import Preprocess, original_preprocess, weights_preprocess
@@ -22,6 +22,7 @@ from .render import RenderOptions, render_layer
 
 __all__ = [
     "LayerOutput",
+    "Limits",
     "Preprocess",
     "RenderOptions",
     "VizError",

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 from .api import DEFAULT_MAX_OUTPUT_GB, Limits
 from .errors import VizError
@@ -40,9 +40,16 @@ def _scale(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'input', got {text!r}") from None
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (``--help`` has the usage), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's options, grouped as in ``--help``."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog=PROG,
         description="Every channel of any layer of a torchvision classifier as images, plus the channel "
         "sum/mean/max, a top-k contact sheet, an overlay on the input and a manifest.json.",
