@@ -13,6 +13,7 @@ from viz.layers import (
     default_layer,
     describe_layers,
     feature_hooks,
+    format_layers,
     layer_table,
     parse_layer,
     resolve_layer,
@@ -336,3 +337,14 @@ def test_a_model_without_a_spatial_layer_has_no_default():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     with pytest.raises(VizError, match=r"^Sequential has no layer whose output is a spatial map .* 1x3x2x2 input"):
         default_layer(model, torch.zeros(1, 3, 2, 2))
+
+
+def test_format_layers_marks_what_is_drawn_and_the_default():
+    torch.manual_seed(0)
+    model = tiny_swin()
+    lines = {line.split()[0]: line for line in format_layers(describe_layers(model, torch.zeros(1, 3, 32, 32)))}
+    assert lines["norm"].endswith("(1, 4, 4, 16)          16 maps 4x4 from (N, H, W, C)  <- default")
+    assert lines["features.0.0"].split()[1:] == ["Conv2d", "(1,", "8,", "8,", "8)", "8", "maps", "8x8"]
+    assert lines["head"].split()[-1] == "-"
+    reused = {line.split()[0]: line for line in format_layers(describe_layers(Reused(), torch.zeros(1, 3, 8, 8)))}
+    assert reused["relu"].endswith("4 maps 8x8  [runs 2x: first call shown]")

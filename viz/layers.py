@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
 from .errors import VizError
-from .tokens import MapLayout, MapReader, layout_maps
+from .tokens import CHANNELS_FIRST, MapLayout, MapReader, layout_maps
 
 _TOKEN = re.compile(r"\[(-?\d+)\]|\.?([^.\[\]]+)")
 
@@ -294,6 +294,23 @@ def default_layer(model: Any, example_input: Any) -> str:
             f"(for a {'x'.join(map(str, example_input.shape))} input); name one with --layer (see --list-layers)"
         )
     return found[0]
+
+
+def format_layers(infos: Sequence[LayerInfo]) -> list[str]:
+    """The lines of ``--list-layers``: name, module type, output shape, the maps drawn from it
+    ("-": cannot be drawn), modules that run several times, and the default marked."""
+    lines = []
+    for info in infos:
+        if info.layout is None or info.map_shape is None:
+            drawn = "-"
+        else:
+            channels, height, width = info.map_shape
+            layout = "" if info.layout.kind == CHANNELS_FIRST else f" from {info.layout.describe()}"
+            drawn = f"{channels} maps {height}x{width}{layout}"
+        notes = (f"  [runs {info.calls}x: first call shown]" if info.calls > 1 else "") + ("  <- default" if info.default else "")
+        shape = "not run" if info.shape is None else str(info.shape)
+        lines.append(f"{info.name:<40} {info.kind:<22} {shape:<22} {drawn}{notes}")
+    return lines
 
 
 def layer_table(model: Any, batch: Any) -> list[tuple[str, str, tuple[int, ...] | None]]:
