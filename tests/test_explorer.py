@@ -155,6 +155,8 @@ class Session:
         self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
 
     def open(self, out: Path, hash_: str = "") -> None:
+        """Navigate to ``out``'s index.html (the requests are counted from here)."""
+        self.requests.clear()
         self.page.goto((out / "index.html").as_uri() + hash_)
         self.page.wait_for_selector("body[data-ready]")
 
@@ -362,6 +364,29 @@ def test_scan_page_shows_each_channels_top_images(jobs, session):
     assert page.locator("#channel-image").get_attribute("src").endswith(f"strips/{channel:04d}.png")
     session.screenshot("scan-channel")
     session.check_clean(jobs)
+
+
+def test_a_partial_scan_without_strips_and_an_empty_folder(jobs, tmp_path, session):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "dataset", out / "dataset")
+    shutil.rmtree(out / "dataset" / "conv2" / "strips")  # a resumable scan's partial save has none yet
+    header = json.loads((out / "dataset" / "scan.json").read_text())
+    (out / "dataset" / "scan.json").write_text(json.dumps({**header, "complete": False}))
+    explorer.write_index(out)
+    session.open(out, "#layer=conv2&channel=4")
+    assert "partial: the scan has not finished" in session.page.inner_text(".meta")
+    assert "No strip file for this channel" in session.page.inner_text("#view")
+    assert session.page.locator(".tops tbody tr").count() == 3
+    session.check_clean(out)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    explorer.write_index(empty)
+    session.open(empty)
+    assert "No jobs found in this folder" in session.page.inner_text("main")
+    session.check_clean(empty)
 
 
 def test_phone_viewport_has_no_sideways_scroll(jobs, browser):
