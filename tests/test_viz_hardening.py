@@ -482,3 +482,17 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, capsys, argv, fragment):
     captured = capsys.readouterr()
     assert_one_line_error(code, captured.out, captured.err, fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_imagenet_weights_with_an_empty_cache_are_downloaded_or_fall_back_with_one_warning(tmp_path, monkeypatch):
+    save_photo(tmp_path / "cat.png")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    argv = [a for a in FAST if a not in ("--weights", "none")]
+    code, stdout, err = run_cli(tmp_path / "cat.png", *argv, "--weights", "imagenet", "--out", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    files = [p for p in (tmp_path / "torch-home").rglob("*") if p.is_file()]
+    if files:  # a machine with a network: the checked file was downloaded and used
+        assert [p.name for p in files] == ["resnet18-f37072fd.pth"] and err == ""
+    else:  # no network (as where this was written): one warning, random weights, nothing left behind
+        assert err.startswith("fastinterp-viz: warning: could not get ImageNet weights ResNet18_Weights.IMAGENET1K_V1 (")
+        assert err.endswith("); using RANDOM weights, so the maps show an untrained network\n") and err.count("\n") == 1
