@@ -4,8 +4,8 @@ For each image: the layer's (C, h, w) maps (read by :mod:`viz.tokens`), each cha
 by the mean over the map of the gradient of the target class score, summed over channels,
 ReLU. The target is the predicted class unless one is given. The model runs in eval mode
 (each module's mode restored afterwards), so a batch gives the same maps as its images one at
-a time. Where the score does not depend on the layer at all (torchvision's ViT with random
-weights: its head starts at zero) the map is zero everywhere.
+a time. Where the score's gradient is zero everywhere (torchvision's ViT with random weights:
+its head starts at zero) the map is zero; a layer the score is not computed from is an error.
 """
 
 from __future__ import annotations
