@@ -496,3 +496,21 @@ def test_imagenet_weights_with_an_empty_cache_are_downloaded_or_fall_back_with_o
     else:  # no network (as where this was written): one warning, random weights, nothing left behind
         assert err.startswith("fastinterp-viz: warning: could not get ImageNet weights ResNet18_Weights.IMAGENET1K_V1 (")
         assert err.endswith("); using RANDOM weights, so the maps show an untrained network\n") and err.count("\n") == 1
+
+
+def test_hostile_names_are_printed_escaped(tmp_path):
+    """Names with terminal escapes or bytes that are not UTF-8, in the summary and in errors."""
+    folder = os.fsencode(tmp_path / "in")
+    os.mkdir(folder)
+    save_photo(Path(os.fsdecode(folder + b"/red\x1b[31m.png")))
+    save_photo(Path(os.fsdecode(folder + b"/bytes\xff.png")), 1)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": "utf-8"}
+    command = [sys.executable, "-m", "viz", os.fsdecode(folder), *FAST, "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, env=env, timeout=PATIENCE_S)
+    assert result.returncode == 0, result.stderr
+    assert b"\x1b" not in result.stdout and b"red\\x1b[31m" in result.stdout and b"bytes\\xff" in result.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == ["bytes_", "red_[31m"]
+    (tmp_path / "in" / "bad\x1b[2J.png").write_text("not an image")
+    result = subprocess.run(command, capture_output=True, env=env, timeout=PATIENCE_S)
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.count(b"\n") == 1 and b"\x1b" not in result.stderr and b"bad\\x1b[2J.png" in result.stderr

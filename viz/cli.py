@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    from .paths import printable
+
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
 
 
 def _options(args: argparse.Namespace) -> RenderOptions:
@@ -173,14 +175,16 @@ def run(args: argparse.Namespace) -> int:
     finally:
         warm_up.join()  # never leave the process with numba half-loaded on another thread
     if not args.quiet:
-        print(f"model: {label}")
+        from .paths import printable
+
+        print(printable(f"model: {label}"))
         print(f"preprocessing: {preprocess.description}")
         for result in results:
             files = result.manifest["files"]
             channels = [f for f in files if f.startswith("channels/")]
             others = [f for f in files if not f.startswith("channels/")]
             listed = (f"{len(channels)} channel images ({channels[0]} .. {channels[-1]}), " if channels else "") + ", ".join(others)
-            print(f"{result.image} {result.layer} -> {result.directory}/: {listed}")
+            print(printable(f"{result.image} {result.layer} -> {result.directory}/: {listed}"))
     return 0
 
 

@@ -103,3 +103,20 @@ def inside(root: Path | str, path: Path | str) -> Path:
             f"refusing to write {Path(root) / path}: it resolves to {real_path}, outside the output directory {real_root}"
         )
     return real_path
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal or into a log: control and format characters
+    (an ESC could recolour or retitle the terminal, a newline could fake a second message)
+    written as ``\\x1b``-style escapes, undecodable bytes of file names (lone surrogates
+    from ``os.fsdecode``) as ``\\xff``."""
+    shown = []
+    for character in str(text):
+        code = ord(character)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape
+            shown.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(character).startswith("C"):
+            shown.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            shown.append(character)
+    return "".join(shown)
