@@ -242,11 +242,11 @@ def test_grid_shows_every_channel_and_sorts(jobs, session):
     assert grid.get_attribute("data-total") == "32" and grid.get_attribute("data-shown") == "32"
     session.screenshot("layer")
     assert shown_channels(page) == list(range(32))
-    session.screenshot("grid")
 
     maxima = manifest(jobs, "grace_hopper", "conv2")["channels"]["max"]
     page.select_option(".tools select", "max")
     assert shown_channels(page) == sorted(range(32), key=lambda c: (-maxima[c], c))
+    session.screenshot("grid")
     assert hash_params(page)["sort"] == "max"
     page.click(".tools button")  # lowest first
     assert shown_channels(page) == sorted(range(32), key=lambda c: (maxima[c], c))
@@ -387,6 +387,24 @@ def test_a_partial_scan_without_strips_and_an_empty_folder(jobs, tmp_path, sessi
     session.open(empty)
     assert "No jobs found in this folder" in session.page.inner_text("main")
     session.check_clean(empty)
+
+
+def test_a_missing_data_file_says_what_to_do(jobs, tmp_path, session):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "grace_hopper", out / "grace_hopper")
+    explorer.write_index(out)
+    for data_file in (out / ".explorer").glob("*.js"):
+        data_file.unlink()
+    session.open(out, "#layer=conv2")
+    assert "run fastinterp-viz open on this folder again" in session.page.inner_text("main")
+    assert len(session.errors) == 1 and "ERR_FILE_NOT_FOUND" in session.errors[0]  # the browser's own report
+    explorer.write_index(out)  # and that repairs it
+    session.errors.clear()
+    session.open(out, "#layer=conv2")
+    assert session.page.locator(".grid").get_attribute("data-total") == "32"
+    session.check_clean(out)
 
 
 def test_phone_viewport_has_no_sideways_scroll(jobs, browser):

@@ -159,9 +159,15 @@
     document.getElementById("where").textContent = page ? `${KIND_TITLES[page.job.kind]} · ${page.job.label} · ${page.layer.label}` : "";
   }
 
-  function overview() {
+  function leave() {
+    if (page && page.grid) page.grid.destroy();
     page = null;
     markNav();
+    closeChannel();
+    window.scrollTo(0, 0);
+  }
+  function overview() {
+    leave();
     document.title = `${INDEX.title} · fastinterp explorer`;
     const kids = [el("h1", { text: `Jobs in ${INDEX.title}` })];
     if (!INDEX.jobs.length) kids.push(el("p", { class: "empty", text: "No jobs found in this folder: run fastinterp-viz (or a compare or scan) with --out pointing here, then fastinterp-viz open." }));
@@ -177,21 +183,22 @@
 
   // --- the layer page ----------------------------------------------------------------------------
   async function show() {
-    if (state.job == null && state.layer == null) { closeChannel(); overview(); return; }
+    if (state.job == null && state.layer == null) { overview(); return; }
     const [job, layer] = findLayer(state.job, state.layer);
     if (!layer) {
-      page = null; markNav(); closeChannel();
+      leave();
       main.replaceChildren(el("h1", { text: "Not found" }), el("p", { class: "empty", text: `No layer ${state.layer ?? ""} in job ${state.job ?? ""} here.` }), el("a", { href: "#", text: "All jobs" }));
       return;
     }
     if (!page || page.layer !== layer) {
       let data;
       try { data = await load(layer); } catch {
+        leave();
         main.replaceChildren(el("p", { class: "empty", text: `The data file of ${layer.label} is missing: run fastinterp-viz open on this folder again.` }));
         return;
       }
       if (findLayer(state.job, state.layer)[1] !== layer) return; // the user moved on while it loaded
-      if (page && page.grid) page.grid.destroy();
+      leave();
       page = { job, layer, data, grid: null };
       renderLayer();
       markNav();
