@@ -54,15 +54,14 @@ def conv_net(seed: int, channels: tuple[int, ...] = (16, 32), stride: int = 2) -
 
 
 def photos(folder: Path) -> list[Path]:
-    """matplotlib's and scikit-image's sample photos (shipped with them, no download), as files."""
-    import skimage.data
-
+    """Photos shipped with matplotlib (no download), and two crops of the first, as files."""
+    samples = default_image().parent
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [default_image()]
-    for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.png")
-        paths.append(folder / f"{name}.png")
-    return paths
+    with Image.open(default_image()) as hopper:
+        hopper.crop((150, 50, 450, 350)).save(folder / "hopper_face.png")
+        hopper.crop((0, 0, 260, 260)).save(folder / "hopper_flag.png")
+    return [default_image(), samples / "Minduka_Present_Blue_Pack.png", samples / "logo2.png",
+            folder / "hopper_face.png", folder / "hopper_flag.png"]
 
 
 def write_scan(out: Path, model: torch.nn.Module, images: list[Path], layer: str, top: int = 3) -> dict[str, np.ndarray]:
