@@ -72,24 +72,42 @@ def _task_rows(task, blocks_per_outer, rows_per_task, out_h):
     return outer, row_start, min(row_start + rows_per_task, out_h)
 
 
+@njit(inline="always")
+def _unclamped_count(taps):
+    """How many leading taps are not clamped. A clamped tap (``first == second``, past the
+    last pixel) must read its pixel alone: ``inf * 1 + inf * 0`` would be NaN. Sources grow
+    with the output index, so the clamped taps are a suffix, handled outside the blend loop."""
+    n = taps.first.shape[0]
+    while n > 0 and taps.first[n - 1] == taps.second[n - 1]:
+        n -= 1
+    return n
+
+
 @njit(cache=True)
 def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task):
     out_h, out_w = out.shape[1], out.shape[2]
     plane, row_start, row_stop = _task_rows(task, blocks_per_plane, rows_per_task, out_h)
     first_row = ys.first[row_start]
     rows = np.empty((ys.second[row_stop - 1] - first_row + 1, out_w), dtype=xs.w_first.dtype)
+    blended_columns = _unclamped_count(xs)
     for r in range(rows.shape[0]):
         line = src[plane, first_row + r]
-        for j in range(out_w):
+        for j in range(blended_columns):
             w_left, w_right = xs.w_first[j], xs.w_second[j]
             left, right = _as_weight_type(line[xs.first[j]], w_left), _as_weight_type(line[xs.second[j]], w_left)
             rows[r, j] = left * w_left + right * w_right
+        for j in range(blended_columns, out_w):
+            rows[r, j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
     for i in range(row_start, row_stop):
         top, bottom = rows[ys.first[i] - first_row], rows[ys.second[i] - first_row]
         w_top, w_bottom = ys.w_first[i], ys.w_second[i]
         target = out[plane, i]
-        for j in range(out_w):
-            target[j] = _to_output(top[j] * w_top + bottom[j] * w_bottom, out)
+        if ys.first[i] == ys.second[i]:  # a clamped row: the row itself (see _unclamped_count)
+            for j in range(out_w):
+                target[j] = _to_output(top[j], out)
+        else:
+            for j in range(out_w):
+                target[j] = _to_output(top[j] * w_top + bottom[j] * w_bottom, out)
 
 
 @njit(inline="always")
@@ -101,28 +119,33 @@ def _legacy_uint8(value):
     return np.uint8(np.int32(value) & 0xFF)
 
 
-def _blend(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):  # pragma: no cover - see the overload
+def _blend(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):  # pragma: no cover
     raise NotImplementedError
 
 
 @overload(_blend, inline="always")
-def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
-    """The stored value of one output element from its four taps (a b / c d) and weights."""
+def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):
+    """The stored value of one output element from its four taps (a b / c d) and weights;
+    a clamped axis reads its first tap alone (see :func:`_unclamped_count`)."""
     if getattr(ys, "instance_class", None) is LegacyAxisTaps:
 
-        def original_expression(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+        def original_expression(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):
             # img[i1,j1]*x2_x*y2_y + img[i1,j2]*x_x1*y2_y + img[i2,j1]*x2_x*y_y1 + img[i2,j2]*x_x1*y_y1,
             # term by term and left to right, as numpy evaluates it in the original.
             return _legacy_uint8(a * w_left * w_top + b * w_right * w_top + c * w_left * w_bottom + d * w_right * w_bottom)
 
         return original_expression
 
-    def bilinear(a, b, c, d, w_left, w_right, w_top, w_bottom, ys, out):
+    def bilinear(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):
         # The same operations, in the same order and precision, as the separable planes body:
         # bit-identical results in both layouts.
         a, b = _as_weight_type(a, w_left), _as_weight_type(b, w_left)
         c, d = _as_weight_type(c, w_left), _as_weight_type(d, w_left)
-        return _to_output((a * w_left + b * w_right) * w_top + (c * w_left + d * w_right) * w_bottom, out)
+        top = a if x_clamped else a * w_left + b * w_right
+        if y_clamped:
+            return _to_output(top, out)
+        bottom = c if x_clamped else c * w_left + d * w_right
+        return _to_output(top * w_top + bottom * w_bottom, out)
 
     return bilinear
 
@@ -134,6 +157,7 @@ def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
     for i in range(row_start, row_stop):
         upper, lower = src[image, ys.first[i]], src[image, ys.second[i]]
         w_top, w_bottom = ys.w_first[i], ys.w_second[i]
+        y_clamped = ys.first[i] == ys.second[i]
         for j in range(out_w):
             left, right = xs.first[j], xs.second[j]
             w_left, w_right = xs.w_first[j], xs.w_second[j]
@@ -141,7 +165,7 @@ def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
             for c in range(channels):
                 target[c] = _blend(
                     upper[left, c], upper[right, c], lower[left, c], lower[right, c],
-                    w_left, w_right, w_top, w_bottom, ys, out,
+                    w_left, w_right, w_top, w_bottom, left == right, y_clamped, ys, out,
                 )  # fmt: skip
 
 

@@ -120,17 +120,19 @@ def _thread_position(channel_blocks):
 
 
 def _correct_rows(arith: _Arithmetic) -> tuple[Callable, Callable]:
-    """The CPU kernels' order: each source row horizontally, then two rows vertically."""
+    """The CPU kernels' order: each source row horizontally, then two rows vertically. A
+    clamped axis (both taps one edge pixel) reads it alone, as on the CPU: an infinity there
+    stays infinite instead of ``inf * 0 = NaN``."""
     mul, add = arith.mul, arith.add
 
     @cuda.jit(device=True)
-    def row_terms(left, right, w_left, w_right):
-        value = add(mul(left, w_left), mul(right, w_right))
+    def row_terms(left, right, w_left, w_right, clamped):
+        value = left if clamped else add(mul(left, w_left), mul(right, w_right))
         return value, value
 
     @cuda.jit(device=True)
-    def blend(upper, lower, w_upper, w_lower):
-        return add(mul(upper[0], w_upper), mul(lower[0], w_lower))
+    def blend(upper, lower, w_upper, w_lower, clamped):
+        return upper[0] if clamped else add(mul(upper[0], w_upper), mul(lower[0], w_lower))
 
     return row_terms, blend
 
@@ -140,11 +142,11 @@ def _legacy_rows(arith: _Arithmetic) -> tuple[Callable, Callable]:
     mul, add = arith.mul, arith.add
 
     @cuda.jit(device=True)
-    def row_terms(left, right, x2_x, x_x1):
+    def row_terms(left, right, x2_x, x_x1, clamped):  # (the original reads both taps, clamped or not)
         return mul(left, x2_x), mul(right, x_x1)
 
     @cuda.jit(device=True)
-    def blend(upper, lower, y2_y, y_y1):
+    def blend(upper, lower, y2_y, y_y1, clamped):
         value = add(mul(upper[0], y2_y), mul(upper[1], y2_y))
         value = add(value, mul(lower[0], y_y1))
         return add(value, mul(lower[1], y_y1))
@@ -194,7 +196,7 @@ def _forward_kernel(compute: str, store_kind: str, out_dtype: str) -> Any:
 
     @cuda.jit(device=True)
     def source_row(src, row, left, right, w_left, w_right):
-        return row_terms(cast(src[row + left]), cast(src[row + right]), w_left, w_right)
+        return row_terms(cast(src[row + left]), cast(src[row + right]), w_left, w_right, left == right)
 
     @cuda.jit
     def forward(src, out, table, weights):
@@ -234,7 +236,7 @@ def _forward_kernel(compute: str, store_kind: str, out_dtype: str) -> Any:
             base = o * in_image
             dest = o * out_image + first_row * row_step + j * inner + c
             upper_key, lower_key = no_row, no_row
-            upper_terms = lower_terms = row_terms(cast(0), cast(0), w_left, w_right)
+            upper_terms = lower_terms = row_terms(cast(0), cast(0), w_left, w_right, False)
             entry = segments + np.uint64(3) * table[segment_of_row + first_row]
             i = first_row
             while i < end_row:
@@ -255,7 +257,8 @@ def _forward_kernel(compute: str, store_kind: str, out_dtype: str) -> Any:
                     lower_key = lower
                 while i < segment_end:
                     pair = np.uint64(2) * i
-                    store(out, dest, blend(upper_terms, lower_terms, weights[pair], weights[pair + np.uint64(1)]))
+                    store(out, dest, blend(upper_terms, lower_terms, weights[pair], weights[pair + np.uint64(1)],
+                                           upper == lower))
                     dest += row_step
                     i += np.uint64(1)
                 entry += np.uint64(3)

@@ -105,7 +105,9 @@ def bilinear_resize(plane: np.ndarray, out_h: int, out_w: int, align: str = "cen
     """Correct bilinear resize of one 2-D plane, computed in float64 with plain loops.
 
     Each output pixel is ``top * (1 - wy) + bottom * wy`` with
-    ``top = a * (1 - wx) + b * wx`` and ``bottom = c * (1 - wx) + d * wx``.
+    ``top = a * (1 - wx) + b * wx`` and ``bottom = c * (1 - wx) + d * wx``, except along a
+    clamped axis (both taps the same edge pixel), which reads that pixel alone: an infinity
+    there stays infinite instead of becoming ``inf * 0 = NaN``.
     """
     in_h, in_w = plane.shape
     src = plane.astype(np.float64)
@@ -114,9 +116,9 @@ def bilinear_resize(plane: np.ndarray, out_h: int, out_w: int, align: str = "cen
         y0, y1, wy = taps(i, in_h, out_h, align)
         for j in range(out_w):
             x0, x1, wx = taps(j, in_w, out_w, align)
-            top = src[y0, x0] * (1.0 - wx) + src[y0, x1] * wx
-            bottom = src[y1, x0] * (1.0 - wx) + src[y1, x1] * wx
-            out[i, j] = top * (1.0 - wy) + bottom * wy
+            top = src[y0, x0] if x0 == x1 else src[y0, x0] * (1.0 - wx) + src[y0, x1] * wx
+            bottom = src[y1, x0] if x0 == x1 else src[y1, x0] * (1.0 - wx) + src[y1, x1] * wx
+            out[i, j] = top if y0 == y1 else top * (1.0 - wy) + bottom * wy
     return out
 
 
