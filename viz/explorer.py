@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 from .errors import VizError
+from .paths import inside
 from .staging import STAGING_PREFIX
 
 INDEX_NAME = "index.html"
@@ -45,8 +46,10 @@ STAMPS_NAME = "stamps.json"
 LOCK_NAME = "lock"
 STATIC_DIR = Path(__file__).with_name("explorer_static")
 SCAN_FORMAT = "fastinterp-scan"
-#: A manifest or scan.json larger than this is not a job file the tools wrote.
-MAX_JSON_BYTES = 64 * 2**20
+#: A manifest larger than this is not one the tools wrote (2,048 channels take about 0.3 MB).
+MAX_MANIFEST_BYTES = 64 * 2**20
+#: A scan.json lists every image path: a scan of millions of images writes a large one.
+MAX_SCAN_BYTES = 2**31
 #: Colour stops sent per colormap (the page draws colour bars as CSS gradients).
 COLOUR_STOPS = 17
 #: Statistics the grid can sort by, in the order the page offers them.
@@ -86,14 +89,6 @@ class BadJobFile(Exception):
 # --- paths ---------------------------------------------------------------------------------------
 
 
-def _inside(root: Path, path: Path) -> Path:
-    """``path`` resolved, or a :class:`VizError` if it is not inside ``root`` (already resolved)."""
-    resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise VizError(f"refusing to use {path}: it resolves to {resolved}, outside {root}")
-    return resolved
-
-
 def _url(parts: Iterable[str]) -> str:
     """A relative URL of path components, each percent-encoded (so none can carry a scheme, '?' or '#')."""
     return "/".join(quote(part, safe="") for part in parts)
@@ -125,7 +120,7 @@ class FileCheck:
             names: set[str] = set()
             if not any(os.path.islink(job_dir.joinpath(*folder[: i + 1])) for i in range(len(folder))):
                 try:
-                    with os.scandir(_inside(self.root, job_dir.joinpath(*folder))) as entries:
+                    with os.scandir(inside(self.root, job_dir.joinpath(*folder))) as entries:
                         names = {entry.name for entry in entries if entry.is_file(follow_symlinks=False)}
                 except (OSError, VizError):
                     pass
@@ -197,10 +192,10 @@ def colour_stops(name: Any) -> list[str]:
     return _colour_cache[key]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, limit: int) -> dict[str, Any]:
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise BadJobFile(f"larger than {MAX_JSON_BYTES >> 20} MB")
+        if path.stat().st_size > limit:
+            raise BadJobFile(f"larger than {limit >> 20} MB")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BadJobFile(f"cannot read it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
@@ -311,7 +306,7 @@ def _compare_layer_data(root: Path, job_dir: Path, manifest: dict[str, Any]) -> 
 
 def _manifest_job(root: Path, manifest_path: Path, jobs: dict[tuple[str, str], Job]) -> None:
     """Add the layer of one manifest to its job (the folder above the layer's folder)."""
-    manifest = _read_json(manifest_path)
+    manifest = _read_json(manifest_path, MAX_MANIFEST_BYTES)
     job_dir = manifest_path.parent
     if "difference" in manifest and "a" in manifest:
         kind, build = "compare", _compare_layer_data
@@ -376,7 +371,7 @@ def _scan_layer_data(root: Path, scan_dir: Path, scan: dict[str, Any], name: str
 
 def _scan_job(root: Path, scan_path: Path, jobs: dict[tuple[str, str], Job]) -> list[str]:
     """Add a scan's job; returns the folder names of its layers (not searched for other jobs)."""
-    scan = _read_json(scan_path)
+    scan = _read_json(scan_path, MAX_SCAN_BYTES)
     if scan.get("format") != SCAN_FORMAT:
         raise BadJobFile(f"'format' is not {SCAN_FORMAT!r}")
     if scan.get("version") != 1:
@@ -398,7 +393,7 @@ def _scan_job(root: Path, scan_path: Path, jobs: dict[tuple[str, str], Job]) -> 
         if not isinstance(entry, dict) or not isinstance(entry.get("dir"), str) or len(_relative_parts(entry["dir"])) != 1:
             raise BadJobFile(f"layer {name!r} has no plain 'dir'")
         folders.append(entry["dir"])
-        _inside(root, scan_dir / entry["dir"])
+        inside(root, scan_dir / entry["dir"])
         count = entry.get("channels") if isinstance(entry.get("channels"), int) else None
         job.layers.append(Layer(entry["dir"], str(name), count, [scan_path, scan_dir / entry["dir"] / "stats.npz"],
                                 lambda name=name, entry=entry: _scan_layer_data(root, scan_dir, scan, name, entry)))
@@ -449,7 +444,7 @@ def _write_if_changed(root: Path, path: Path, text: str) -> bool:
     """Write ``text`` atomically to ``path`` (proven inside ``root``) unless it already holds it."""
     if path.is_symlink():
         raise VizError(f"refusing to write {path}: it is a symlink")
-    _inside(root, path.parent)
+    inside(root, path.parent)
     data = text.encode("utf-8")
     try:
         if path.read_bytes() == data:
