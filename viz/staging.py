@@ -9,6 +9,7 @@ directories whose lock it can take (their runs are dead) and leaves the others a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -28,8 +29,9 @@ STAGING_PREFIX = ".viz-partial-"
 OWNER_LOCK = ".owner.lock"
 
 
-def _lock_staging_dir(staging: Path) -> int:
-    """Create and lock the owner lock of ``staging``; returns the open descriptor to keep.
+def _lock_staging_dir(staging: Path) -> int | None:
+    """Create and lock the owner lock of ``staging``; returns the open descriptor to keep, or
+    None on a file system without locks (the directory is then never taken for stale).
 
     The lock is taken on a temporary name and then renamed into place, so a cleaning run never
     finds the lock file unlocked while its owner is alive.
@@ -38,6 +40,13 @@ def _lock_staging_dir(staging: Path) -> int:
     descriptor = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(descriptor)
+        pending.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            return None
+        raise
+    try:
         # For a person looking at the directory; liveness is decided by the lock alone.
         os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}\n".encode())
         os.replace(pending, staging / OWNER_LOCK)
