@@ -578,3 +578,7 @@ def test_open_prints_the_file_url(jobs, monkeypatch):
         assert cli.main(["open", str(jobs / "nowhere")]) == 2
     assert out.getvalue() == (jobs.resolve() / "index.html").as_uri() + "\n"
     assert err.getvalue().count("\n") == 1 and "is not a directory" in err.getvalue()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as stopped:
+        cli.main(["open"])
+    assert stopped.value.code == 2 and err.getvalue().count("\n") == 1 and "DIR" in err.getvalue()

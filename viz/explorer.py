@@ -18,7 +18,6 @@ not change are not touched.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import base64
 import hashlib
@@ -601,7 +600,9 @@ def _browser_available() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """``fastinterp-viz open DIR``: write or refresh ``DIR/index.html``, print its ``file://`` URL
     (and open it where a browser is available and not under CI)."""
-    parser = argparse.ArgumentParser(
+    from .cli import _OneLineErrorParser  # the CLI's own usage errors: one line, exit 2
+
+    parser = _OneLineErrorParser(
         prog="fastinterp-viz open",
         description="Write or refresh DIR/index.html, a static page to browse every job under DIR "
         "(channels, summaries, compares, scans), and print its file:// URL.",
