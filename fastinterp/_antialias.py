@@ -68,20 +68,43 @@ def _build_taps(in_size: int, out_size: int, dtype: np.dtype) -> AntialiasTaps:
     return AntialiasTaps(first, count, weights.astype(dtype))
 
 
+def _build_adjoint_taps(in_size: int, out_size: int, dtype: np.dtype) -> AntialiasTaps:
+    """The transpose of :func:`_build_taps`, indexed by input: the outputs that read input
+    ``i`` with their weights, from the float64 tables, then cast.
+
+    Windows move right with the output index, so the outputs that read one input form a
+    contiguous run: the adjoint is again a banded filter, and the forward kernels compute it
+    as a gather (deterministic, no atomics). An input no output reads gets one zero weight.
+    """
+    forward = _build_taps(in_size, out_size, np.dtype(np.float64))
+    inputs = np.arange(in_size)
+    first = np.searchsorted(forward.first + forward.count, inputs, side="right")
+    count = np.searchsorted(forward.first, inputs, side="right") - first
+    unread = count < 1
+    first, count = np.where(unread, np.minimum(first, out_size - 1), first), np.maximum(count, 1)
+    offsets = np.arange(count.max())
+    outputs = np.minimum(first[:, np.newaxis] + offsets, out_size - 1)
+    columns = np.clip(inputs[:, np.newaxis] - forward.first[outputs], 0, forward.weights.shape[1] - 1)
+    weights = forward.weights[outputs, columns]
+    weights[(offsets >= count[:, np.newaxis]) | unread[:, np.newaxis]] = 0.0
+    return AntialiasTaps(first, count, weights.astype(dtype))
+
+
 _table_lock = threading.Lock()
-_tables: OrderedDict[tuple[int, int, np.dtype], AntialiasTaps] = OrderedDict()
+_tables: OrderedDict[tuple[int, int, np.dtype, bool], AntialiasTaps] = OrderedDict()
 _table_bytes = 0
 
 
-def antialias_taps(in_size: int, out_size: int, dtype: np.dtype) -> AntialiasTaps:
-    """Read-only tables of one axis, least recently used kept up to :data:`TABLE_CACHE_BYTES`."""
+def antialias_taps(in_size: int, out_size: int, dtype: np.dtype, adjoint: bool = False) -> AntialiasTaps:
+    """Read-only tables of one axis (of its adjoint, indexed by input, with ``adjoint``),
+    least recently used kept up to :data:`TABLE_CACHE_BYTES`."""
     global _table_bytes
-    key = (in_size, out_size, np.dtype(dtype))
+    key = (in_size, out_size, np.dtype(dtype), adjoint)
     with _table_lock:
         if key in _tables:
             _tables.move_to_end(key)
             return _tables[key]
-    taps = _build_taps(in_size, out_size, key[2])
+    taps = (_build_adjoint_taps if adjoint else _build_taps)(in_size, out_size, key[2])
     for array in taps:
         array.setflags(write=False)
     size = sum(array.nbytes for array in taps)
@@ -225,12 +248,42 @@ def run_antialias(
     and ``block_rows`` are the tunables :data:`GATHER_COST` and :data:`BLOCK_ROWS`.
     """
     check_antialias_align(align)
+    ys, xs = antialias_taps(in_h, out_h, compute_dtype), antialias_taps(in_w, out_w, compute_dtype)
+    _run(src, dest, ys, xs, rows_per_task, serial, gather_cost, block_rows)
+
+
+def run_antialias_adjoint(
+    grad_out: np.ndarray,
+    grad_in: np.ndarray,
+    in_h: int,
+    in_w: int,
+    compute_dtype: np.dtype,
+    rows_per_task: int,
+    serial: bool,
+    gather_cost: float = GATHER_COST,
+    block_rows: int = BLOCK_ROWS,
+) -> None:
+    """The gradient of :func:`run_antialias` with respect to its input: ``grad_in`` (P, in_h,
+    in_w) from ``grad_out`` (P, out_h, out_w), both C-contiguous in the compute dtype.
+
+    The forward kernels with the transposed tables: every input gathers the outputs that
+    read it in ascending order, so the result is deterministic. ``rows_per_task`` counts
+    rows of ``grad_in``.
+    """
+    out_h, out_w = grad_out.shape[1], grad_out.shape[2]
+    ys = antialias_taps(in_h, out_h, compute_dtype, adjoint=True)
+    xs = antialias_taps(in_w, out_w, compute_dtype, adjoint=True)
+    _run(grad_out, grad_in, ys, xs, rows_per_task, serial, gather_cost, block_rows)
+
+
+def _run(src, dest, ys, xs, rows_per_task, serial, gather_cost, block_rows) -> None:
+    """Resize ``src`` into ``dest`` with the tables ``ys`` and ``xs`` (one entry per row and
+    column of ``dest``)."""
     if not (src.flags.c_contiguous and dest.flags.c_contiguous):
-        raise ValueError("run_antialias needs C-contiguous src and dest")
+        raise ValueError("the antialias kernels need C-contiguous src and dest")
     channels = src.shape[3] if src.ndim == 4 else 1
-    ys = antialias_taps(in_h, out_h, compute_dtype)
-    xs = antialias_taps(in_w, out_w, compute_dtype)
-    flat_src = src.reshape(src.shape[0], in_h, in_w * channels)
+    (items, in_h, in_w), (out_h, out_w) = src.shape[:3], dest.shape[1:3]
+    flat_src = src.reshape(items, in_h, in_w * channels)
     flat_dest = dest.reshape(dest.shape[0], out_h, out_w * channels)
     rows_first = vertical_first(in_h, in_w, ys, xs, gather_cost)
     if serial:

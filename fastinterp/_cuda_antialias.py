@@ -82,9 +82,9 @@ def _pass_kernels(compute: str, store_kind: str, out_dtype: str) -> tuple[Callab
 
 
 @functools.lru_cache(maxsize=64)
-def _device_taps(in_size: int, out_size: int, compute: str, device_id: int) -> tuple[Any, Any, Any]:
-    """The CPU's tables of one axis on the device: first, count and the flat weights."""
-    taps = antialias_taps(in_size, out_size, np.dtype(compute))
+def _device_taps(in_size: int, out_size: int, compute: str, adjoint: bool, device_id: int) -> tuple[Any, Any, Any]:
+    """The CPU's tables of one axis (or of its adjoint) on the device: first, count and the flat weights."""
+    taps = antialias_taps(in_size, out_size, np.dtype(compute), adjoint)
     return cuda.to_device(taps.first), cuda.to_device(taps.count), cuda.to_device(np.ascontiguousarray(taps.weights).ravel())
 
 
@@ -111,29 +111,48 @@ def run_antialias(
     ``compute_dtype`` is float64 for float64 data, else float32, as on the CPU.
     """
     check_antialias_align(align)
-    compute = np.dtype(compute_dtype)
+    _run(src, out, (in_h, out_h), (in_w, out_w), np.dtype(compute_dtype), False, stream, device_id)
+
+
+def run_antialias_adjoint(grad_out: Any, grad_in: Any, compute_dtype: np.dtype, stream: Any = 0, device_id: int = 0) -> None:
+    """The gradient of :func:`run_antialias` with respect to its input: ``grad_in`` (P, H, W)
+    from ``grad_out`` (P, OH, OW), both C-contiguous device arrays in the compute dtype.
+
+    The forward kernels with the transposed tables (see
+    :func:`fastinterp._antialias.run_antialias_adjoint`): a deterministic gather, the CPU's bits.
+    """
+    (in_h, in_w), (out_h, out_w) = grad_in.shape[1:3], grad_out.shape[1:3]
+    _run(grad_out, grad_in, (in_h, out_h), (in_w, out_w), np.dtype(compute_dtype), True, stream, device_id)
+
+
+def _run(src: Any, out: Any, rows: tuple[int, int], cols: tuple[int, int], compute: np.dtype, adjoint: bool,
+         stream: Any, device_id: int) -> None:
+    """Both passes from ``src`` into ``out`` with the tables of (in, out) sizes ``rows`` and
+    ``cols`` (of their adjoints with ``adjoint``, which then run from out to in)."""
     items, channels = src.shape[0], (src.shape[3] if len(src.shape) == 4 else 1)
-    ys_first, ys_count, ys_weights = _device_taps(in_h, out_h, compute.name, device_id)
-    xs_first, xs_count, xs_weights = _device_taps(in_w, out_w, compute.name, device_id)
+    (src_h, src_w), (dest_h, dest_w) = src.shape[1:3], out.shape[1:3]
+    ys_first, ys_count, ys_weights = _device_taps(*rows, compute.name, adjoint, device_id)
+    xs_first, xs_count, xs_weights = _device_taps(*cols, compute.name, adjoint, device_id)
     out_dtype = np.dtype(out.dtype)
     store_kind = "integer" if out_dtype.kind in "ui" else "float"
     vertical, horizontal = _pass_kernels(compute.name, store_kind, out_dtype.name)
     # The first pass writes the intermediate buffer, in the compute dtype.
     to_buffer_vertical, to_buffer_horizontal = _pass_kernels(compute.name, "float", compute.name)
     flat_src, flat_out = src.reshape(src.size), out.reshape(out.size)
-    ys_host, xs_host = antialias_taps(in_h, out_h, compute), antialias_taps(in_w, out_w, compute)
-    if vertical_first(in_h, in_w, ys_host, xs_host):
-        buffer = cuda.device_array(items * out_h * in_w * channels, compute, stream=stream)
+    ys_host = antialias_taps(*rows, compute, adjoint)
+    xs_host = antialias_taps(*cols, compute, adjoint)
+    if vertical_first(src_h, src_w, ys_host, xs_host):
+        buffer = cuda.device_array(items * dest_h * src_w * channels, compute, stream=stream)
         to_buffer_vertical[_grid(buffer.size, device_id), THREADS_PER_BLOCK, stream](
-            flat_src, buffer, ys_first, ys_count, ys_weights, items, out_h, in_h, in_w * channels)
+            flat_src, buffer, ys_first, ys_count, ys_weights, items, dest_h, src_h, src_w * channels)
         horizontal[_grid(flat_out.size, device_id), THREADS_PER_BLOCK, stream](
-            buffer, flat_out, xs_first, xs_count, xs_weights, items * out_h, in_w * channels, out_w * channels, channels)
+            buffer, flat_out, xs_first, xs_count, xs_weights, items * dest_h, src_w * channels, dest_w * channels, channels)
     else:
-        buffer = cuda.device_array(items * in_h * out_w * channels, compute, stream=stream)
+        buffer = cuda.device_array(items * src_h * dest_w * channels, compute, stream=stream)
         to_buffer_horizontal[_grid(buffer.size, device_id), THREADS_PER_BLOCK, stream](
-            flat_src, buffer, xs_first, xs_count, xs_weights, items * in_h, in_w * channels, out_w * channels, channels)
+            flat_src, buffer, xs_first, xs_count, xs_weights, items * src_h, src_w * channels, dest_w * channels, channels)
         vertical[_grid(flat_out.size, device_id), THREADS_PER_BLOCK, stream](
-            buffer, flat_out, ys_first, ys_count, ys_weights, items, out_h, in_h, out_w * channels)
+            buffer, flat_out, ys_first, ys_count, ys_weights, items, dest_h, src_h, dest_w * channels)
 
 
 def resize_host(src: np.ndarray, out_h: int, out_w: int, align: str = "center") -> np.ndarray:

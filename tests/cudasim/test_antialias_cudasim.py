@@ -66,3 +66,18 @@ def test_integers_round_the_float32_result():
 def test_align_other_than_center_is_refused():
     with pytest.raises(ValueError, match="antialias=True is defined only for align"):
         _cuda_antialias.resize_host(np.zeros((1, 4, 4), np.float32), 2, 2, align="corners")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes", SIZES, ids=["down", "up-down", "kept-down"])
+def test_adjoint_matches_cpu(dtype, sizes):
+    """The gradient: the CPU's adjoint gather, bit for bit."""
+    from numba import cuda
+
+    (in_h, in_w), (out_h, out_w) = sizes
+    grad_out = random_array(np.random.default_rng(9), (2, out_h, out_w), dtype)
+    cpu = np.empty((2, in_h, in_w), dtype)
+    _antialias.run_antialias_adjoint(grad_out, cpu, in_h, in_w, np.dtype(dtype), in_h, True)
+    device_grad_in = cuda.device_array((2, in_h, in_w), dtype)
+    _cuda_antialias.run_antialias_adjoint(cuda.to_device(grad_out), device_grad_in, np.dtype(dtype))
+    np.testing.assert_array_equal(device_grad_in.copy_to_host(), cpu)
