@@ -8,10 +8,58 @@ every backend on exactly the same coordinates.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import NamedTuple
+import functools
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
+
+#: Bytes of tap tables each cache keeps (least recently used first out): a bound in entries
+#: would keep gigabytes after a few hundred wide outputs.
+CACHE_BYTES = 64 * 2**20
+
+
+def cached_by_bytes(max_bytes: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An LRU cache of a function returning a tuple of arrays, bounded by the arrays' bytes.
+
+    A result larger than ``max_bytes`` is returned without being kept. ``cache_clear()`` and
+    ``cached_bytes()`` are attached to the wrapper.
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        entries: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        lock = threading.Lock()
+        total = 0
+
+        @functools.wraps(function)
+        def cached(*args: Any) -> Any:
+            nonlocal total
+            with lock:
+                if args in entries:
+                    entries.move_to_end(args)
+                    return entries[args][0]
+            value = function(*args)
+            size = sum(array.nbytes for array in value)
+            with lock:
+                if size <= max_bytes and args not in entries:
+                    entries[args] = (value, size)
+                    total += size
+                    while total > max_bytes:
+                        total -= entries.popitem(last=False)[1][1]
+            return value
+
+        def cache_clear() -> None:
+            nonlocal total
+            with lock:
+                entries.clear()
+                total = 0
+
+        cached.cache_clear = cache_clear
+        cached.cached_bytes = lambda: total
+        return cached
+
+    return decorate
 
 
 class AxisTaps(NamedTuple):
@@ -40,27 +88,40 @@ def _readonly(*arrays: np.ndarray) -> None:
         array.setflags(write=False)
 
 
-@lru_cache(maxsize=256)
+@cached_by_bytes(CACHE_BYTES)
 def axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisTaps:
-    """Taps of the correct algorithm (see :func:`fastinterp.reference.taps`), edges clamped."""
-    dst = np.arange(out_size, dtype=np.float64)
+    """Taps of the correct algorithm (see :func:`fastinterp.reference.taps`), edges clamped.
+
+    Computed in place where possible: a wide axis needs about two float64 arrays of
+    temporaries beside its tables, not ten.
+    """
+    src = np.arange(out_size, dtype=np.float64)
     if align == "center":
-        src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+        src += 0.5
+        src *= in_size / out_size
+        src -= 0.5
+        np.maximum(src, 0.0, out=src)
     elif align == "left":
-        src = dst * (in_size / out_size)
+        src *= in_size / out_size
     else:  # corners
-        src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros(1)
-    first = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    second = np.minimum(first + 1, in_size - 1)
+        src *= (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    floor = np.floor(src)
+    np.minimum(floor, in_size - 1, out=floor)
+    first = floor.astype(np.int64)
+    w_second = np.subtract(src, floor, out=src)
+    del floor
+    second = first + 1
+    np.minimum(second, in_size - 1, out=second)
     # Where both taps are the same (clamped) pixel, weigh it 1 and 0: float32 weights that
     # only nearly sum to 1 would otherwise turn a replicated 3.5 into 3.5000002.
-    w_second = np.where(second == first, 0.0, src - first)
-    taps = AxisTaps(first, second, (1.0 - w_second).astype(dtype), w_second.astype(dtype))
+    w_second[second == first] = 0.0
+    w_first = (1.0 - w_second).astype(dtype, copy=False)  # (in float64, then rounded once)
+    taps = AxisTaps(first, second, w_first, w_second.astype(dtype, copy=False))
     _readonly(*taps)
     return taps
 
 
-@lru_cache(maxsize=256)
+@cached_by_bytes(CACHE_BYTES)
 def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> LegacyAxisTaps:
     """Taps of the original script (see :func:`fastinterp.reference.legacy_src_coord`).
 
@@ -85,7 +146,7 @@ def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -
     return taps
 
 
-@lru_cache(maxsize=64)
+@cached_by_bytes(CACHE_BYTES)
 def interleaved_taps(in_size: int, out_size: int, align: str, dtype: np.dtype, channels: int) -> AxisTaps:
     """:func:`axis_taps` for rows of ``channels`` interleaved values per pixel, read as flat rows.
 
@@ -113,7 +174,7 @@ class InverseTaps(NamedTuple):
     weights: np.ndarray  # compute dtype
 
 
-@lru_cache(maxsize=256)
+@cached_by_bytes(CACHE_BYTES)
 def inverse_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> InverseTaps:
     """The transpose of :func:`axis_taps` in CSR form, for the adjoint on every backend.
 
