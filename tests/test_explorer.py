@@ -254,6 +254,10 @@ def test_grid_shows_every_channel_and_sorts(jobs, session):
     page.fill(".tools input", "3-5, 10")
     assert sorted(shown_channels(page)) == [3, 4, 5, 10]
     assert grid.get_attribute("data-shown") == "4" and page.locator(".count").inner_text() == "4 of 32 channels"
+    page.goto((jobs / "index.html").as_uri() + "#job=grace_hopper&layer=conv2&sort=active&filter=3-5%2C10")
+    page.wait_for_selector("body[data-ready]")  # activity is a scan's statistic: back to the index order
+    assert hash_params(page) == {"job": "grace_hopper", "layer": "conv2", "filter": "3-5,10"}
+    assert shown_channels(page) == [3, 4, 5, 10]
     page.fill(".tools input", "3-x")
     assert page.locator(".tools input.bad").count() == 1 and grid.get_attribute("data-shown") == "32"
     session.check_clean(jobs)

@@ -89,11 +89,14 @@
   }
   // Changes the view: a new history entry for a new layer or channel, the same entry otherwise.
   function go(changes, push) {
+    remember(changes, push);
+    show();
+  }
+  function remember(changes, push) {
     Object.assign(state, changes);
     lastHash = hashOf(state);
     if (push) history.pushState(null, "", lastHash);
     else history.replaceState(null, "", lastHash);
-    show();
   }
   window.addEventListener("hashchange", () => {
     if (location.hash === lastHash) return;
@@ -203,6 +206,7 @@
       renderLayer();
       markNav();
     }
+    if (state.sort !== "index" && !(page.data.stats || {})[state.sort]) remember({ sort: "index" }, false); // e.g. activity: scans only
     if (page.grid) page.grid.update();
     if (state.channel != null && state.channel < page.data.count) openChannel(state.channel); else closeChannel();
   }
