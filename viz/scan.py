@@ -68,6 +68,8 @@ STRIP_ALPHA = 0.5
 STRIP_CMAP = "viridis"
 #: Channels whose strips are drawn together (their top images decoded once, held meanwhile).
 STRIP_CHANNEL_CHUNK = 64
+#: Memory for decoded images kept between chunks of strips.
+STRIP_CACHE_MB = 256
 
 
 # --------------------------------------------------------------------------- paths
@@ -492,8 +494,12 @@ def _strip(scan: LayerScan, channel: int, shown: dict[int, np.ndarray], lut: np.
 
 def _write_strips(target: Path, scan: LayerScan, images: Sequence[str], preprocess: Preprocess, description: str,
                   progress: bool | None) -> None:
-    """``target/<channel>.png`` for every channel, a chunk of channels at a time: each chunk's
-    top images are decoded once (in threads) and dropped after it."""
+    """``target/<channel>.png`` for every channel, a chunk of channels at a time. The images a
+    chunk needs are decoded in threads and kept, least recently used dropped first, up to
+    :data:`STRIP_CACHE_MB` (a chunk's own images are always kept while it is drawn): channels
+    share top images, and decoding dominates otherwise."""
+    from collections import OrderedDict
+
     from PIL import Image
     from tqdm import tqdm
 
@@ -501,19 +507,26 @@ def _write_strips(target: Path, scan: LayerScan, images: Sequence[str], preproce
 
     lut = colormap_lut(STRIP_CMAP).astype(np.float32)
     digits = max(4, len(str(scan.channels - 1)))
+    cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
-    def write(channel: int, shown: dict[int, np.ndarray]) -> None:
+    def write(channel: int) -> None:
         path = _inside(target, target / f"{channel:0{digits}d}.png")
-        Image.fromarray(_strip(scan, channel, shown, lut)).save(path, compress_level=PNG_COMPRESS_LEVEL)
+        Image.fromarray(_strip(scan, channel, cache, lut)).save(path, compress_level=PNG_COMPRESS_LEVEL)
 
     with ThreadPoolExecutor(default_threads()) as pool, \
             tqdm(total=scan.channels, desc=description, unit="ch", disable=None if progress is None else not progress) as bar:
         for first in range(0, scan.channels, STRIP_CHANNEL_CHUNK):
             channels = range(first, min(first + STRIP_CHANNEL_CHUNK, scan.channels))
             wanted = sorted({int(i) for i in scan.top_images[channels.start : channels.stop].ravel() if i >= 0})
-            shown = dict(zip(wanted, pool.map(lambda i: _display_image(images[i], preprocess), wanted)))
-            if shown:
-                for _ in pool.map(lambda c: write(c, shown), channels):
+            missing = [i for i in wanted if i not in cache]
+            cache.update(zip(missing, pool.map(lambda i: _display_image(images[i], preprocess), missing)))
+            for i in wanted:
+                cache.move_to_end(i)
+            if cache:
+                limit = max(len(wanted), int(STRIP_CACHE_MB * 2**20 // next(iter(cache.values())).nbytes))
+                while len(cache) > limit:
+                    cache.popitem(last=False)
+                for _ in pool.map(write, channels):
                     bar.update()
 
 
@@ -568,7 +581,7 @@ def _load_state(out: Path) -> tuple[dict[str, Any], int, _ScanState]:
 def _check_same_scan(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:
     differ = [key for key in current if saved.get(key) != current[key]]
     if differ:
-        raise VizError(f"--resume: {out} holds a scan of another {', '.join(differ)} "
+        raise VizError(f"--resume: the scan in {out} differs in {', '.join(differ)} "
                        f"(saved {'; '.join(f'{k}: {saved.get(k)}' for k in differ)}); use --overwrite to start a new scan")
 
 
@@ -655,7 +668,9 @@ def _scan_here(model: Any, paths: list[str], job: _ScanJob, workers: int, name: 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     if resume:
-        if out is None or not (out / STATE_FILE).is_file():
+        if out is None:
+            raise VizError("resume=True needs the checkpoint_dir of the interrupted scan")
+        if not (out / STATE_FILE).is_file():
             raise VizError(f"--resume: {out} holds no interrupted scan ({STATE_FILE} not found)")
         saved, start, state = _load_state(out)
         _check_same_scan(saved, fingerprint, out)
@@ -708,7 +723,7 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
     """Partitions reduced on the workers, partial states merged pairwise (a tree) there too."""
     import pickle
 
-    from distributed import as_completed
+    from distributed import KilledWorker, as_completed
 
     threads = max(1, sum(client.nthreads().values()))
     size = partition_size or max(job.batch_size, math.ceil(len(paths) / (PARTITIONS_PER_THREAD * threads)))
@@ -729,10 +744,14 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
         held += merged  # every node is held until the end: a lost worker's results are recomputed from it
         level = merged + ([level[-1]] if len(level) % 2 else [])
     sizes = {future.key: stop - first for future, (first, stop) in zip(partials, bounds)}
-    with _progress_bar(len(paths), 0, progress) as bar:
-        for future in as_completed(partials):
-            bar.update(sizes[future.key])
-    return level[0].result()
+    try:
+        with _progress_bar(len(paths), 0, progress) as bar:
+            for future in as_completed(partials):
+                bar.update(sizes[future.key])
+        return level[0].result()
+    except KilledWorker as exc:  # the same partition killed worker after worker
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "KilledWorker"
+        raise VizError(f"the Dask cluster lost a worker on every try of a task ({reason}); see the workers' logs") from None
 
 
 # --------------------------------------------------------------------------- command line
