@@ -25,6 +25,7 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import _api
@@ -52,6 +53,8 @@ def _check_op_arguments(x: torch.Tensor, height: int, width: int, align: str) ->
     _check_tensor(x)
     _size_pair((height, width))
     _api.check_align(align, legacy=False)
+    # (bfloat16 as float16: both are computed through a float32 temporary)
+    _api.check_size((math.prod(x.shape[:-2]),), height, width, np.dtype(f"f{x.element_size()}"))
 
 
 @torch.library.custom_op("fastinterp::resize", mutates_args=())

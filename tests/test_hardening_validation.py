@@ -20,6 +20,7 @@ GRAD = torch.ones(1, 2, 10, 14)
         (5, 7, "CENTER", ValueError, "align must be one of"),
         (0, 7, "center", ValueError, ">= 1"),
         (-1, 7, "center", ValueError, ">= 1"),
+        (5, 2**40, "center", ValueError, "GiB"),
     ],
 )
 def test_the_registered_ops_validate_their_arguments(op, height, width, align, error, message):
