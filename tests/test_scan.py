@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from viz.errors import VizError
-from viz.inputs import original_preprocess
+from viz.inputs import Preprocess, original_preprocess
 from viz.scan import ImageList, collect_scan_images, load_scan, scan
 
 # The module itself: ``viz.scan`` may be exported as the function, shadowing the attribute.
@@ -219,6 +219,13 @@ def test_bad_input_is_one_line(images, tmp_path):
         assert "\n" not in str(error.value)
     with pytest.raises(VizError, match=">= 1"):
         scan(model, [images], ["2"], top=0)
+    from torchvision import transforms
+
+    as_is = Preprocess(transforms.ToTensor(), (0.0,) * 3, (1.0,) * 3, "as is")  # no fixed size
+    for batch_size, message in ((4, "different sizes after preprocessing"), (1, "at one size")):
+        with pytest.raises(VizError, match=message) as error:
+            scan(model, [images], ["2"], batch_size=batch_size, workers=2, preprocess=as_is, progress=False)
+        assert "\n" not in str(error.value)
 
 
 def test_resume_refuses_another_scan(images, tmp_path):

@@ -193,20 +193,19 @@ class _Batch:
     pixels: Any  # (B, 3, H, W) tensor, or None when no image of the batch could be read
     skipped: list[tuple[int, str]]
     count: int  # images in the batch, skipped ones included
+    sizes: list[tuple[int, ...]] = field(default_factory=list)  # several: the images cannot be stacked
 
 
 def _collate(items: list[tuple[int, Any, str | None]]) -> _Batch:
+    """A batch of the readable images (raising here would reach the user wrapped in a DataLoader
+    traceback: a problem is recorded for the main process instead)."""
     import torch
 
     good = [(i, t) for i, t, _ in items if t is not None]
     skipped = [(i, reason) for i, t, reason in items if t is None]
-    pixels = None
-    if good:
-        shapes = {tuple(t.shape) for _, t in good}
-        if len(shapes) > 1:
-            raise VizError(f"images have different sizes after preprocessing ({sorted(shapes)}); use a preprocessing with a fixed size")
-        pixels = torch.stack([t for _, t in good])
-    return _Batch(np.array([i for i, _ in good], np.int64), pixels, skipped, len(items))
+    sizes = sorted({tuple(t.shape) for _, t in good})
+    pixels = torch.stack([t for _, t in good]) if len(sizes) == 1 else None
+    return _Batch(np.array([i for i, _ in good], np.int64), pixels, skipped, len(items), sizes)
 
 
 def _batches(paths: Sequence[str], start: int, stop: int, preprocess: Preprocess, batch_size: int, workers: int) -> Iterator[_Batch]:
@@ -325,6 +324,10 @@ class _ScanState:
             features = np.ascontiguousarray(output.float().cpu().numpy())
             if layer not in self.layers:
                 self.layers[layer] = _LayerState.empty(features.shape[1], features.shape[2:], top)
+            expected = self.layers[layer].top_maps.shape
+            if (features.shape[1], *features.shape[2:]) != (expected[0], *expected[2:]):
+                raise VizError(f"layer {layer!r} gave maps of {features.shape[1:]} after {(expected[0], *expected[2:])}: "
+                               "images must reach the model at one size")
             self.layers[layer].add_batch(batch.indices, features)
         if self.input_size is None:
             self.input_size = tuple(batch.pixels.shape[2:])
@@ -366,6 +369,8 @@ def _reduce_range(
     state = state or _ScanState()
     position = start
     for batch in _batches(paths, start, stop, job.preprocess, job.batch_size, workers):
+        if len(batch.sizes) > 1:
+            raise VizError(f"images have different sizes after preprocessing ({batch.sizes}); use a preprocessing with a fixed size")
         if batch.pixels is not None:
             captured = capture_features(model, batch.pixels.to(job.device), job.layers)
             state.add(batch, {layer: captured[layer] for layer in job.layers}, job.top)
