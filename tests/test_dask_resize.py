@@ -190,7 +190,7 @@ def test_import_fastinterp_does_not_import_dask():
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=40
+        n_workers=2, processes=True, threads_per_worker=1, scheduler_kwargs={"dashboard": False}, silence_logs=40
     )
     with cluster, distributed.Client(cluster) as connected:
         yield connected
