@@ -35,6 +35,7 @@ def test_tap_caches_are_bounded_in_bytes():
 
 
 def test_a_wide_output_needs_temporaries_proportional_to_it():
+    fastinterp.resize(np.ones((1, 2), np.float32), size=(1, 1000))  # compiled before measuring
     _clear_caches()
     tracemalloc.start()
     try:
@@ -42,8 +43,9 @@ def test_a_wide_output_needs_temporaries_proportional_to_it():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    # The output, its int64 and float32 tap tables (6x) and their float64 construction.
-    assert peak <= 15 * out.nbytes
+    # The output, its int64 and float32 tap tables (6x) and their in-place float64
+    # construction: 10x here (14x when every step made a new float64 array).
+    assert peak <= 12 * out.nbytes
     _clear_caches()
 
 
