@@ -195,11 +195,20 @@ def test_strip_tiles_are_crops_around_the_maximum():
     assert (strip[0, 0] == np.rint(0.5 * image[16, 16])).all()  # far from it: colour 0
 
 
-def test_layer_directory_names_are_safe_and_unique():
-    dirs = scanning.layer_dirs(["layer4[-1]", "layer4_-1_", "../etc", ".hidden", "a/b", "scan.json", ""])
-    assert list(dirs.values()) == ["layer4_-1_", "layer4_-1_-2", "_._etc", "_hidden", "a_b", "scan.json-2", "_"]
-    with pytest.raises(VizError, match="outside the output directory"):
-        scanning._inside(Path("/tmp/out"), Path("/tmp/out/../elsewhere"))
+def test_layer_directory_names_are_safe_and_unique(tmp_path):
+    names = ["layer4", "layer4.2", "../etc", ".hidden", "a/b", "scan.json", "", "a_b"]
+    dirs = scanning.layer_dirs(names)
+    assert dirs["layer4"] == "layer4" and dirs["layer4.2"] == "layer4.2"  # canonical names stay readable
+    assert len(set(dirs.values())) == len(names) and not {"scan.json", scanning.STATE_FILE} & set(dirs.values())
+    for name in dirs.values():
+        assert name and "/" not in name and not name.startswith(".")
+        assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+    header = json.loads(json.dumps({"layers": {"x": {"dir": "../outside", "channels": 1, "map_size": [1, 1]}}}))
+    (tmp_path / "scan.json").write_text(json.dumps({"format": "fastinterp-scan", "version": 1, "images": [], "skipped": [],
+                                                    "model": "m", "weights": "w", "input_size": [1, 1], "top": 1,
+                                                    "complete": True, **header}))
+    with pytest.raises(VizError, match="outside the scan"):
+        load_scan(tmp_path)
 
 
 def test_bad_input_is_one_line(images, tmp_path):

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -37,6 +36,7 @@ import numpy as np
 
 from .errors import VizError
 from .inputs import IMAGE_SUFFIXES, Preprocess
+from .paths import inside, printable, unique_components
 from .staging import STAGING_PREFIX
 
 FORMAT_NAME = "fastinterp-scan"
@@ -74,35 +74,11 @@ STRIP_CACHE_MB = 256
 
 # --------------------------------------------------------------------------- paths
 
-def _safe_component(name: str) -> str:
-    """``name`` as one harmless path component: [A-Za-z0-9._-] only, no leading dot, not empty."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    cleaned = re.sub(r"^\.", "_", cleaned)
-    return cleaned or "_"
-
-
-def _inside(root: Path, path: Path) -> Path:
-    """``path`` resolved, after proving it lies inside ``root`` (a :class:`VizError` otherwise)."""
-    resolved_root, resolved = root.resolve(), path.resolve()
-    if resolved != resolved_root and resolved_root not in resolved.parents:
-        raise VizError(f"refusing to write {path}: it resolves outside the output directory {root}")
-    return resolved
-
-
 def layer_dirs(layers: Sequence[str]) -> dict[str, str]:
-    """Layer name -> its directory name in the output: safe, unique, never a reserved name."""
-    reserved = {SCAN_FILE, STATE_FILE}
-    taken: set[str] = set()
-    names = {}
-    for layer in layers:
-        base = _safe_component(layer)
-        name, n = base, 1
-        while name in taken or name in reserved:
-            n += 1
-            name = f"{base}-{n}"
-        taken.add(name)
-        names[layer] = name
-    return names
+    """Layer name -> its directory name in the output: safe, unique, never a name the scan
+    itself uses (a layer named ``scan.json`` gets ``scan.json-2``)."""
+    reserved = [SCAN_FILE, STATE_FILE]
+    return dict(zip(layers, unique_components([*reserved, *layers])[len(reserved):]))
 
 
 def _remove(root: Path, path: Path) -> None:
@@ -112,13 +88,13 @@ def _remove(root: Path, path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
     else:
-        shutil.rmtree(_inside(root, path))
+        shutil.rmtree(inside(root, path))
 
 
 def _write_atomically(root: Path, relative: str, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write ``root/relative`` through a temporary file in ``root`` and ``os.replace``: a reader
     (or a resumed scan after a kill) sees the old file or the new one, never half of one."""
-    final = _inside(root, root / relative)
+    final = inside(root, root / relative)
     handle = tempfile.NamedTemporaryFile(mode, dir=root, prefix=TEMP_PREFIX, delete=False)
     try:
         with handle:
@@ -410,7 +386,7 @@ class ScanResult:
         dirs = layer_dirs(list(self.layers))
         with OutputStaging(out, overwrite=overwrite) as staging:
             for layer, scan in self.layers.items():
-                _inside(out, out / dirs[layer])
+                inside(out, out / dirs[layer])
                 target = staging.claim(dirs[layer])
                 _write_stats(target / STATS_FILE, scan)
                 if scan.top_maps is not None and self.preprocess is not None:
@@ -445,7 +421,10 @@ def load_scan(out_dir: Path | str) -> ScanResult:
         raise VizError(f"{out / SCAN_FILE} is not a {FORMAT_NAME} version {FORMAT_VERSION} file")
     layers = {}
     for layer, info in header["layers"].items():
-        stats_path = out / _safe_component(str(info["dir"])) / STATS_FILE
+        try:  # the file's own word for where its layers are is not trusted
+            stats_path = inside(out, out / str(info["dir"]) / STATS_FILE)
+        except VizError:
+            raise VizError(f"{out / SCAN_FILE} puts layer {printable(layer)!r} outside the scan: {printable(str(info['dir']))!r}") from None
         try:
             with np.load(stats_path, allow_pickle=False) as stats:
                 arrays = {key: stats[key] for key in ("mean", "max", "active", "top_images", "top_scores", "top_where")}
@@ -515,7 +494,7 @@ def _write_strips(target: Path, scan: LayerScan, images: Sequence[str], preproce
     cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def write(channel: int) -> None:
-        path = _inside(target, target / f"{channel:0{digits}d}.png")
+        path = inside(target, target / f"{channel:0{digits}d}.png")
         Image.fromarray(_strip(scan, channel, cache, lut)).save(path, compress_level=PNG_COMPRESS_LEVEL)
 
     with ThreadPoolExecutor(default_threads()) as pool, \
@@ -646,7 +625,7 @@ def scan(
         state = _scan_on_cluster(client, model, paths, job, partition_size, progress)
     if not state.layers:
         first = state.skipped[0] if state.skipped else (0, "")
-        raise VizError(f"none of the {len(paths)} images could be read (first: {first[1]})")
+        raise VizError(f"none of the {len(paths)} images could be read (first: {printable(first[1])})")
     return _result(state, paths, job, name, weights, complete=True)
 
 
