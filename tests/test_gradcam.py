@@ -13,7 +13,7 @@ from torch import nn
 
 import fastinterp
 from viz.errors import VizError
-from viz.gradcam import GRADCAM_OVERLAY, gradcam, write_gradcam
+from viz.gradcam import GRADCAM_OVERLAY, gradcam, layer_maps, write_gradcam
 from viz.render import RenderOptions, colormap_lut, palette_indices
 
 
@@ -185,8 +185,11 @@ def test_a_reused_module_is_refused():
     relu = nn.ReLU()
     model = nn.Sequential(nn.Conv2d(3, 4, 3), relu, nn.Conv2d(4, 4, 3), relu, nn.Flatten(), nn.LazyLinear(3))
     model(images(1, 8))  # materialise the lazy layer
-    with pytest.raises(VizError, match=r"^layer '1' ran 2 times in one forward pass \(a module the model reuses\)"):
+    message = r"^layer '1' ran 2 times in one forward pass \(a module the model reuses, .*\): its calls cannot be told apart"
+    with pytest.raises(VizError, match=message):
         gradcam(model.eval(), images(1, 8), "1")
+    with pytest.raises(VizError, match=message):  # the maps alone too: never silently the first call
+        layer_maps(model, images(1, 8), ["0", "1"], cams=False)
 
 
 def test_write_gradcam_files_and_manifest_entry(cnn, tmp_path):

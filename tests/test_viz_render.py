@@ -138,3 +138,20 @@ def test_scale_input_upsamples_to_the_input_image(tmp_path, features):
     np.testing.assert_array_equal(read_rgb(tmp_path / "channels" / "0001.png"), expected_rgb(channel, channel.min(), channel.max()))
     with pytest.raises(VizError, match="^--scale input needs the input image$"):
         render_layer(features, tmp_path / "none", RenderOptions(scale=None))
+
+
+def test_progress_counts_each_channel_once_when_chunks_are_not_multiples_of_the_write_batch(tmp_path):
+    """The bug behind "2158ch of 2048": a chunk's last writer task was counted as a full batch."""
+    import threading
+
+    maps = np.random.default_rng(1).standard_normal((40, 3, 3)).astype(np.float32)
+    one_channel_mb = 10 * 12 * 12 / 2**20  # BYTES_PER_CHUNK_PIXEL per pixel of a 12x12 channel
+    counted, lock = [], threading.Lock()
+
+    def progress(n: int) -> None:
+        with lock:
+            counted.append(n)
+
+    render_layer(maps, tmp_path, RenderOptions(scale=4, chunk_mb=18 * one_channel_mb, threads=3), progress=progress)
+    assert sum(counted) == 40 and len(list((tmp_path / "channels").iterdir())) == 40
+    assert sorted(counted) == sorted([16, 2, 16, 2, 4])  # chunks of 18, 18 and 4 channels

@@ -11,14 +11,14 @@ its head starts at zero) the map is zero; a layer the score is not computed from
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from .errors import VizError
 from .layers import eval_mode, resolve_layer
 from .render import RenderOptions, colormap_lut, overlay, upsample, write_map
-from .tokens import to_spatial_maps
+from .tokens import MapReader
 
 #: Files :func:`write_gradcam` adds to a layer's folder (the map takes the channel images' format).
 GRADCAM_STEM = "gradcam"
@@ -56,55 +56,115 @@ def _target_classes(scores: Any, target_class: int | None) -> Any:
     return torch.full((scores.shape[0],), target_class, dtype=torch.long, device=scores.device)
 
 
+class LayerMaps(NamedTuple):
+    """What one forward pass gives for the drawn layers of a batch."""
+
+    maps: dict[str, Any]  # canonical layer name -> (N, C, h, w) float32 CPU tensor
+    cams: dict[str, GradCam] | None  # Grad-CAM of each layer, when asked for
+
+
+def _reuse_error(name: str, calls: int) -> VizError:
+    return VizError(
+        f"layer {name!r} ran {calls} times in one forward pass (a module the model reuses, e.g. one ReLU "
+        "for several places): its calls cannot be told apart, so it is not drawn; pick a layer that runs "
+        "once, such as the block around it (see --list-layers)"
+    )
+
+
+def layer_maps(model: Any, x: Any, layers: Sequence[str], *, cams: bool = True, target_class: int | None = None) -> LayerMaps:
+    """One forward pass of the (N, 3, H, W) batch ``x``: the maps of ``layers`` (read by
+    :mod:`viz.tokens`) and, with ``cams``, their Grad-CAM from one backward pass.
+
+    The model runs in eval mode (each module's mode restored) and whole, so a module that runs
+    more than once is found and refused. Autograd records only from the first drawn layer on
+    (its output becomes the graph's leaf), so the cost is one forward pass plus a backward
+    through the layers after it. ``target_class``: as in :func:`gradcam`.
+    """
+    import torch
+
+    names = list(dict.fromkeys(resolve_layer(model, layer) for layer in layers))
+    modules = dict(model.named_modules())
+    outputs: dict[str, Any] = {}
+    calls = dict.fromkeys(names, 0)
+
+    def make_hook(name: str) -> Any:
+        def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+            calls[name] += 1
+            tensor = output[0] if isinstance(output, (tuple, list)) and output else output
+            if calls[name] > 1:
+                return None
+            if not isinstance(tensor, torch.Tensor):
+                raise VizError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
+            if not cams:
+                outputs[name] = tensor.detach().clone()  # later in-place operations must not change ours
+                return None
+            torch.set_grad_enabled(True)  # the graph starts at the first drawn layer: nothing before it is kept
+            kept = tensor if tensor.requires_grad else tensor.detach().requires_grad_(tensor.is_floating_point())
+            outputs[name] = kept
+            # the rest of the model gets a copy, so its in-place operations leave ours intact
+            if isinstance(output, torch.Tensor):
+                return kept.clone()
+            return type(output)((kept.clone(), *output[1:])) if type(output) in (tuple, list) else None
+
+        return hook
+
+    handles = [modules[name].register_forward_hook(make_hook(name)) for name in names]
+    try:
+        with eval_mode(model), torch.inference_mode(not cams), torch.no_grad():
+            # a copy made here is an ordinary tensor even when the caller made x under inference_mode
+            result = model(x.detach().clone() if cams else x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name in names:
+        if calls[name] > 1:
+            raise _reuse_error(name, calls[name])
+        if calls[name] == 0:
+            raise VizError(f"layer {name!r} did not run during the forward pass")
+    input_hw = tuple(x.shape[-2:])
+    reader = MapReader(model)
+    maps = {name: reader.maps(outputs[name], name, input_hw) for name in names}
+    found = None
+    if cams:
+        with torch.inference_mode(False), torch.enable_grad():  # even inside the caller's inference_mode
+            found = _cams(result, outputs, maps, names, reader, input_hw, target_class)
+    return LayerMaps({name: m.detach().float().cpu() for name, m in maps.items()}, found)
+
+
+def _cams(result: Any, outputs: dict[str, Any], maps: dict[str, Any], names: list[str], reader: MapReader,
+          input_hw: tuple[int, int], target_class: int | None) -> dict[str, GradCam]:
+    """Grad-CAM of every layer of ``names`` from one backward pass of the target scores."""
+    import torch
+
+    scores = _scores(result)
+    chosen = _target_classes(scores, target_class)
+    target = scores.gather(1, chosen[:, None])[:, 0]
+    leaves = [outputs[name] for name in names]
+    gradients: Sequence[Any] = [None] * len(names)
+    if target.requires_grad:
+        # each image's score depends on its own maps only (eval mode), so one backward serves the batch
+        gradients = torch.autograd.grad(target.sum(), leaves, allow_unused=True)
+    found = {}
+    for name, gradient in zip(names, gradients):
+        if gradient is None:
+            raise VizError(f"the model's class scores do not depend on layer {name!r}: no Grad-CAM for it")
+        weights = reader.maps(gradient, name, input_hw).mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((weights * maps[name].detach()).sum(dim=1))
+        found[name] = GradCam(
+            cam.float().cpu().numpy(), chosen.cpu().numpy().astype(np.int64), target.detach().float().cpu().numpy()
+        )
+    return found
+
+
 def gradcam(model: Any, x: Any, layer: str, target_class: int | None = None) -> GradCam:
     """Grad-CAM of ``layer`` (dotted name) for the (N, 3, H, W) batch ``x``.
 
     ``target_class``: the class explained for every image; None: each image's predicted
     class. One forward and one backward pass; the model's parameters' ``.grad`` are untouched.
     """
-    import torch
-
-    name = resolve_layer(model, layer)
-    module = dict(model.named_modules())[name]
-    outputs: list[Any] = []
-
-    def keep(_module: Any, _inputs: Any, output: Any) -> Any:
-        tensor = output[0] if isinstance(output, (tuple, list)) else output
-        outputs.append(tensor)
-        if isinstance(output, torch.Tensor):
-            # the rest of the model gets a copy, so its in-place operations leave ours intact
-            return output.clone()
-        return None
-
-    handle = module.register_forward_hook(keep)
-    # grad mode for the whole computation, even inside the caller's no_grad or inference_mode
-    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-        try:
-            # an input that needs gradients keeps a graph even when every parameter is frozen
-            scores = _scores(model(x.detach().clone().requires_grad_(True)))
-        finally:
-            handle.remove()
-        if len(outputs) != 1:
-            raise VizError(
-                f"layer {name!r} ran {len(outputs)} times in one forward pass"
-                f"{' (a module the model reuses)' if outputs else ''}; Grad-CAM needs a layer that runs once"
-            )
-        chosen = _target_classes(scores, target_class)
-        target = scores.gather(1, chosen[:, None])[:, 0]
-        activation = outputs[0]
-        input_hw = tuple(x.shape[-2:])
-        maps = to_spatial_maps(activation, model, name, input_hw)
-        # each image's score depends on its own maps only (eval mode), so one backward serves the batch
-        (gradient,) = torch.autograd.grad(target.sum(), activation, allow_unused=True)
-        if gradient is None:
-            raise VizError(f"the model's class scores do not depend on layer {name!r}: no Grad-CAM for it")
-        weights = to_spatial_maps(gradient, model, name, input_hw).mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * maps).sum(dim=1))
-    return GradCam(
-        cam.detach().float().cpu().numpy(),
-        chosen.cpu().numpy().astype(np.int64),
-        target.detach().float().cpu().numpy(),
-    )
+    found = layer_maps(model, x, [layer], target_class=target_class).cams
+    assert found is not None
+    return next(iter(found.values()))
 
 
 def write_gradcam(

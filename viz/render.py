@@ -362,6 +362,7 @@ def _rounded(values: np.ndarray) -> list[float]:
 
 def _write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, progress: Callable[[int], None] | None) -> None:
     """One writer task: a few channels, so the pool's per-task overhead stays small."""
+    assert len(paths) == len(indices), "one file per channel"
     for path, channel in zip(paths, indices):
         write_indexed(path, channel, lut)
     if progress is not None:
@@ -413,13 +414,17 @@ def render_layer(
     image: np.ndarray | None = None,
     context: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    extra: dict[str, Any] | None = None,
+    extra_files: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write every channel, the sum/mean/max maps, the top-k sheet, the overlay and
     ``manifest.json`` for one layer's (C, h, w) feature maps into the existing ``target``.
 
     ``image`` is the (H, W, 3) uint8 input as the network saw it (for the overlay and for
     ``scale=None``); ``context`` (model, weights, layer, image, ...) goes into the manifest;
-    ``progress(n)`` is called as channels are written. Returns the manifest.
+    ``progress(n)`` is called as channels are written (n channels each time, C in all).
+    ``extra`` (e.g. the Grad-CAM entry) is merged into the manifest and ``extra_files``, files
+    the caller wrote into ``target``, are listed with the others. Returns the manifest.
     """
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.ndim != 3:
@@ -453,10 +458,12 @@ def render_layer(
             indices = palette_indices(up, lo[:, None, None], hi[:, None, None])
             del up
             _finish(writing)  # at most one chunk is being written while the next one is computed
+            end = start + len(indices)
+            # each task's files end with the chunk, so progress counts exactly the channels written
             writing = [
-                pool.submit(_write_batch, [target / f for f in channel_files[first : first + WRITE_BATCH]],
+                pool.submit(_write_batch, [target / f for f in channel_files[first : min(first + WRITE_BATCH, end)]],
                             indices[first - start : first - start + WRITE_BATCH], lut, progress)
-                for first in range(start, start + len(indices), WRITE_BATCH)
+                for first in range(start, end, WRITE_BATCH)
             ]
         # The summaries, the sheet and the overlay are drawn while the last chunk is written.
         summary_info, sum_map = _write_summaries(features, max_map, size, target, options, lut)
@@ -471,7 +478,7 @@ def render_layer(
             Image.fromarray(overlay(image, sum_map, lut, options.alpha)).save(target / "overlay.png")
             overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
             files.append("overlay.png")
-        files.append("manifest.json")
+        files += [*extra_files, "manifest.json"]
         _finish(writing)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -496,6 +503,7 @@ def render_layer(
             "scale_lo": _rounded(scales[:, 0]),
             "scale_hi": _rounded(scales[:, 1]),
         },
+        **(extra or {}),
         "files": files,
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=1))
