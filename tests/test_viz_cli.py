@@ -64,7 +64,8 @@ def test_default_arguments_are_the_main_job():
     args = cli.build_parser().parse_args([])
     assert (args.model, args.weights, args.out, args.scale, args.norm, args.cmap, args.format) == (
         "resnet50", "imagenet", Path("viz-out"), 8.0, "channel", "viridis", "png")
-    assert cli._layers(args) == ["layer4"]
+    assert cli._layers(args) is None  # the model's default layer (layer4 for ResNet-50)
+    assert (args.input_size, args.batch_size, args.target_class, args.no_gradcam) == (None, 8, None, False)
     assert viz.inputs.default_image().name == "grace_hopper.jpg" and viz.inputs.default_image().is_file()
 
 
@@ -76,17 +77,18 @@ def test_cli_end_to_end_in_a_fresh_process(images, tmp_path):
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    target = out / "cat" / "layer4"
+    target = out / "resnet18" / "cat" / "layer4"
     assert result.stdout.splitlines() == [
         "model: resnet18, weights: random init (--weights none)",
         "preprocessing: resize 64x64 bicubic, ImageNet mean/std",
         f"{images / 'cat.png'} layer4 -> {target}/: 512 channel images (channels/0000.png .. channels/0511.png), "
-        "sum.png, mean.png, max.png, sheet.png, overlay.png, manifest.json",
+        "sum.png, mean.png, max.png, sheet.png, overlay.png, gradcam.png, gradcam_overlay.png, manifest.json",
+        f"open: {(out / 'index.html').as_uri()}",
     ]
     expected = [f"channels/{i:04d}.png" for i in range(512)] + [
-        "manifest.json", "max.png", "mean.png", "overlay.png", "sheet.png", "sum.png"]
+        "gradcam.png", "gradcam_overlay.png", "manifest.json", "max.png", "mean.png", "overlay.png", "sheet.png", "sum.png"]
     assert tree(target) == sorted(expected)
-    assert os.listdir(out) == ["cat"]  # no staging directory left
+    assert sorted(os.listdir(out)) == [".explorer", "index.html", "resnet18"]  # no staging directory left
     manifest = json.loads((target / "manifest.json").read_text())
     assert (manifest["model"], manifest["weights"], manifest["layer"]) == ("resnet18", "random init (--weights none)", "layer4")
     assert manifest["feature_shape"] == [512, 2, 2] and manifest["image_size"] == [16, 16]
@@ -101,10 +103,10 @@ def test_files_and_folders_several_layers_and_repeated_names(images, tmp_path):
     code, out, err = run_cli(images / "cat.png", tmp_path / "more", *SMALL, "--layer", "layer1[-1]", "--weights", "none",
                              "--out", tmp_path / "out", "--quiet")
     assert (code, out) == (0, ""), err
-    dirs = sorted({str(Path(f).parent.parent) if "channels" in f else str(Path(f).parent) for f in tree(tmp_path / "out")})
+    dirs = sorted({str(Path(f).parent.parent) if "channels" in f else str(Path(f).parent) for f in tree(tmp_path / "out" / "resnet18")})
     assert dirs == sorted(f"{name}/{layer}" for name in ("cat", "cat-2") for layer in ("layer1.1", "layer2"))
-    assert len(list((tmp_path / "out" / "cat-2" / "layer1.1" / "channels").iterdir())) == 64
-    manifest = json.loads((tmp_path / "out" / "cat-2" / "layer2" / "manifest.json").read_text())
+    assert len(list((tmp_path / "out" / "resnet18" / "cat-2" / "layer1.1" / "channels").iterdir())) == 64
+    manifest = json.loads((tmp_path / "out" / "resnet18" / "cat-2" / "layer2" / "manifest.json").read_text())
     assert manifest["image"] == str(tmp_path / "more" / "cat.bmp")
 
 
@@ -124,7 +126,7 @@ def test_checkpoint_round_trip(images, tmp_path, wrap):
     assert code == 0, err
     viz.visualize(model, [images / "cat.png"], ["layer2"], tmp_path / "api",
                   options=viz.RenderOptions(top_k=4), preprocess=original_preprocess(64))
-    cli_dir, api_dir = tmp_path / "cli" / "cat" / "layer2", tmp_path / "api" / "cat" / "layer2"
+    cli_dir, api_dir = tmp_path / "cli" / "resnet18" / "cat" / "layer2", tmp_path / "api" / "cat" / "layer2"
     for name in [f"channels/{i:04d}.png" for i in range(128)] + ["sum.png", "max.png", "overlay.png"]:
         np.testing.assert_array_equal(pixels(cli_dir / name), pixels(api_dir / name))
     manifest = json.loads((cli_dir / "manifest.json").read_text())
@@ -144,7 +146,7 @@ def test_imagenet_weights_fall_back_to_random_init_with_a_warning(images, tmp_pa
         "[Errno -2] Name or service not known>); using RANDOM weights, so the maps show an untrained network\n"
     )
     assert out.splitlines()[0] == "model: resnet18, weights: random init (ImageNet weights ResNet18_Weights.IMAGENET1K_V1 unavailable)"
-    assert (tmp_path / "out" / "cat" / "layer2" / "manifest.json").is_file()
+    assert (tmp_path / "out" / "resnet18" / "cat" / "layer2" / "manifest.json").is_file()
 
 
 def test_imagenet_weights_are_loaded_when_they_can_be_had(images, tmp_path, monkeypatch):
@@ -154,14 +156,14 @@ def test_imagenet_weights_are_loaded_when_they_can_be_had(images, tmp_path, monk
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == "model: resnet18, weights: ImageNet (ResNet18_Weights.IMAGENET1K_V1)"
     viz.visualize(trained, [images / "cat.png"], ["layer2"], tmp_path / "api", preprocess=original_preprocess(64))
-    np.testing.assert_array_equal(pixels(tmp_path / "cli" / "cat" / "layer2" / "sum.png"),
+    np.testing.assert_array_equal(pixels(tmp_path / "cli" / "resnet18" / "cat" / "layer2" / "sum.png"),
                                   pixels(tmp_path / "api" / "cat" / "layer2" / "sum.png"))
 
 
 def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, tmp_path):
     code, out, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", "none", "--out", tmp_path)
     assert code == 0, err
-    target = tmp_path / "compare" / "cat" / "layer2"
+    target = tmp_path / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2"
     assert tree(target) == sorted(["difference.png", "manifest.json", "panel_sheet.png", "panel_sum.png",
                                    "sheet_a.png", "sheet_b.png", "sum_a.png", "sum_b.png"])
     np.testing.assert_array_equal(pixels(target / "sum_a.png"), pixels(target / "sum_b.png"))
@@ -178,36 +180,76 @@ def test_compare_two_checkpoints_on_one_shared_scale(images, tmp_path):
     torch.save(random_resnet18(seed=5).state_dict(), checkpoint)
     code, _, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", checkpoint, "--out", tmp_path / "o")
     assert code == 0, err
-    manifest = json.loads((tmp_path / "o" / "compare" / "cat" / "layer2" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "o" / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2" / "manifest.json").read_text())
     assert manifest["difference"]["max_abs"] > 0
-    sum_a, sum_b = (pixels(tmp_path / "o" / "compare" / "cat" / "layer2" / f"sum_{s}.png") for s in "ab")
+    sum_a, sum_b = (pixels(tmp_path / "o" / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2" / f"sum_{s}.png") for s in "ab")
     assert min(sum_a.min(), sum_b.min()) == 0 and max(sum_a.max(), sum_b.max()) == 255  # one scale spans both
     assert manifest["b"] == f"resnet18, weights: checkpoint {checkpoint}"
 
 
 def test_no_overwrite_unless_asked(images, tmp_path):
     out = tmp_path / "out"
+    job = out / "resnet18" / "cat" / "layer2"
     assert run_cli(images / "cat.png", *SMALL, "--weights", "none", "--out", out, "--quiet")[0] == 0
-    before = {name: (out / "cat" / "layer2" / name).read_bytes() for name in tree(out / "cat" / "layer2")}
+    before = {name: (job / name).read_bytes() for name in tree(job)}
     code, stdout, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--cmap", "magma", "--out", out)
     assert (code, stdout) == (2, "")
-    assert err == (f"fastinterp-viz: error: {out / 'cat' / 'layer2'} already exists; pass --overwrite to replace it, "
+    assert err == (f"fastinterp-viz: error: {job} already exists; pass --overwrite to replace it, "
                    "or choose another --out\n")
-    assert {name: (out / "cat" / "layer2" / name).read_bytes() for name in tree(out / "cat" / "layer2")} == before
+    assert {name: (job / name).read_bytes() for name in tree(job)} == before
     code, _, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--cmap", "magma", "--out", out, "--overwrite")
     assert code == 0, err
-    assert (out / "cat" / "layer2" / "sum.png").read_bytes() != before["sum.png"]
-    assert json.loads((out / "cat" / "layer2" / "manifest.json").read_text())["colormap"] == "magma"
-    assert os.listdir(out) == ["cat"]
+    assert (job / "sum.png").read_bytes() != before["sum.png"]
+    assert json.loads((job / "manifest.json").read_text())["colormap"] == "magma"
+    assert sorted(os.listdir(out)) == [".explorer", "index.html", "resnet18"]
+
+
+def test_checks_that_need_no_weights_come_before_the_model_is_built(images, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert run_cli(images / "cat.png", *SMALL, "--weights", "none", "--out", out, "--quiet")[0] == 0
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(models, "build_model", no_build)
+    cat = images / "cat.png"
+    cases = {
+        "existing output": ([*SMALL, "--out", out], "already exists"),
+        "target class": ([*SMALL, "--target-class", "1000", "--out", tmp_path / "o"],
+                         "--target-class 1000 is out of range: the model has 1000 classes (0..999)"),
+        "fixed input size": (["--model", "vit_b_16", "--input-size", "64", "--layer", "conv_proj", "--out", tmp_path / "o"],
+                             "VisionTransformer takes only 224x224 inputs (its fixed input size), not 64x64"),
+        "not drawable": ([*SMALL, "--layer", "avgpool,fc", "--out", tmp_path / "o"], "layer 'fc' outputs shape (1, 1000), not a spatial map"),
+        "reused module": ([*SMALL, "--layer", "layer1.0.relu", "--out", tmp_path / "o"], "layer 'layer1.0.relu' ran 2 times"),
+        "output too large": ([*SMALL, "--max-output-gb", "0.001", "--out", tmp_path / "o"], "this run would write up to"),
+        "batch size": ([*SMALL, "--batch-size", "0", "--out", tmp_path / "o"], "--batch-size must be >= 1"),
+    }
+    for case, (argv, message) in cases.items():
+        code, stdout, err = run_cli(cat, "--weights", "none", *argv)
+        assert (code, stdout) == (2, ""), case
+        assert err.startswith("fastinterp-viz: error: ") and message in err and err.count("\n") == 1, (case, err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_two_models_share_one_out_without_colliding(images, tmp_path):
+    for model in ("resnet18", "resnet34"):
+        code, _, err = run_cli(images / "cat.png", "--model", model, "--weights", "none", "--input-size", "64",
+                               "--layer", "layer4", "--top-k", "2", "--out", tmp_path, "--quiet")
+        assert code == 0, err
+    for model in ("resnet18", "resnet34"):
+        manifest = json.loads((tmp_path / model / "cat" / "layer4" / "manifest.json").read_text())
+        assert manifest["model"] == model and manifest["gradcam"]["file"] == "gradcam.png"
 
 
 def test_list_layers(capsys):
     code, out, _ = run_cli("--model", "resnet18", "--input-size", "64", "--list-layers")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "layers of resnet18 (output shapes for a 1x3x64x64 input):"
-    assert "  layer4                           Sequential           (1, 512, 2, 2)" in lines
-    assert "  layer4.1.conv2                   Conv2d               (1, 512, 2, 2)" in lines
+    assert lines[0] == "layers of resnet18 (output shapes for a 1x3x64x64 input; '-': cannot be drawn):"
+    assert "  layer4                                   Sequential             (1, 512, 2, 2)         512 maps 2x2  <- default" in lines
+    assert "  layer4.1.conv2                           Conv2d                 (1, 512, 2, 2)         512 maps 2x2" in lines
+    assert "  fc                                       Linear                 (1, 1000)              -" in lines
+    assert lines[-1] == "default layer: layer4"
 
 
 def test_preprocessing_can_follow_the_weights_transforms(images, tmp_path):
@@ -215,7 +257,7 @@ def test_preprocessing_can_follow_the_weights_transforms(images, tmp_path):
                              "--layer", "layer4", "--top-k", "2", "--out", tmp_path)
     assert code == 0, err
     assert out.splitlines()[1] == "preprocessing: transforms of ResNet18_Weights.IMAGENET1K_V1"
-    manifest = json.loads((tmp_path / "cat" / "layer4" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "resnet18" / "cat" / "layer4" / "manifest.json").read_text())
     assert manifest["input_shape"] == [1, 3, 224, 224] and manifest["feature_shape"] == [512, 7, 7]
 
 
@@ -249,7 +291,7 @@ def _error_cases(tmp_path: Path, images: Path) -> dict[str, tuple[list, str]]:
         "missing checkpoint": ([cat, "--weights", tmp_path / "net_120.pth"], f"cannot read checkpoint {tmp_path / 'net_120.pth'}: no such file"),
         "out dir not writable": ([cat, "--out", tmp_path / "a-file" / "out"],
                                  f"cannot create output directory {tmp_path / 'a-file' / 'out'}: Not a directory"),
-        "not a feature map (after a layer was rendered)": ([cat, "--layer", "layer1,fc"], "layer 'fc' outputs shape (1, 1000), not (N, C, H, W) feature maps"),
+        "not a feature map": ([cat, "--layer", "layer1,fc"], "layer 'fc' outputs shape (1, 1000), not a spatial map"),
         "compare of different shapes": ([cat, "--layer", "layer2", "--compare", "none", "--compare-model", "resnet50"],
                                         "cannot compare feature maps of shapes (128, 8, 8) and (512, 8, 8)"),
         "cuda without cuda": ([cat, "--device", "cuda"],
@@ -282,7 +324,7 @@ def test_read_only_output_directory(images, tmp_path, monkeypatch):
 ERROR_CASES = [
     "unreadable image", "missing image", "unknown layer", "unknown model", "checkpoint mismatch",
     "unreadable checkpoint", "missing checkpoint", "out dir not writable",
-    "not a feature map (after a layer was rendered)", "compare of different shapes", "cuda without cuda",
+    "not a feature map", "compare of different shapes", "cuda without cuda",
 ]
 
 

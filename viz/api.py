@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -13,13 +15,15 @@ import numpy as np
 from .compare import compare_layer
 from .errors import VizError
 from .inputs import Preprocess, check_readable, collect_images, load_image, original_preprocess
-from .layers import capture_features, resolve_layer
+from .layers import default_layer, resolve_layer
+from .gradcam import layer_maps, write_gradcam
 from .render import BYTES_PER_CHUNK_PIXEL, MIN_PANEL_PX, RenderOptions, channels_per_chunk, render_layer, sheet_tile_size
 from .paths import unique_components
 from .staging import OutputStaging
 
-DEFAULT_LAYERS = ("layer4",)
 DEFAULT_OUT_DIR = "viz-out"
+#: Images per forward pass.
+DEFAULT_BATCH_SIZE = 8
 #: Sub-directory of the output directory that holds comparisons.
 COMPARE_DIR = "compare"
 
@@ -170,17 +174,47 @@ def image_names(paths: Sequence[Path]) -> list[str]:
     return unique_components(path.stem for path in paths)
 
 
-def feature_channels(layer: str, output: Any) -> np.ndarray:
-    """The (C, h, w) float32 numpy maps of the first image of a layer's (N, C, h, w) output."""
-    if output.ndim != 4:
-        raise VizError(f"layer {layer!r} outputs shape {tuple(output.shape)}, not (N, C, H, W) feature maps")
-    return output[0].float().cpu().numpy()
+class VizWarning(UserWarning):
+    """Something the user should know about a run that still goes on (the CLI prints it as one line)."""
 
 
-def _progress_bar(total: int, description: str, enabled: bool | None) -> Any:
-    from tqdm import tqdm
+class RunProgress:
+    """One progress display for a whole run: the stage (import, model, weights, forward, render)
+    as its description, the channels rendered as its count, the total added as it becomes known.
 
-    return tqdm(total=total, desc=description, unit="ch", disable=None if enabled is None else not enabled)
+    ``enabled``: None shows it only on a terminal (tqdm's rule). Thread-safe (writer threads count).
+    """
+
+    def __init__(self, enabled: bool | None = None, unit: str = "ch") -> None:
+        from tqdm import tqdm
+
+        self._lock = threading.Lock()
+        self.bar = tqdm(total=None, unit=unit, disable=None if enabled is None else not enabled, dynamic_ncols=True)
+
+    def stage(self, text: str) -> None:
+        with self._lock:
+            self.bar.set_description_str(text)
+
+    def expect(self, count: int) -> None:
+        """``count`` more units of work are now known."""
+        with self._lock:
+            self.bar.total = (self.bar.total or 0) + count
+            self.bar.refresh()
+
+    def update(self, count: int) -> None:
+        with self._lock:
+            self.bar.update(count)
+
+    def close(self) -> None:
+        with self._lock:
+            self.bar.close()
+
+
+def _progress(progress: bool | None | RunProgress, unit: str = "ch") -> tuple[RunProgress, bool]:
+    """The run's display (a given one, or a new one) and whether this call owns (closes) it."""
+    if isinstance(progress, RunProgress):
+        return progress, False
+    return RunProgress(progress, unit), True
 
 
 @dataclass
@@ -190,8 +224,11 @@ class _Plan:
     paths: list[Path]
     names: list[str]
     layers: list[str]
-    #: Directory name of each layer (layer names of a user's model may hold any character).
-    layer_dirs: dict[str, str]
+    #: The folder of each (image, layer) job for visualize and for compare.
+    model_dir: str | None
+
+    def jobs(self, *, compare: bool = False) -> dict[tuple[str, str], Path]:
+        return job_directories(self.names, self.layers, self.model_dir, compare=compare)
 
 
 def _on_device(options: RenderOptions, device: str) -> RenderOptions:
@@ -199,21 +236,43 @@ def _on_device(options: RenderOptions, device: str) -> RenderOptions:
     return replace(options, resize_device=None if device == "cpu" else device)
 
 
-def _plan(models: Sequence[Any], images: Sequence[Path | str], layers: Sequence[str], device: str) -> _Plan:
+def _plan(models: Sequence[Any], images: Sequence[Path | str], layers: Sequence[str] | None, device: str,
+          preprocess: Preprocess, batch_size: int, model_dir: str | None) -> _Plan:
     check_device(device)
-    if not layers:
-        raise VizError("no layer given: name at least one (e.g. layer4)")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise VizError(f"--batch-size must be an integer >= 1, got {batch_size}")
+    if layers is not None and not layers:
+        raise VizError("no layer given: name at least one (e.g. layer4), or leave it out for the default layer")
     paths = collect_images(images)
     if not paths:
         raise VizError("no image given")
     for path in paths:
         check_readable(path)
+    if layers is None:  # the default layer, found on the first image as the model will see it
+        layers = [default_layer(models[0], preprocess(load_image(paths[0])).to(device))]
     canonical = [resolve_layer(models[0], layer) for layer in layers]
     for other in models[1:]:
         for layer in canonical:
             resolve_layer(other, layer)
-    unique = list(dict.fromkeys(canonical))
-    return _Plan(paths, image_names(paths), unique, dict(zip(unique, unique_components(unique))))
+    return _Plan(paths, image_names(paths), list(dict.fromkeys(canonical)), model_dir)
+
+
+def job_directories(names: Sequence[str], layers: Sequence[str], model_dir: str | None = None, *, compare: bool = False) -> dict[tuple[str, str], Path]:
+    """(image folder name, canonical layer) -> the job's folder relative to the output directory:
+    ``[compare/][<model_dir>/]<image>/<layer>``, every part made safe and unique."""
+    layer_dirs = dict(zip(layers, unique_components(layers)))
+    prefix = (Path(COMPARE_DIR) if compare else Path()) / (Path(*unique_components([model_dir])) if model_dir else Path())
+    return {(name, layer): prefix / name / layer_dirs[layer] for name in names for layer in layers}
+
+
+def check_not_there(out_dir: Path | str, relative_dirs: Sequence[Path], overwrite: bool) -> None:
+    """The one-line "already exists" error of :class:`viz.staging.OutputStaging`, before any work."""
+    if overwrite:
+        return
+    for relative in relative_dirs:
+        final = Path(out_dir) / relative
+        if final.exists() or final.is_symlink():
+            raise VizError(f"{final} already exists; pass --overwrite to replace it, or choose another --out")
 
 
 def _alike(plan: _Plan, preprocess: Preprocess, index: int) -> int:
@@ -222,15 +281,46 @@ def _alike(plan: _Plan, preprocess: Preprocess, index: int) -> int:
     return len(plan.paths) - index if preprocess.input_size else 1
 
 
-def _batches(plan: _Plan, preprocess: Preprocess, device: str) -> Iterator[tuple[Path, str, Any]]:
-    for path, name in zip(plan.paths, plan.names):
-        yield path, name, preprocess(load_image(path)).to(device)
+def _batches(plan: _Plan, preprocess: Preprocess, device: str, batch_size: int, dtype: Any) -> Iterator[tuple[int, Any]]:
+    """(index of the first image, (n, 3, H, W) batch) in order; images of a size that is not
+    fixed by the preprocessing go one at a time (they cannot be stacked)."""
+    import torch
+
+    step = batch_size if preprocess.input_size else 1
+    for first in range(0, len(plan.paths), step):
+        tensors = [preprocess(load_image(path)) for path in plan.paths[first : first + step]]
+        yield first, torch.cat(tensors).to(device=device, dtype=dtype)
+
+
+def _input_dtype(model: Any) -> Any:
+    """The floating dtype of the model's parameters (float32 if it has none), for its input."""
+    import torch
+
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def _write_index(out_dir: Path) -> Path | None:
+    """The explorer page of ``out_dir`` refreshed; a failure is a warning, never the job's loss."""
+    try:
+        from .explorer import write_index
+
+        return write_index(out_dir)
+    except Exception as exc:  # the job's output is committed already: keep it whatever the page does
+        warnings.warn(VizWarning(f"the explorer page of {out_dir} was not updated: {exc}"), stacklevel=3)
+        return None
+
+
+def _blank_gradcam(cam: np.ndarray, layer: str) -> None:
+    if not cam.any():
+        warnings.warn(VizWarning(
+            f"Grad-CAM of {layer} is blank: the class score's gradient is zero there (e.g. torchvision's ViT "
+            "with random weights, whose head starts at zero)"), stacklevel=3)
 
 
 def visualize(
     model: Any,
     images: Sequence[Path | str],
-    layers: Sequence[str] = DEFAULT_LAYERS,
+    layers: Sequence[str] | None = None,
     out_dir: Path | str = DEFAULT_OUT_DIR,
     *,
     options: RenderOptions | None = None,
@@ -238,50 +328,109 @@ def visualize(
     device: str = "cpu",
     overwrite: bool = False,
     context: dict[str, Any] | None = None,
-    progress: bool | None = None,
+    progress: bool | None | RunProgress = None,
     limits: Limits | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    gradcam: bool = True,
+    target_class: int | None = None,
+    class_names: Sequence[str] | None = None,
+    model_dir: str | None = None,
 ) -> list[LayerOutput]:
-    """Render every channel of ``layers`` of ``model`` for each image into ``out_dir/<image>/<layer>/``.
+    """Render every channel of ``layers`` of ``model`` for each image into ``out_dir/[model_dir/]<image>/<layer>/``.
 
-    ``images``: image files and folders. ``layers``: dotted names (``layer4``, ``layer4[-1]``).
-    The model is moved to ``device`` and put in eval mode; one forward pass per image, under
-    ``torch.inference_mode``, stopped after the last requested layer. Nothing is written
-    unless the whole run succeeds; existing output directories are an error unless
-    ``overwrite``. ``context`` (e.g. model name and weights) is added to every manifest.
-    ``progress``: a tqdm bar (None: only on a terminal). ``limits``: the most the run may
-    write and the memory it may need, checked (:func:`check_limits`) right after the first
-    forward pass, before anything is rendered (default :class:`Limits`).
+    ``images``: image files and folders. ``layers``: dotted names (``layer4``, ``layer4[-1]``);
+    None: the default layer (:func:`viz.layers.default_layer`: the deepest spatial map the
+    prediction depends on). The model is moved to ``device`` and put in eval mode; images go
+    through it ``batch_size`` at a time, one whole forward pass per batch (a module that runs
+    more than once is refused). Each job also gets a Grad-CAM (``gradcam.png``, its overlay and
+    a ``gradcam`` manifest entry) of ``target_class`` (None: the predicted class; its name from
+    ``class_names``) unless ``gradcam`` is False. Nothing is written unless the whole run
+    succeeds; existing output directories are an error unless ``overwrite``. ``context`` (e.g.
+    model name and weights) is added to every manifest. ``progress``: a display (None: only on
+    a terminal; or a :class:`RunProgress` shared with the caller). ``limits``: the most the run
+    may write and the memory it may need, checked (:func:`check_limits`) right after the first
+    forward pass, before anything is rendered (default :class:`Limits`). ``model_dir``: a
+    folder for this model under ``out_dir`` (the CLI passes the model's name, so that several
+    models share one ``out_dir``). At the end the explorer page ``out_dir/index.html`` is
+    refreshed (:func:`viz.explorer.write_index`).
+
+    Batches give the same files as one image at a time up to the float rounding of torch's
+    kernels, which may sum in another order for another batch size (bit-identical where the
+    kernels are, e.g. float64 convolutions on the CPU; ``batch_size=1`` otherwise).
     """
     options = _on_device(options or RenderOptions(), device)
     preprocess = preprocess or original_preprocess()
-    plan = _plan([model], images, layers, device)
     model = model.to(device).eval()
-    context = {"model": type(model).__name__, **(context or {})}
-    results = []
-    with OutputStaging(out_dir, overwrite=overwrite) as staging:
-        targets = {(n, layer): staging.claim(Path(n) / plan.layer_dirs[layer]) for n in plan.names for layer in plan.layers}
-        planned = 0.0
-        for index, (path, name, batch) in enumerate(_batches(plan, preprocess, device)):
-            captured = capture_features(model, batch, plan.layers)
-            shown = preprocess.display_image(batch)
-            maps = {layer: feature_channels(layer, captured[layer]) for layer in plan.layers}
-            estimates = [render_estimate(f"{name}/{layer}", maps[layer].shape, options, shown.shape[:2]) for layer in plan.layers]
-            planned = check_limits(estimates, limits or Limits(), repeats=_alike(plan, preprocess, index), before=planned)
-            for layer in plan.layers:
-                features = maps.pop(layer)
-                job = {**context, "image": str(path), "input_shape": list(batch.shape),
-                       "preprocess": preprocess.description, "layer": layer, "device": device}
-                with _progress_bar(len(features), f"{name}/{layer}", progress) as bar:
-                    manifest = render_layer(features, targets[name, layer], options, image=shown, context=job, progress=bar.update)
-                results.append(LayerOutput(path, layer, staging.out_dir / name / plan.layer_dirs[layer], manifest))
+    display, owned = _progress(progress)
+    try:
+        display.stage("finding the default layer" if layers is None else "checking")
+        plan = _plan([model], images, layers, device, preprocess, batch_size, model_dir)
+        context = {"model": type(model).__name__, **(context or {})}
+        results = []
+        blank: set[str] = set()
+        with OutputStaging(out_dir, overwrite=overwrite) as staging:
+            jobs = plan.jobs()
+            targets = {job: staging.claim(relative) for job, relative in jobs.items()}
+            planned = 0.0
+            for first, batch in _batches(plan, preprocess, device, batch_size, _input_dtype(model)):
+                last = first + len(batch)
+                display.stage(f"forward {first + 1}-{last}/{len(plan.paths)}" if len(batch) > 1 else f"forward {last}/{len(plan.paths)}")
+                found = layer_maps(model, batch, plan.layers, cams=gradcam, target_class=target_class)
+                if first == 0:
+                    display.expect(len(plan.paths) * sum(found.maps[layer].shape[1] for layer in plan.layers))
+                for offset in range(len(batch)):
+                    index = first + offset
+                    path, name = plan.paths[index], plan.names[index]
+                    shown = preprocess.display_image(batch[offset : offset + 1])
+                    maps = {layer: found.maps[layer][offset].numpy() for layer in plan.layers}
+                    estimates = [render_estimate(f"{name}/{layer}", maps[layer].shape, options, shown.shape[:2]) for layer in plan.layers]
+                    planned = check_limits(estimates, limits or Limits(), repeats=_alike(plan, preprocess, index), before=planned)
+                    for layer in plan.layers:
+                        display.stage(f"render {name}/{layer}")
+                        target = targets[name, layer]
+                        extra, extra_files = {}, []
+                        if found.cams is not None:
+                            cam = found.cams[layer]
+                            if layer not in blank and not cam.cam[offset].any():
+                                blank.add(layer)
+                                _blank_gradcam(cam.cam[offset], layer)
+                            chosen = int(cam.class_index[offset])
+                            entry = write_gradcam(
+                                cam.cam[offset], target, options, class_index=chosen, score=float(cam.score[offset]), image=shown,
+                                class_name=class_names[chosen] if class_names is not None and chosen < len(class_names) else None,
+                            )
+                            extra, extra_files = {"gradcam": entry}, [entry["file"], *([entry["overlay"]] if entry["overlay"] else [])]
+                        job = {**context, "image": str(path), "input_shape": [1, *batch.shape[1:]],
+                               "preprocess": preprocess.description, "layer": layer, "device": device}
+                        manifest = render_layer(maps.pop(layer), target, options, image=shown, context=job, progress=display.update,
+                                                extra=extra, extra_files=extra_files)
+                        results.append(LayerOutput(path, layer, staging.out_dir / jobs[name, layer], manifest))
+        display.stage("explorer page")
+        _write_index(Path(out_dir))
+        display.stage("done")
+    finally:
+        if owned:
+            display.close()
     return results
+
+
+def same_weights(model_a: Any, model_b: Any) -> bool:
+    """The two models have the same architecture and equal parameters and buffers."""
+    import torch
+
+    if type(model_a) is not type(model_b):
+        return False
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    return state_a.keys() == state_b.keys() and all(
+        state_a[k].shape == state_b[k].shape and torch.equal(state_a[k].cpu(), state_b[k].cpu()) for k in state_a
+    )
 
 
 def compare(
     model_a: Any,
     model_b: Any,
     images: Sequence[Path | str],
-    layers: Sequence[str] = DEFAULT_LAYERS,
+    layers: Sequence[str] | None = None,
     out_dir: Path | str = DEFAULT_OUT_DIR,
     *,
     labels: tuple[str, str] = ("A", "B"),
@@ -291,36 +440,57 @@ def compare(
     overwrite: bool = False,
     context: dict[str, Any] | None = None,
     limits: Limits | None = None,
+    progress: bool | None | RunProgress = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    model_dir: str | None = None,
 ) -> list[LayerOutput]:
-    """Compare two models on the same images and layers, into ``out_dir/compare/<image>/<layer>/``.
+    """Compare two models on the same images and layers, into ``out_dir/compare/[model_dir/]<image>/<layer>/``.
 
-    See :func:`viz.compare.compare_layer` for the files; the other arguments (``limits`` too)
-    are as for :func:`visualize`.
+    See :func:`viz.compare.compare_layer` for the files; the other arguments are as for
+    :func:`visualize` (layers None: model A's default layer). Two models with the same weights
+    (a comparison that can only show a blank difference, e.g. ``--compare none`` against
+    ImageNet weights that fell back to the same random ones) give a :class:`VizWarning` and
+    ``"identical_weights": true`` in each manifest.
     """
     options = _on_device(options or RenderOptions(), device)
     preprocess = preprocess or original_preprocess()
-    plan = _plan([model_a, model_b], images, layers, device)
     model_a, model_b = model_a.to(device).eval(), model_b.to(device).eval()
-    results = []
-    with OutputStaging(out_dir, overwrite=overwrite) as staging:
-        targets = {
-            (n, layer): staging.claim(Path(COMPARE_DIR) / n / plan.layer_dirs[layer]) for n in plan.names for layer in plan.layers
-        }
-        planned = 0.0
-        for index, (path, name, batch) in enumerate(_batches(plan, preprocess, device)):
-            captured_a = capture_features(model_a, batch, plan.layers)
-            captured_b = capture_features(model_b, batch, plan.layers)
-            maps = {layer: (feature_channels(layer, captured_a[layer]), feature_channels(layer, captured_b[layer])) for layer in plan.layers}
-            estimates = [compare_estimate(f"{COMPARE_DIR}/{name}/{layer}", maps[layer][0].shape, options) for layer in plan.layers]
-            planned = check_limits(estimates, limits or Limits(), repeats=_alike(plan, preprocess, index), before=planned)
-            for layer in plan.layers:
-                job = {**(context or {}), "image": str(path), "layer": layer, "preprocess": preprocess.description}
-                manifest = compare_layer(
-                    *maps.pop(layer),
-                    targets[name, layer],
-                    options,
-                    labels=labels,
-                    context=job,
-                )
-                results.append(LayerOutput(path, layer, staging.out_dir / COMPARE_DIR / name / plan.layer_dirs[layer], manifest))
+    display, owned = _progress(progress, "job")
+    try:
+        display.stage("checking")
+        plan = _plan([model_a, model_b], images, layers, device, preprocess, batch_size, model_dir)
+        identical = same_weights(model_a, model_b)
+        if identical:
+            warnings.warn(VizWarning(
+                f"A ({labels[0]}) and B ({labels[1]}) have IDENTICAL weights: the comparison can only show a blank "
+                "difference"), stacklevel=2)
+        results = []
+        with OutputStaging(out_dir, overwrite=overwrite) as staging:
+            jobs = plan.jobs(compare=True)
+            targets = {job: staging.claim(relative) for job, relative in jobs.items()}
+            display.expect(len(targets))
+            planned = 0.0
+            for first, batch in _batches(plan, preprocess, device, batch_size, _input_dtype(model_a)):
+                display.stage(f"forward {first + 1}-{first + len(batch)}/{len(plan.paths)}")
+                maps_a = layer_maps(model_a, batch, plan.layers, cams=False).maps
+                maps_b = layer_maps(model_b, batch.to(_input_dtype(model_b)), plan.layers, cams=False).maps
+                for offset in range(len(batch)):
+                    index = first + offset
+                    path, name = plan.paths[index], plan.names[index]
+                    maps = {layer: (maps_a[layer][offset].numpy(), maps_b[layer][offset].numpy()) for layer in plan.layers}
+                    estimates = [compare_estimate(f"{COMPARE_DIR}/{name}/{layer}", maps[layer][0].shape, options) for layer in plan.layers]
+                    planned = check_limits(estimates, limits or Limits(), repeats=_alike(plan, preprocess, index), before=planned)
+                    for layer in plan.layers:
+                        display.stage(f"compare {name}/{layer}")
+                        job = {**(context or {}), "image": str(path), "layer": layer, "preprocess": preprocess.description,
+                               "identical_weights": identical}
+                        manifest = compare_layer(*maps.pop(layer), targets[name, layer], options, labels=labels, context=job)
+                        display.update(1)
+                        results.append(LayerOutput(path, layer, staging.out_dir / jobs[name, layer], manifest))
+        display.stage("explorer page")
+        _write_index(Path(out_dir))
+        display.stage("done")
+    finally:
+        if owned:
+            display.close()
     return results

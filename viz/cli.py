@@ -12,17 +12,18 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
-from .api import DEFAULT_MAX_OUTPUT_GB, Limits
+from .api import DEFAULT_BATCH_SIZE, DEFAULT_MAX_OUTPUT_GB, Limits
 from .errors import VizError
 from .inputs import DEFAULT_INPUT_SIZE
 from .models import DEFAULT_MODEL
 from .render import DEFAULT_CHUNK_MB, IMAGE_FORMATS, NORM_MODES, RANK_MODES, RenderOptions, default_threads
 
 if TYPE_CHECKING:  # the heavy modules (torch) are imported only when a command needs them
-    from .api import LayerOutput
+    from .api import LayerOutput, RunProgress
     from .inputs import Preprocess
     from .models import LoadedModel
 
@@ -65,12 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--preprocess", choices=("original", "weights"), default="original",
                        help="original: resize to --input-size bicubic + ImageNet mean/std, as the original script; "
                        "weights: the torchvision weights' own transforms (default: %(default)s)")
-    model.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, metavar="N", help="side of the original preprocessing (default: %(default)s)")
+    model.add_argument("--input-size", type=int, metavar="N",
+                       help=f"side of the original preprocessing (default: the model's fixed input size, e.g. 224 for ViT, else {DEFAULT_INPUT_SIZE})")
     layers = parser.add_argument_group("layers")
     layers.add_argument("--layer", action="append", metavar="NAME",
                         help="dotted layer name, e.g. layer4, layer4.2.conv3, layer4[-1]; repeat or comma-separate "
-                        "for several in one pass (default: layer4)")
-    layers.add_argument("--list-layers", action="store_true", help="print the model's layer names and output shapes, then exit")
+                        "for several in one pass (default: the deepest layer whose output is a spatial map the prediction "
+                        "depends on, e.g. layer4 of a ResNet; see --list-layers)")
+    layers.add_argument("--list-layers", action="store_true",
+                        help="print the model's layers, their output shapes, the maps drawn from them and the default, then exit")
+    layers.add_argument("--target-class", type=int, metavar="N", help="class explained by Grad-CAM (default: the predicted class)")
+    layers.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM summary (and its backward pass)")
     render = parser.add_argument_group("rendering")
     render.add_argument("--scale", type=_scale, default=8.0, metavar="X|input", help="upsampling factor, or 'input' for the input size (default: 8)")
     render.add_argument("--norm", choices=NORM_MODES, default="channel", help="normalisation range per channel, per layer, or per-channel percentile clip (default: %(default)s)")
@@ -87,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--compare-model", metavar="NAME", help="architecture of the second model (default: --model)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where the model runs (default: %(default)s)")
-    run.add_argument("--out", type=Path, default=Path("viz-out"), metavar="DIR", help="output directory (default: %(default)s)")
+    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                     help="images per forward pass (default: %(default)s; 1 gives bit-identical output whatever torch's kernels do)")
+    run.add_argument("--out", type=Path, default=Path("viz-out"), metavar="DIR",
+                     help="output directory; jobs go to DIR/<model>/<image>/<layer>/ and DIR/compare/<A>-vs-<B>/<image>/<layer>/ "
+                     "(default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="replace existing output directories instead of stopping")
     run.add_argument("--max-output-gb", type=float, default=DEFAULT_MAX_OUTPUT_GB, metavar="GB",
                      help="refuse a run estimated to write more than this (images counted uncompressed; default: %(default)s)")
@@ -110,11 +120,13 @@ def _options(args: argparse.Namespace) -> RenderOptions:
     )
 
 
-def _load(name: str, weights: str, args: argparse.Namespace) -> LoadedModel:
+def _load(name: str, weights: str, args: argparse.Namespace, display: RunProgress) -> LoadedModel:
+    display.stage("importing torch")
     import torch
 
     from .models import build_model
 
+    display.stage(f"building {name}" + ("" if weights == "none" else " and loading its weights"))
     torch.manual_seed(args.seed)  # random init is reproducible, so "none" vs "none" compares equal
     loaded = build_model(name, weights, num_classes=args.num_classes)
     if loaded.warning:
@@ -122,36 +134,70 @@ def _load(name: str, weights: str, args: argparse.Namespace) -> LoadedModel:
     return loaded
 
 
-def _list_layers(args: argparse.Namespace) -> int:
+def _structure(name: str, args: argparse.Namespace) -> tuple[object, object]:
+    """The model's modules without weights (on torch's meta device: no memory, no initialisation)
+    and its ImageNet weights entry (metadata only): enough for the checks made before building it."""
+    import torch
+    import torchvision
+
+    from .models import _check_name, imagenet_weights_entry
+
+    _check_name(name)
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    with torch.device("meta"):
+        skeleton = torchvision.models.get_model(name, weights=None, **kwargs)
+    return skeleton, imagenet_weights_entry(name)
+
+
+def _input_size(args: argparse.Namespace, skeleton: object, entry: object) -> int:
+    """--input-size, checked against a model with a fixed input size, or that size, or the original's 384."""
+    from .tokens import check_input_size, model_input_size
+
+    needed = model_input_size(skeleton, entry)
+    if args.input_size is not None:
+        check_input_size(skeleton, (args.input_size, args.input_size), entry)
+        return args.input_size
+    return needed[0] if needed else DEFAULT_INPUT_SIZE
+
+
+def _list_layers(args: argparse.Namespace, display: RunProgress) -> int:
     import torch
 
-    from .layers import layer_table
-    from .models import build_model
+    from .layers import describe_layers, format_layers
 
-    loaded = build_model(args.model, "none", num_classes=args.num_classes)
-    preprocess = _preprocess(args, loaded)
-    side = preprocess.input_size or (224, 224)
-    dummy = torch.zeros(1, 3, *side)
-    print(f"layers of {args.model} (output shapes for a 1x3x{side[0]}x{side[1]} input):")
-    for name, kind, shape in layer_table(loaded.model, dummy):
-        print(f"  {name:<32} {kind:<20} {'not run' if shape is None else tuple(shape)}")
+    skeleton, entry = _structure(args.model, args)
+    side = _input_size(args, skeleton, entry)
+    loaded = _load(args.model, "none", args, display)
+    preprocess = _preprocess(args, loaded, side)
+    size = preprocess.input_size or (side, side)
+    display.stage("probing the layers")
+    infos = describe_layers(loaded.model, torch.zeros(1, 3, *size))
+    display.close()
+    print(f"layers of {args.model} (output shapes for a 1x3x{size[0]}x{size[1]} input; '-': cannot be drawn):")
+    for line in format_layers(infos):
+        print(f"  {line}")
+    default = next((info.name for info in infos if info.default), None)
+    print(f"default layer: {default}" if default else "no default layer: no spatial map the prediction depends on")
     return 0
 
 
-def _preprocess(args: argparse.Namespace, loaded: LoadedModel) -> Preprocess:
+def _preprocess(args: argparse.Namespace, loaded: LoadedModel, side: int) -> Preprocess:
     """The original script's preprocessing, or the transforms of the model's ImageNet weights."""
     from .inputs import original_preprocess, weights_preprocess
     from .models import imagenet_weights_entry
 
     if args.preprocess == "weights":
         return weights_preprocess(loaded.tv_weights or imagenet_weights_entry(loaded.name))
-    return original_preprocess(args.input_size)
+    return original_preprocess(side)
 
 
-def _layers(args: argparse.Namespace) -> list[str]:
-    """The layer names of every ``--layer`` (comma-separated too); an empty name is an error."""
+def _layers(args: argparse.Namespace) -> list[str] | None:
+    """The layer names of every ``--layer`` (comma-separated too; an empty name is an error), or
+    None for the model's default layer."""
+    if args.layer is None:
+        return None
     names = []
-    for item in args.layer or ["layer4"]:
+    for item in args.layer:
         for name in item.split(","):
             if not name.strip():
                 raise VizError(f"--layer {item!r} holds an empty layer name (give names such as layer4 or layer3,layer4)")
@@ -159,21 +205,111 @@ def _layers(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _check_out_dir(out: Path) -> None:
+    """--out can be created and written: its nearest existing ancestor is a writable directory."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if existing == out and not out.is_dir():
+        raise VizError(f"output directory {out} exists and is not a directory")
+    if not existing.is_dir():
+        raise VizError(f"cannot create output directory {out}: Not a directory ({existing})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VizError(f"cannot write to output directory {out}: Permission denied")
+
+
+def _check_before_building(args: argparse.Namespace, options: RenderOptions, layers: list[str] | None) -> tuple[list[Path], int]:
+    """Every check that needs no weights, before the model is built: the options, the images,
+    --out, the input size, and with --layer the layers, their maps, the output estimate and
+    existing output. Returns the images and the input side."""
+    import torch
+
+    from .api import check_device, check_limits, check_not_there, image_names, job_directories, render_estimate
+    from .inputs import check_readable, collect_images, default_image
+    from .layers import resolve_layer
+
+    check_device(args.device)
+    if args.batch_size < 1:
+        raise VizError(f"--batch-size must be >= 1, got {args.batch_size}")
+    classes = args.num_classes or 1000
+    if args.target_class is not None and not 0 <= args.target_class < classes:
+        raise VizError(f"--target-class {args.target_class} is out of range: the model has {classes} classes (0..{classes - 1})")
+    if args.no_gradcam and args.target_class is not None:
+        raise VizError("--target-class is for Grad-CAM: leave out --no-gradcam or --target-class")
+    paths = collect_images(args.images or [default_image()])
+    for path in paths:
+        check_readable(path)
+    _check_out_dir(args.out)
+    skeleton, entry = _structure(args.model, args)
+    side = _input_size(args, skeleton, entry)
+    if args.compare is not None:
+        _structure(args.compare_model or args.model, args)
+    if layers is None:
+        return paths, side
+    canonical = list(dict.fromkeys(resolve_layer(skeleton, layer) for layer in layers))
+    if args.compare is None:
+        shapes = _map_shapes(skeleton, canonical, side)
+        if shapes is not None and args.preprocess == "original":
+            estimates = [render_estimate(layer, shape, options, (side, side)) for layer, shape in shapes.items()]
+            check_limits(estimates, Limits(args.max_output_gb, args.max_memory_gb), repeats=len(paths))
+    jobs = job_directories(image_names(paths), canonical, *_model_dir(args), compare=args.compare is not None)
+    check_not_there(args.out, list(jobs.values()), args.overwrite)
+    return paths, side
+
+
+def _map_shapes(skeleton: object, layers: list[str], side: int) -> dict[str, tuple[int, int, int]] | None:
+    """(C, h, w) maps of each layer from a forward pass on the meta device (shapes only, no
+    arithmetic); a :class:`VizError` for a layer that cannot be drawn or runs several times.
+    None where the model cannot run on the meta device (the checks then come after the build)."""
+    import torch
+
+    from .gradcam import layer_maps
+
+    try:
+        found = layer_maps(skeleton, torch.zeros(1, 3, side, side, device="meta"), layers, cams=False, keep_device=True)
+    except VizError:
+        raise
+    except Exception:  # an operation without a meta kernel: checked later, on the real model
+        return None
+    return {layer: tuple(maps.shape[1:]) for layer, maps in found.maps.items()}
+
+
+def _model_dir(args: argparse.Namespace) -> tuple[str]:
+    """The folder that names the model(s) under --out, so that runs of several models share it."""
+    if args.compare is None:
+        return (args.model,)
+    return (f"{args.model}-vs-{args.compare_model or args.model}",)
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed command line; raises :class:`VizError` for the user's mistakes."""
-    from .api import check_device
+    from .api import RunProgress, VizWarning
     from .render import warm_up_in_background
 
-    if args.list_layers:
-        return _list_layers(args)
-    options = _options(args)
-    layers = _layers(args)
-    check_device(args.device)
-    warm_up = warm_up_in_background()
+    display = RunProgress(False if args.quiet else None, "ch" if args.compare is None else "job")
+    previous = warnings.showwarning
+
+    def show(message, category, *rest):  # our warnings as one line each, others as Python prints them
+        if issubclass(category, VizWarning):
+            _say(f"warning: {message}")
+        else:
+            previous(message, category, *rest)
+
     try:
-        label, preprocess, results = _jobs(args, options, layers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", VizWarning)
+            warnings.showwarning = show
+            if args.list_layers:
+                return _list_layers(args, display)
+            options = _options(args)
+            layers = _layers(args)
+            display.stage("checking")
+            images, side = _check_before_building(args, options, layers)
+            warm_up = warm_up_in_background()
+            try:
+                label, preprocess, results = _jobs(args, options, layers, images, side, display)
+            finally:
+                warm_up.join()  # never leave the process with numba half-loaded on another thread
     finally:
-        warm_up.join()  # never leave the process with numba half-loaded on another thread
+        display.close()
     if not args.quiet:
         from .paths import printable
 
@@ -185,32 +321,38 @@ def run(args: argparse.Namespace) -> int:
             others = [f for f in files if not f.startswith("channels/")]
             listed = (f"{len(channels)} channel images ({channels[0]} .. {channels[-1]}), " if channels else "") + ", ".join(others)
             print(printable(f"{result.image} {result.layer} -> {result.directory}/: {listed}"))
+        index = args.out / "index.html"
+        if index.is_file():
+            print(printable(f"open: {index.resolve().as_uri()}"))
     return 0
 
 
-def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str]) -> tuple[str, Preprocess, list[LayerOutput]]:
+def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str] | None, images: list[Path], side: int,
+          display: RunProgress) -> tuple[str, Preprocess, list[LayerOutput]]:
     """Load the model(s) and run the visualisation or the comparison."""
     from .api import compare, visualize
-    from .inputs import default_image
 
-    images = args.images or [default_image()]
     limits = Limits(args.max_output_gb, args.max_memory_gb)
-    loaded = _load(args.model, args.weights, args)
-    preprocess = _preprocess(args, loaded)
+    loaded = _load(args.model, args.weights, args, display)
+    preprocess = _preprocess(args, loaded, side)
     label = f"{loaded.name}, weights: {loaded.weights_description}"
+    (model_dir,) = _model_dir(args)
     if args.compare is None:
+        trained = loaded.tv_weights is not None and loaded.weights_description.startswith("ImageNet")
         results = visualize(
             loaded.model, images, layers, args.out, options=options, preprocess=preprocess,
-            device=args.device, overwrite=args.overwrite, progress=False if args.quiet else None,
+            device=args.device, overwrite=args.overwrite, progress=display,
             context={"tool": PROG, "model": loaded.name, "weights": loaded.weights_description}, limits=limits,
+            batch_size=args.batch_size, gradcam=not args.no_gradcam, target_class=args.target_class,
+            class_names=loaded.tv_weights.meta.get("categories") if trained else None, model_dir=model_dir,
         )
         return label, preprocess, results
-    other = _load(args.compare_model or args.model, args.compare, args)
+    other = _load(args.compare_model or args.model, args.compare, args, display)
     other_label = f"{other.name}, weights: {other.weights_description}"
     results = compare(
         loaded.model, other.model, images, layers, args.out, labels=(label, other_label),
         options=options, preprocess=preprocess, device=args.device, overwrite=args.overwrite,
-        context={"tool": PROG}, limits=limits,
+        context={"tool": PROG}, limits=limits, progress=display, batch_size=args.batch_size, model_dir=model_dir,
     )
     return f"A = {label}; B = {other_label}", preprocess, results
 

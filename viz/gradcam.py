@@ -71,14 +71,17 @@ def _reuse_error(name: str, calls: int) -> VizError:
     )
 
 
-def layer_maps(model: Any, x: Any, layers: Sequence[str], *, cams: bool = True, target_class: int | None = None) -> LayerMaps:
+def layer_maps(
+    model: Any, x: Any, layers: Sequence[str], *, cams: bool = True, target_class: int | None = None, keep_device: bool = False
+) -> LayerMaps:
     """One forward pass of the (N, 3, H, W) batch ``x``: the maps of ``layers`` (read by
     :mod:`viz.tokens`) and, with ``cams``, their Grad-CAM from one backward pass.
 
     The model runs in eval mode (each module's mode restored) and whole, so a module that runs
     more than once is found and refused. Autograd records only from the first drawn layer on
     (its output becomes the graph's leaf), so the cost is one forward pass plus a backward
-    through the layers after it. ``target_class``: as in :func:`gradcam`.
+    through the layers after it. ``target_class``: as in :func:`gradcam`. ``keep_device``: the
+    maps stay where the model made them (e.g. shapes from torch's meta device), in its dtype.
     """
     import torch
 
@@ -128,7 +131,9 @@ def layer_maps(model: Any, x: Any, layers: Sequence[str], *, cams: bool = True, 
     if cams:
         with torch.inference_mode(False), torch.enable_grad():  # even inside the caller's inference_mode
             found = _cams(result, outputs, maps, names, reader, input_hw, target_class)
-    return LayerMaps({name: m.detach().float().cpu() for name, m in maps.items()}, found)
+    if not keep_device:
+        maps = {name: m.detach().float().cpu() for name, m in maps.items()}
+    return LayerMaps(maps, found)
 
 
 def _cams(result: Any, outputs: dict[str, Any], maps: dict[str, Any], names: list[str], reader: MapReader,
