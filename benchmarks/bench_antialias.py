@@ -52,7 +52,7 @@ def paired_medians(first: Callable[[], Any], second: Callable[[], Any], rounds: 
 def fastinterp_call(src: np.ndarray, out_h: int, out_w: int) -> Callable[[], np.ndarray]:
     """A call of the antialias kernels on kernel-layout ``src`` into a fresh output."""
     from fastinterp._antialias import run_antialias
-    from fastinterp._api import schedule
+    from fastinterp._cpu import schedule
 
     out_shape = (src.shape[0], out_h, out_w, *src.shape[3:])
     compute = np.dtype(np.float64 if src.dtype == np.float64 else np.float32)

@@ -39,7 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import fastinterp  # noqa: E402
-from fastinterp import _cuda, reference  # noqa: E402
+from fastinterp import _cuda, _cuda_launch, reference  # noqa: E402
 from fastinterp._coords import axis_taps  # noqa: E402
 
 ALIGNS = ("center", "left", "corners")
@@ -288,7 +288,7 @@ def time_forward_cases(rate: float) -> None:
             memory_format=torch.channels_last)
         row = {
             "case": f"{shape} 8x float32",
-            "launch": str(_cuda.launch_shape(n * c, *size, 1, torch.cuda.get_device_properties(0).multi_processor_count)),
+            "launch": str(_cuda_launch.launch_shape(n * c, *size, 1, torch.cuda.get_device_properties(0).multi_processor_count)),
             "floor_us": (x.numel() + out.numel()) * 4 / rate * 1e6,
             "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=size, out=out)),
             "fastinterp_channels_last_us": gpu_time_us(lambda: fastinterp.resize(x_cl, size=size, out=out_cl)),
@@ -306,18 +306,18 @@ def time_launch_shapes() -> None:
     """The float32 targets under other block sizes and grid depths (data for tuning)."""
     rows = []
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    stream = _cuda._numba_stream(_cuda._current_stream_handle(0))
+    stream = _cuda_launch.numba_stream(_cuda._current_stream_handle(0))
     for shape in ((1, 2048, 24, 24), (32, 2048, 7, 7)):
         n, c, h, w = shape
         size = (h * FACTOR, w * FACTOR)
         x = random_tensor(shape, torch.float32)
         out = torch.empty(n, c, *size, device="cuda")
-        src, dst = _cuda._flat_numba(x.view(-1)), _cuda._flat_numba(out.view(-1))
+        src, dst = _cuda_launch.flat_numba(x.view(-1)), _cuda_launch.flat_numba(out.view(-1))
         plan = _cuda.plan_request("planes", (n * c, h, w), np.dtype(np.float32), None, None, size, "center", False)
         for threads in (128, 256, 512):
             for waves in (1, 2, 4, 8):
-                candidate = _cuda.launch_shape(n * c, *size, 1, sms, threads, waves)
-                launch = _cuda.forward_launch(plan, n * c, 1, candidate)
+                candidate = _cuda_launch.launch_shape(n * c, *size, 1, sms, threads, waves)
+                launch = _cuda_launch.forward_launch(plan, n * c, 1, candidate)
                 rows.append({"case": str(shape), "threads": threads, "waves": waves, "grid": candidate.grid,
                              "block": candidate.block,
                              "us": gpu_time_us(lambda: launch(src, dst, stream), runs=20)})
@@ -390,14 +390,14 @@ def sweep_adjoint() -> None:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     expected = _cuda.resize_adjoint_cuda(grad, 24, 24, "center")
     stream = _cuda._current_stream_handle(0)
-    default = (_cuda.ADJOINT_THREADS, _cuda.ADJOINT_LOADS_IN_FLIGHT, _cuda.ADJOINT_COLUMNS_PER_THREAD,
-               _cuda.ADJOINT_STRIP_ROWS, _cuda.ADJOINT_MAX_REGISTERS)
+    default = (_cuda_launch.ADJOINT_THREADS, _cuda_launch.ADJOINT_LOADS_IN_FLIGHT, _cuda_launch.ADJOINT_COLUMNS_PER_THREAD,
+               _cuda_launch.ADJOINT_STRIP_ROWS, _cuda_launch.ADJOINT_MAX_REGISTERS)
     variants = [(threads, loads, columns, strip, default[4]) for threads in (128, 256)
                 for loads, columns in ((2, 4), (4, 4), (2, 6)) for strip in (24, 48)]
     variants += [(*default[:4], registers) for registers in (64, 72, None)]
     rows, differing = [], []
     for threads, loads, columns, strip, registers in variants:
-        launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms,
+        launch = _cuda_launch.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms,
                                       threads_per_block=threads, loads_in_flight=loads, columns_per_thread=columns,
                                       strip_rows=strip, max_registers=registers)
         got = torch.full_like(x, float("nan"))
@@ -412,7 +412,7 @@ def sweep_adjoint() -> None:
     check("adjoint variants (threads / loads / columns / strip / registers) == default bit for bit",
           not differing, ", ".join(differing))
     # The default's two kernels on their own.
-    launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms)
+    launch = _cuda_launch.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), sms)
     sums = torch.empty(launch.sums_size, device="cuda")
     got = torch.empty_like(x)
     timings["adjoint_kernels_us"] = {
@@ -438,14 +438,14 @@ def time_overhead() -> None:
         return (time.perf_counter() - started) / calls * 1e6
 
     plan = _cuda.plan_request("planes", (16, 8, 8), np.dtype(np.float32), 2.0, None, None, "center", False)
-    launch = _cuda._cached_forward_launch(plan, 16, 1, 0)
+    launch = _cuda_launch.cached_forward_launch(plan, 16, 1, 0)
     x_flat, out_flat = x.view(-1), out.view(-1)
-    src, dst = _cuda._tensor_numba(x_flat), _cuda._tensor_numba(out_flat)
+    src, dst = _cuda_launch.tensor_numba(x_flat), _cuda_launch.tensor_numba(out_flat)
     handle = _cuda._current_stream_handle(0)
-    stream = _cuda._numba_stream(handle)
+    stream = _cuda_launch.numba_stream(handle)
 
     def enter_device() -> None:
-        with _cuda._OnDevice(0):
+        with _cuda_launch.OnDevice(0):
             pass
 
     timings["overhead_us"] = {
@@ -457,12 +457,12 @@ def time_overhead() -> None:
         "launch on tensors (views kept by address)": per_call_us(lambda: launch.on_tensors(x, out, handle)),
         "launch, fresh numba arrays": per_call_us(
             lambda: launch(cuda.as_cuda_array(x_flat), cuda.as_cuda_array(out_flat), stream)),
-        "_tensor_numba(tensor), cached view": per_call_us(lambda: _cuda._tensor_numba(x_flat)),
+        "tensor_numba(tensor), cached view": per_call_us(lambda: _cuda_launch.tensor_numba(x_flat)),
         "cuda.as_cuda_array(tensor)": per_call_us(lambda: cuda.as_cuda_array(x)),
         "plan_request": per_call_us(lambda: _cuda.plan_request(
             "planes", (16, 8, 8), np.dtype(np.float32), 2.0, None, None, "center", False)),
-        "_cached_forward_launch lookup": per_call_us(lambda: _cuda._cached_forward_launch(plan, 16, 1, 0)),
-        "_OnDevice enter/exit": per_call_us(enter_device),
+        "_cached_forward_launch lookup": per_call_us(lambda: _cuda_launch.cached_forward_launch(plan, 16, 1, 0)),
+        "OnDevice enter/exit": per_call_us(enter_device),
         "_current_stream_handle": per_call_us(lambda: _cuda._current_stream_handle(0)),
         "torch.cuda.current_stream()": per_call_us(lambda: torch.cuda.current_stream(x.device)),
         "torch.empty": per_call_us(lambda: torch.empty(1, 16, 16, 16, device="cuda")),

@@ -38,16 +38,16 @@ def device_answering(cc: tuple[int, int]) -> Any:
 
 def kernels() -> list[tuple[str, Any, tuple[Any, ...], int | None]]:
     """(name, kernel, signature, register cap) of every kernel at its default tunables."""
-    from fastinterp import _cuda
+    from fastinterp import _cuda_kernels, _cuda_launch
 
-    cap = _cuda.ADJOINT_MAX_REGISTERS
-    tunables = (_cuda.ADJOINT_LOADS_IN_FLIGHT, _cuda.ADJOINT_COLUMNS_PER_THREAD, cap)
-    vertical32, horizontal32 = _cuda._adjoint_kernels("float32", *tunables)
-    vertical64, horizontal64 = _cuda._adjoint_kernels("float64", *tunables)
+    cap = _cuda_launch.ADJOINT_MAX_REGISTERS
+    tunables = (_cuda_launch.ADJOINT_LOADS_IN_FLIGHT, _cuda_launch.ADJOINT_COLUMNS_PER_THREAD, cap)
+    vertical32, horizontal32 = _cuda_kernels.adjoint_kernels("float32", *tunables)
+    vertical64, horizontal64 = _cuda_kernels.adjoint_kernels("float64", *tunables)
     return [
-        ("forward float32", _cuda._forward_kernel("float32", "float", "float32"), (F32, F32, U64, F32), None),
-        ("forward uint8", _cuda._forward_kernel("float32", "integer", "uint8"), (U8, U8, U64, F32), None),
-        ("forward legacy", _cuda._forward_kernel("float32", "legacy", "uint8"), (F32, U8, U64, F32), None),
+        ("forward float32", _cuda_kernels.forward_kernel("float32", "float", "float32"), (F32, F32, U64, F32), None),
+        ("forward uint8", _cuda_kernels.forward_kernel("float32", "integer", "uint8"), (U8, U8, U64, F32), None),
+        ("forward legacy", _cuda_kernels.forward_kernel("float32", "legacy", "uint8"), (F32, U8, U64, F32), None),
         ("adjoint vertical float32", vertical32, (F32, F32, U64, F32), cap),
         ("adjoint vertical float16", vertical32, (F16, F32, U64, F32), cap),
         ("adjoint horizontal float32", horizontal32, (F32, F32, U64, F32), None),

@@ -4,8 +4,9 @@
 first call, and torch is imported only for torch tensors.
 """
 
-from ._api import MAX_OUTPUT_BYTES, resize
+from ._api import resize
 from ._dropin import BilinearInterpolation
+from ._plan import MAX_OUTPUT_BYTES
 from ._threads import get_num_threads, set_num_threads
 
 __all__ = [

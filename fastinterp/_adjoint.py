@@ -26,7 +26,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cpu
-from ._api import schedule
 from ._coords import inverse_axis_taps
 
 
@@ -41,4 +40,4 @@ def resize_adjoint(grad_out: np.ndarray, grad_in: np.ndarray, align: str) -> Non
     ys = inverse_axis_taps(in_h, out_h, align, grad_in.dtype)
     xs = inverse_axis_taps(in_w, out_w, align, grad_in.dtype)
     # Work is proportional to the output gradient read, so it is scheduled on its size.
-    _cpu.run_tasks(grad_out, grad_in, ys, xs, *schedule(planes, in_h, grad_out.size))
+    _cpu.run_tasks(grad_out, grad_in, ys, xs, *_cpu.schedule(planes, in_h, grad_out.size))

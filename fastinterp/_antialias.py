@@ -244,7 +244,7 @@ def run_antialias(
     ``src`` is (P, H, W) planes or (N, H, W, C) pixels, float32, float64 or an integer dtype
     (float16 converted to float32 by the caller); ``dest`` the same layout with the output's
     size, in float32, float64 or the input's integer dtype. ``rows_per_task`` and ``serial``
-    split the work as for the plain kernels (:func:`fastinterp._api.schedule`); ``gather_cost``
+    split the work as for the plain kernels (:func:`fastinterp._cpu.schedule`); ``gather_cost``
     and ``block_rows`` are the tunables :data:`GATHER_COST` and :data:`BLOCK_ROWS`.
     """
     check_antialias_align(align)

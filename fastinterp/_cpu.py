@@ -28,7 +28,26 @@ from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from ._coords import InverseTaps, LegacyAxisTaps
-from ._threads import parallel_launch
+from ._threads import get_num_threads, parallel_launch
+
+#: Below this many output elements a call runs on the calling thread only.
+SERIAL_THRESHOLD = 1 << 16
+#: Target number of tasks per thread, so that uneven tasks still balance.
+TASKS_PER_THREAD = 8
+
+
+def schedule(outer: int, out_h: int, out_elements: int) -> tuple[int, bool]:
+    """Rows per task and whether to run serially, for ``outer`` images of ``out_h`` rows."""
+    if out_elements < SERIAL_THRESHOLD:
+        return out_h, True
+    threads = get_num_threads()
+    if threads == 1:
+        return out_h, True
+    wanted_tasks = threads * TASKS_PER_THREAD
+    if outer >= wanted_tasks:
+        return out_h, False
+    blocks_per_outer = -(-wanted_tasks // outer)
+    return max(1, -(-out_h // blocks_per_outer)), False
 
 
 def _to_output(value, out):  # pragma: no cover - replaced by the overload below in jitted code

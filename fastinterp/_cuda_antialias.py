@@ -10,7 +10,7 @@ buffer in the compute dtype:
 
 The weight tables are the CPU's (:func:`fastinterp._antialias.antialias_taps`), each sum runs
 over its taps in ascending order from ``w[0] * x[0]`` as on the CPU, and the arithmetic uses
-the non-contracting ``*_rn`` intrinsics of :mod:`fastinterp._cuda`: float outputs equal the
+the non-contracting ``*_rn`` intrinsics of :mod:`fastinterp._cuda_kernels`: float outputs equal the
 CPU's bit for bit, integer outputs are its float32 values rounded and saturated the same way.
 Arrays are flat and C-contiguous; a thread walks the elements of its pass with a grid stride.
 """
@@ -24,7 +24,8 @@ import numpy as np
 from numba import cuda
 
 from ._antialias import antialias_taps, check_antialias_align, vertical_first
-from ._cuda import _ARITHMETIC, _integer_store, _multiprocessors, _store_float
+from ._cuda_kernels import ARITHMETIC, integer_store, store_float
+from ._cuda_launch import multiprocessors
 
 #: Threads per block of both passes.
 THREADS_PER_BLOCK = 128
@@ -35,13 +36,13 @@ BLOCKS_PER_MULTIPROCESSOR = 32
 @functools.lru_cache(maxsize=None)
 def _pass_kernels(compute: str, store_kind: str, out_dtype: str) -> tuple[Callable, Callable]:
     """The (vertical, horizontal) kernels for a compute dtype, storing as floats or integers."""
-    arith = _ARITHMETIC[compute]
+    arith = ARITHMETIC[compute]
     cast, mul, add = arith.cast, arith.mul, arith.add
     if store_kind == "integer":
         info = np.iinfo(out_dtype)
-        store = _integer_store(float(info.min), float(info.max))
+        store = integer_store(float(info.min), float(info.max))
     else:
-        store = _store_float
+        store = store_float
 
     @cuda.jit
     def vertical(src, out, first, count, weights, items, out_rows, in_rows, width):
@@ -89,7 +90,7 @@ def _device_taps(in_size: int, out_size: int, compute: str, adjoint: bool, devic
 
 
 def _grid(elements: int, device_id: int) -> int:
-    return max(1, min(-(-elements // THREADS_PER_BLOCK), BLOCKS_PER_MULTIPROCESSOR * _multiprocessors(device_id)))
+    return max(1, min(-(-elements // THREADS_PER_BLOCK), BLOCKS_PER_MULTIPROCESSOR * multiprocessors(device_id)))
 
 
 def run_antialias(

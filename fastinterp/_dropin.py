@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import reference
-from ._api import check_align, check_rate, is_torch_tensor, resize
+from ._api import resize
+from ._plan import check_align, check_rate, is_torch_tensor
 
 
 class BilinearInterpolation:

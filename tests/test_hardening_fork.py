@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-# Big enough to run on the thread pool (more than fastinterp._api.SERIAL_THRESHOLD outputs).
+# Big enough to run on the thread pool (more than fastinterp._cpu.SERIAL_THRESHOLD outputs).
 PARENT_CALL = (
     "import numpy as np, fastinterp\n"
     "x = np.ones((256, 24, 24), np.float32)\n"

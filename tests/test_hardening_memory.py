@@ -74,5 +74,5 @@ def test_the_limit_counts_the_dtype():
     elements = fastinterp.MAX_OUTPUT_BYTES // 4
     side = int(elements**0.5)
     with pytest.raises(ValueError, match="GiB"):
-        fastinterp._api.check_size((1,), side, side, np.dtype(np.float64))
-    fastinterp._api.check_size((1,), side, side, np.dtype(np.uint8))
+        fastinterp._plan.check_size((1,), side, side, np.dtype(np.float64))
+    fastinterp._plan.check_size((1,), side, side, np.dtype(np.uint8))

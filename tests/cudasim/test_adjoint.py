@@ -7,7 +7,8 @@ import pytest
 from numba import cuda
 
 import fastinterp
-from fastinterp import _cuda
+from fastinterp import _cuda, _cuda_launch
+from fastinterp._coords import inverse_axis_taps
 
 from fastinterp.reference import bilinear_adjoint
 
@@ -53,7 +54,7 @@ def test_adjoint_strips_and_column_groups_cover_everything(
     clamped bottom edge), up and down, in every align mode."""
     (in_h, in_w), (out_h, out_w) = in_size, out_size
     grad = np.random.default_rng(16).standard_normal((3, out_h, out_w))
-    launch = _cuda.adjoint_launch(3, in_h, in_w, out_h, out_w, align, np.dtype(np.float64), 1,
+    launch = _cuda_launch.adjoint_launch(3, in_h, in_w, out_h, out_w, align, np.dtype(np.float64), 1,
                                   threads_per_block=32, waves=1, loads_in_flight=loads,
                                   columns_per_thread=columns_per_thread, strip_rows=strip_rows)
     out = cuda.to_device(np.full(3 * in_h * in_w, np.nan))
@@ -67,10 +68,10 @@ def test_adjoint_grids_smaller_than_the_work_loop_over_it(dtype, rtol):
     """Two blocks of 8 threads for every launch: each thread takes many strips and pixels in
     turn (the grid-stride loops), and must reset its running sums for each."""
     grad = np.random.default_rng(18).standard_normal((4, 19, 23)).astype(dtype)
-    launch = _cuda.adjoint_launch(4, 6, 5, 19, 23, "left", np.dtype(np.float32), 1,
+    launch = _cuda_launch.adjoint_launch(4, 6, 5, 19, 23, "left", np.dtype(np.float32), 1,
                                   columns_per_thread=2, strip_rows=2)
     for part in (launch.vertical, launch.horizontal):
-        part.shape = _cuda.LaunchShape((8, 1, 1), (2, 1, 1), 1)
+        part.shape = _cuda_launch.LaunchShape((8, 1, 1), (2, 1, 1), 1)
     out = cuda.to_device(np.full(4 * 6 * 5, np.nan, dtype))
     launch(cuda.to_device(grad.reshape(-1)), out, 0)
     expected = bilinear_adjoint(grad, 6, 5, "left")
@@ -86,7 +87,7 @@ def test_adjoint_grids_smaller_than_the_work_loop_over_it(dtype, rtol):
 ])
 def test_adjoint_runs_the_pass_with_fewer_partial_sums_first(in_size, out_size, vertical_first, dtype, rtol):
     (in_h, in_w), (out_h, out_w) = in_size, out_size
-    launch = _cuda.adjoint_launch(2, in_h, in_w, out_h, out_w, "corners", np.dtype(np.float64), 1)
+    launch = _cuda_launch.adjoint_launch(2, in_h, in_w, out_h, out_w, "corners", np.dtype(np.float64), 1)
     assert launch.vertical_first == vertical_first
     assert launch.sums_size == 2 * min(in_h * out_w, out_h * in_w)
     grad = np.random.default_rng(19).standard_normal((2, out_h, out_w)).astype(dtype)
@@ -96,12 +97,12 @@ def test_adjoint_runs_the_pass_with_fewer_partial_sums_first(in_size, out_size, 
 
 
 def test_adjoint_grids_cover_the_items_and_stay_in_limits():
-    launch = _cuda.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), 132)
+    launch = _cuda_launch.adjoint_launch(2048, 24, 24, 192, 192, "center", np.dtype(np.float32), 132)
     assert launch.sums_size == 2048 * 24 * 192
     for part in (launch.vertical, launch.horizontal):
         (threads, _, _), (blocks, _, _) = part.shape.block, part.shape.grid
-        assert threads == _cuda.ADJOINT_THREADS and 1 <= blocks <= _cuda.WAVES * 132 * 2048 // threads
-    tiny = _cuda.adjoint_launch(1, 1, 1, 1, 1, "center", np.dtype(np.float32), 132)
+        assert threads == _cuda_launch.ADJOINT_THREADS and 1 <= blocks <= _cuda_launch.WAVES * 132 * 2048 // threads
+    tiny = _cuda_launch.adjoint_launch(1, 1, 1, 1, 1, "center", np.dtype(np.float32), 132)
     assert tiny.vertical.shape.grid == tiny.horizontal.shape.grid == (1, 1, 1)
 
 
@@ -129,8 +130,8 @@ def test_one_launch_serves_every_gradient_dtype():
 
 
 def test_readers_by_rank_keep_each_inputs_order_and_pad_with_zeros():
-    columns = _cuda.inverse_axis_taps(9, 4, "center", np.dtype(np.float64))  # downscaled: some unread
-    readers, weights = _cuda._by_rank(columns)
+    columns = inverse_axis_taps(9, 4, "center", np.dtype(np.float64))  # downscaled: some unread
+    readers, weights = _cuda_launch.by_rank(columns)
     counts = np.diff(columns.start)
     assert readers.shape == weights.shape == (counts.max(), 9) and 0 in counts
     for j in range(9):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import fastinterp
-from fastinterp import _cuda, reference
-from fastinterp._api import make_plan
+from fastinterp import _cuda_launch, reference
+from fastinterp._plan import make_plan
 from fastinterp.reference import to_integer_dtype
 
 from .helpers import ALIGNS, DTYPES, random_array
@@ -80,9 +80,9 @@ def test_legacy_planes_match_cpu():
     "shape",
     [
         # The grid covers every (channel, column); rows and outer items are strided.
-        _cuda.LaunchShape((5, 3, 2), (3, 2, 2), 1),
-        _cuda.LaunchShape((2, 2, 1), (3 * 5, 1, 1), 3),  # 3 channel blocks x 5 column blocks
-        _cuda.LaunchShape((5, 9, 2), (1, 1, 1), 1),
+        _cuda_launch.LaunchShape((5, 3, 2), (3, 2, 2), 1),
+        _cuda_launch.LaunchShape((2, 2, 1), (3 * 5, 1, 1), 3),  # 3 channel blocks x 5 column blocks
+        _cuda_launch.LaunchShape((5, 9, 2), (1, 1, 1), 1),
     ],
 )
 def test_every_launch_shape_writes_every_element(shape):
@@ -92,17 +92,17 @@ def test_every_launch_shape_writes_every_element(shape):
     x = random_array(rng, (3, 3, 4, 5), "float32")  # (N, H, W, C)
     plan = make_plan("pixels", x.shape, x.dtype, None, None, (7, 9), "center", False)
     out = cuda.to_device(np.full((3, 7, 9, 5), np.nan, np.float32).reshape(-1))
-    _cuda.forward_launch(plan, 3, 5, shape)(cuda.to_device(x.reshape(-1)), out, 0)
+    _cuda_launch.forward_launch(plan, 3, 5, shape)(cuda.to_device(x.reshape(-1)), out, 0)
     expected = fastinterp.resize(x, size=(7, 9))
     np.testing.assert_array_equal(out.copy_to_host().reshape(expected.shape), expected)
 
 
 def test_launch_shape_fills_the_gpu_for_small_maps_and_large_images():
     for outer, rows, cols, inner in [(2048, 56, 56, 1), (3, 32000, 48000, 1), (1, 56, 56, 2048), (32 * 2048, 56, 56, 1)]:
-        shape = _cuda.launch_shape(outer, rows, cols, inner, multiprocessors=132)
+        shape = _cuda_launch.launch_shape(outer, rows, cols, inner, multiprocessors=132)
         threads = np.prod(shape.block) * np.prod(shape.grid)
         assert threads >= min(132 * 2048, outer * rows * cols * inner), (outer, rows, cols, inner, shape)
-        per_block = _cuda.THREADS_PER_BLOCK
+        per_block = _cuda_launch.THREADS_PER_BLOCK
         assert np.prod(shape.block) <= per_block and max(shape.grid[1:]) <= 65535
         block_inner, block_cols, _ = shape.block
         assert block_inner == min(inner, per_block) and (block_cols == cols or block_inner * block_cols == per_block)

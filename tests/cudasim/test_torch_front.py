@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastinterp
-from fastinterp import _cuda
+from fastinterp import _cuda, _cuda_launch
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.cudasim
@@ -20,12 +20,12 @@ pytestmark = pytest.mark.cudasim
 @pytest.fixture(autouse=True)
 def cpu_tensors_as_device_arrays(monkeypatch):
     def flat_view(t):
-        """The tensor's memory in memory order, as ``_tensor_numba`` views a CUDA tensor."""
+        """The tensor's memory in memory order, as ``tensor_numba`` views a CUDA tensor."""
         return torch.as_strided(t, (t.numel(),), (1,)).numpy()
 
-    monkeypatch.setattr(_cuda, "_tensor_numba", flat_view)
+    monkeypatch.setattr(_cuda_launch, "tensor_numba", flat_view)
     monkeypatch.setattr(_cuda, "_current_stream_handle", lambda device_index: 0)
-    monkeypatch.setattr(_cuda, "_numba_stream", lambda handle: 0)
+    monkeypatch.setattr(_cuda_launch, "numba_stream", lambda handle: 0)
     monkeypatch.setattr(_cuda, "_torch_requests", {})
 
 
