@@ -83,6 +83,8 @@ def test_hostile_image_names_write_only_inside_out_even_with_overwrite(tmp_path)
     code, _, err = run_cli(images, *FAST, "--out", out, "--overwrite", "--quiet")
     assert code == 0, err
     assert {k: v for k, v in files_under(tmp_path).items() if not k.startswith("out")} == outside_before
+    assert sorted(os.listdir(out)) == [".explorer", "index.html", "resnet18"]
+    out = out / "resnet18"  # the model's folder holds one folder per image
     jobs = sorted(os.listdir(out))
     assert len(jobs) == len(HOSTILE_STEMS)  # one directory per image: none merged, none lost
     assert len({job.casefold() for job in jobs}) == len(jobs)
@@ -92,7 +94,7 @@ def test_hostile_image_names_write_only_inside_out_even_with_overwrite(tmp_path)
         assert os.listdir(out / job) == ["layer1"]
         assert len(os.listdir(out / job / "layer1" / "channels")) == 64
     # A second run with --overwrite replaces exactly the same directories, still only inside.
-    code, _, err = run_cli(images, *FAST, "--out", out, "--overwrite", "--quiet", "--cmap", "magma")
+    code, _, err = run_cli(images, *FAST, "--out", out.parent, "--overwrite", "--quiet", "--cmap", "magma")
     assert code == 0, err
     assert sorted(os.listdir(out)) == jobs
     assert {k: v for k, v in files_under(tmp_path).items() if not k.startswith("out")} == outside_before
@@ -105,12 +107,12 @@ def test_a_symlink_inside_out_pointing_outside_is_never_followed(tmp_path, link)
     (elsewhere / "layer1").mkdir(parents=True)
     (elsewhere / "layer1" / "keep.txt").write_text("the user's file")
     out = tmp_path / "out"
-    if link == "image directory":  # out/cat -> elsewhere: the job would write elsewhere/layer1
-        out.mkdir()
-        (out / "cat").symlink_to(elsewhere)
-    else:  # out/cat/layer1 -> elsewhere/layer1
-        (out / "cat").mkdir(parents=True)
-        (out / "cat" / "layer1").symlink_to(elsewhere / "layer1")
+    if link == "image directory":  # out/resnet18/cat -> elsewhere: the job would write elsewhere/layer1
+        (out / "resnet18").mkdir(parents=True)
+        (out / "resnet18" / "cat").symlink_to(elsewhere)
+    else:  # out/resnet18/cat/layer1 -> elsewhere/layer1
+        (out / "resnet18" / "cat").mkdir(parents=True)
+        (out / "resnet18" / "cat" / "layer1").symlink_to(elsewhere / "layer1")
     before = files_under(tmp_path)
     code, stdout, err = run_cli(tmp_path / "cat.png", *FAST, "--out", out, "--overwrite")
     assert_one_line_error(code, stdout, err, "refusing to write", "outside the output directory")
@@ -380,7 +382,7 @@ def wait_until_rendering(process: subprocess.Popen, out: Path, known: set[str] =
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         for name in partial_dirs(out) - known:
-            channels = out / name / "cat" / "layer4" / "channels"
+            channels = out / name / "resnet18" / "cat" / "layer4" / "channels"
             if channels.is_dir() and any(channels.iterdir()):
                 return out / name
         time.sleep(0.05)
@@ -443,7 +445,7 @@ def test_the_next_run_removes_a_killed_runs_litter_and_keeps_a_live_runs(tmp_pat
     finally:
         holder.communicate("done\n", timeout=PATIENCE_S)
     assert holder.returncode == 0
-    assert partial_dirs(out) == set() and sorted(os.listdir(out)) == ["dog", "held"]
+    assert partial_dirs(out) == set() and sorted(os.listdir(out)) == [".explorer", "held", "index.html", "resnet18"]
 
 
 def test_stale_staging_dirs_are_found_only_by_their_unlocked_owner_lock(tmp_path):
@@ -509,7 +511,7 @@ def test_hostile_names_are_printed_escaped(tmp_path):
     result = subprocess.run(command, capture_output=True, env=env, timeout=PATIENCE_S)
     assert result.returncode == 0, result.stderr
     assert b"\x1b" not in result.stdout and b"red\\x1b[31m" in result.stdout and b"bytes\\xff" in result.stdout
-    assert sorted(os.listdir(tmp_path / "out")) == ["bytes_", "red_[31m"]
+    assert sorted(os.listdir(tmp_path / "out" / "resnet18")) == ["bytes_", "red_[31m"]
     (tmp_path / "in" / "bad\x1b[2J.png").write_text("not an image")
     result = subprocess.run(command, capture_output=True, env=env, timeout=PATIENCE_S)
     assert result.returncode == 2 and result.stdout == b""

@@ -222,7 +222,9 @@ def _check_before_building(args: argparse.Namespace, options: RenderOptions, lay
     existing output. Returns the images and the input side."""
     import torch
 
-    from .api import check_device, check_limits, check_not_there, image_names, job_directories, render_estimate
+    from .api import (
+        COMPARE_DIR, check_device, check_limits, check_not_there, compare_estimate, image_names, job_directories, render_estimate,
+    )
     from .inputs import check_readable, collect_images, default_image
     from .layers import resolve_layer
 
@@ -245,11 +247,14 @@ def _check_before_building(args: argparse.Namespace, options: RenderOptions, lay
     if layers is None:
         return paths, side
     canonical = list(dict.fromkeys(resolve_layer(skeleton, layer) for layer in layers))
-    if args.compare is None:
-        shapes = _map_shapes(skeleton, canonical, side)
-        if shapes is not None and args.preprocess == "original":
-            estimates = [render_estimate(layer, shape, options, (side, side)) for layer, shape in shapes.items()]
-            check_limits(estimates, Limits(args.max_output_gb, args.max_memory_gb), repeats=len(paths))
+    shapes = _map_shapes(skeleton, canonical, side)
+    if shapes is not None and args.preprocess == "original":
+        first = image_names(paths)[0]
+        if args.compare is None:
+            estimates = [render_estimate(f"{first}/{layer}", shape, options, (side, side)) for layer, shape in shapes.items()]
+        else:
+            estimates = [compare_estimate(f"{COMPARE_DIR}/{first}/{layer}", shape, options) for layer, shape in shapes.items()]
+        check_limits(estimates, Limits(args.max_output_gb, args.max_memory_gb), repeats=len(paths))
     jobs = job_directories(image_names(paths), canonical, *_model_dir(args), compare=args.compare is not None)
     check_not_there(args.out, list(jobs.values()), args.overwrite)
     return paths, side
