@@ -347,4 +347,4 @@ def test_format_layers_marks_what_is_drawn_and_the_default():
     assert lines["features.0.0"].split()[1:] == ["Conv2d", "(1,", "8,", "8,", "8)", "8", "maps", "8x8"]
     assert lines["head"].split()[-1] == "-"
     reused = {line.split()[0]: line for line in format_layers(describe_layers(Reused(), torch.zeros(1, 3, 8, 8)))}
-    assert reused["relu"].endswith("4 maps 8x8  [runs 2x: first call shown]")
+    assert reused["relu"].endswith("-  [runs 2x: its calls cannot be told apart, not drawn]")

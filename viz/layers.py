@@ -143,8 +143,8 @@ class LayerInfo:
 
     @property
     def drawable(self) -> bool:
-        """Its output can be rendered as channel images."""
-        return self.layout is not None
+        """Its output can be rendered as channel images (a module run several times cannot: its calls cannot be told apart)."""
+        return self.layout is not None and self.calls == 1
 
     @property
     def spatial(self) -> bool:
@@ -301,13 +301,13 @@ def format_layers(infos: Sequence[LayerInfo]) -> list[str]:
     ("-": cannot be drawn), modules that run several times, and the default marked."""
     lines = []
     for info in infos:
-        if info.layout is None or info.map_shape is None:
+        if info.layout is None or info.map_shape is None or info.calls > 1:
             drawn = "-"
         else:
             channels, height, width = info.map_shape
             layout = "" if info.layout.kind == CHANNELS_FIRST else f" from {info.layout.describe()}"
             drawn = f"{channels} maps {height}x{width}{layout}"
-        notes = (f"  [runs {info.calls}x: first call shown]" if info.calls > 1 else "") + ("  <- default" if info.default else "")
+        notes = (f"  [runs {info.calls}x: its calls cannot be told apart, not drawn]" if info.calls > 1 else "") + ("  <- default" if info.default else "")
         shape = "not run" if info.shape is None else str(info.shape)
         lines.append(f"{info.name:<40} {info.kind:<22} {shape:<22} {drawn}{notes}")
     return lines

@@ -1,0 +1,89 @@
+"""Batches through the model give the files of one image at a time; every family runs from the CLI
+with no options but a small input; a blank Grad-CAM is announced."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import viz
+from viz import cli
+from viz.inputs import original_preprocess
+
+
+def conv_bn_net() -> nn.Module:
+    """Convolutions, BatchNorm with its own statistics, a 1x1-conv head: float64, whose CPU kernels
+    compute each image of a batch alone (float32 oneDNN kernels may sum in another order per batch size)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 12, 3, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
+        nn.Conv2d(12, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.double().eval()
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_batches_write_the_bytes_of_one_image_at_a_time(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "in" / f"img{i}.png")
+    model = conv_bn_net()
+    seen: list[int] = []
+    model[0].register_forward_pre_hook(lambda _m, inputs: seen.append(len(inputs[0])))
+    options = viz.RenderOptions(scale=2, top_k=3, threads=2)
+    for batch_size in (1, 3):
+        viz.visualize(model, [tmp_path / "in"], ["5", "2"], tmp_path / f"b{batch_size}", options=options,
+                      preprocess=original_preprocess(32), progress=False, batch_size=batch_size)
+    assert seen == [1, 1, 1, 1, 3, 1]  # batches of 1, then of 3 and 1
+    one, three = (files(tmp_path / f"b{b}") for b in (1, 3))
+    jobs = [name for name in one if not name.startswith((".explorer", "index.html"))]
+    assert len(jobs) == 4 * (12 + 8 + 2 * 8)  # per image and layer: its channels, 4 summaries, 3 Grad-CAM/overlay, manifest
+    assert {n: one[n] for n in jobs} == {n: three[n] for n in jobs}
+    manifest = json.loads(one["img2/5/manifest.json"])
+    assert manifest["gradcam"]["file"] == "gradcam.png" and manifest["input_shape"] == [1, 3, 32, 32]
+    assert len([n for n in jobs if n.startswith("img2/2/channels/")]) == 8
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("name, side, layer", [
+    ("mobilenet_v3_small", "64", "features"),
+    ("swin_t", "64", "norm"),
+    pytest.param("vit_b_16", None, "encoder.layers.encoder_layer_11.ln_1", marks=pytest.mark.slow),
+])
+def test_each_family_runs_with_no_layer_given(tmp_path, name, side, layer):
+    size = [] if side is None else ["--input-size", side]
+    code, stdout, err = run_cli("--model", name, "--weights", "none", *size, "--top-k", "2", "--scale", "2", "--out", tmp_path)
+    assert code == 0, err
+    job = tmp_path / name / "grace_hopper" / layer
+    manifest = json.loads((job / "manifest.json").read_text())
+    assert manifest["layer"] == layer and "gradcam" in manifest
+    assert {"sum.png", "sheet.png", "overlay.png", "gradcam.png", "gradcam_overlay.png"} <= set(manifest["files"])
+    assert len(list((job / "channels").iterdir())) == manifest["feature_shape"][0]
+    if name == "vit_b_16":  # its fixed 224 instead of the original's 384; its zero-initialised head: a blank Grad-CAM
+        assert manifest["input_shape"] == [1, 3, 224, 224] and manifest["feature_shape"] == [768, 14, 14]
+        assert "warning: Grad-CAM of encoder.layers.encoder_layer_11.ln_1 is blank" in err
+    assert stdout.splitlines()[-1] == f"open: {(tmp_path / 'index.html').as_uri()}"
