@@ -16,8 +16,18 @@
     is linear and so favours the original (its pyplot images pile up in one figure, so each
     later ``savefig`` is slower).
 
-``python -m benchmarks.bench_viz [--rounds N] [--scratch DIR] [--json PATH]`` from the repository
-root prints the numbers (wall and CPU seconds, machine load) and whether each target is met.
+(c) ``--families``: each of resnet50, vgg16, mobilenet_v3_small, convnext_tiny, efficientnet_b0,
+    vit_b_16 and swin_t with default options and random weights (``python -m viz --model NAME
+    --weights none``) exits 0 with every channel image, the summaries, Grad-CAM and the manifest.
+(d) ``--folder``: a folder of ``--images`` (32) images, ResNet-50 ``layer4``, CPU, as processes:
+    the CLI with ``--batch-size 8`` and with ``--batch-size 1`` (one image at a time, the
+    baseline to beat), against a process that only imports torch/torchvision/viz, builds the
+    model and runs the same forward passes in batches of 8 (same images, same preprocessing).
+    Target: CLI total <= 1.3x that floor.
+
+``python -m benchmarks.bench_viz [--rounds N] [--scratch DIR] [--json PATH] [--families] [--folder
+[--images N]]`` from the repository root prints the numbers (wall and CPU seconds, machine load)
+and whether each target is met; with ``--families`` or ``--folder`` only those parts run.
 Everything is written under ``--scratch`` (default ``viz-out/``, where the CLI writes too): the
 file system matters, as (a) creates 2054 files.
 """
@@ -42,6 +52,22 @@ CLI_TARGET_S = 15.0
 SPEEDUP_TARGET = 30.0
 ORIGINAL_SUBSETS = (16, 32)
 FULL_CHANNELS = 2048
+FAMILIES = ("resnet50", "vgg16", "mobilenet_v3_small", "convnext_tiny", "efficientnet_b0", "vit_b_16", "swin_t")
+FOLDER_TARGET = 1.3
+FOLDER_BATCH = 8
+#: The floor of (d): imports, model build, preprocessing and forward passes, nothing else.
+FORWARD_ONLY = """
+import sys, time
+import torch, torchvision, viz
+from viz.inputs import collect_images, load_image, original_preprocess
+torch.manual_seed(0)
+model = torchvision.models.resnet50().eval()
+preprocess = original_preprocess()
+paths = collect_images([sys.argv[1]])
+with torch.inference_mode():
+    for first in range(0, len(paths), int(sys.argv[2])):
+        model(torch.cat([preprocess(load_image(p)) for p in paths[first:first + int(sys.argv[2])]]))
+"""
 
 
 def _environment() -> dict[str, str]:
@@ -103,7 +129,7 @@ def bench_cli(rounds: int, scratch: Path) -> dict[str, Any]:
         walls.append(time.perf_counter() - wall)
         users.append(after.ru_utime - before.ru_utime)
         systems.append(after.ru_stime - before.ru_stime)
-        assert len(list((out / "grace_hopper" / "layer4" / "channels").iterdir())) == FULL_CHANNELS
+        assert len(list((out / "resnet50" / "grace_hopper" / "layer4" / "channels").iterdir())) == FULL_CHANNELS
     return {"command": " ".join(command[1:]), "wall_s": walls, "user_s": users, "system_s": systems,
             "median_wall_s": statistics.median(walls), "best_wall_s": min(walls), "target_s": CLI_TARGET_S}
 
@@ -128,14 +154,82 @@ def bench_original(scratch: Path) -> dict[str, Any]:
             "estimated_2048_channel_job_s": estimate}
 
 
+def bench_families(scratch: Path) -> dict[str, Any]:
+    """(c): every family with default options, random weights; checks what each job wrote."""
+    results = {}
+    for name in FAMILIES:
+        out = scratch / f"family-{name}"
+        command = [sys.executable, "-m", "viz", "--model", name, "--weights", "none", "--quiet", "--out", str(out)]
+        wall = time.perf_counter()
+        process = subprocess.run(command, env=_environment(), cwd=REPOSITORY, capture_output=True, text=True)
+        wall = time.perf_counter() - wall
+        problems = [] if process.returncode == 0 else [f"exit {process.returncode}: {process.stderr.strip()[-300:]}"]
+        manifests = list(out.glob(f"{name}/grace_hopper/*/manifest.json")) if out.exists() else []
+        layer = None
+        if not problems and len(manifests) != 1:
+            problems.append(f"{len(manifests)} manifests")
+        elif not problems:
+            manifest = json.loads(manifests[0].read_text())
+            layer, job = manifest["layer"], manifests[0].parent
+            channels = len(list((job / "channels").iterdir()))
+            if channels != manifest["feature_shape"][0]:
+                problems.append(f"{channels} channel images for {manifest['feature_shape'][0]} channels")
+            missing = [f for f in ("sum.png", "mean.png", "max.png", "sheet.png", "overlay.png", "gradcam.png",
+                                   "gradcam_overlay.png") if not (job / f).is_file()]
+            if missing or "gradcam" not in manifest:
+                problems.append(f"missing {missing or 'gradcam entry'}")
+        results[name] = {"wall_s": wall, "layer": layer, "ok": not problems, "problems": problems,
+                         "warnings": process.stderr.strip().splitlines()}
+    return results
+
+
+def _timed(command: list[str]) -> float:
+    wall = time.perf_counter()
+    subprocess.run(command, check=True, env=_environment(), cwd=REPOSITORY, capture_output=True)
+    return time.perf_counter() - wall
+
+
+def make_folder(folder: Path, count: int) -> None:
+    """``count`` different photos: crops of grace_hopper.jpg at shifting offsets."""
+    from PIL import Image
+
+    from viz.inputs import default_image
+
+    folder.mkdir()
+    with Image.open(default_image()) as photo:
+        width, height = photo.size
+        for index in range(count):
+            left, top = (index * 7) % (width // 4), (index * 5) % (height // 4)
+            photo.crop((left, top, left + 3 * width // 4, top + 3 * height // 4)).save(folder / f"photo{index:03d}.png")
+
+
+def bench_folder(scratch: Path, count: int) -> dict[str, Any]:
+    """(d): the CLI on a folder, batched and one at a time, against imports + build + forward passes."""
+    folder = scratch / "folder"
+    make_folder(folder, count)
+    cli = [sys.executable, "-m", "viz", str(folder), "--model", "resnet50", "--weights", "none", "--layer", "layer4", "--quiet"]
+    floor_s = _timed([sys.executable, "-c", FORWARD_ONLY, str(folder), str(FOLDER_BATCH)])
+    batched_s = _timed([*cli, "--batch-size", str(FOLDER_BATCH), "--out", str(scratch / "folder-batched")])
+    single_s = _timed([*cli, "--batch-size", "1", "--out", str(scratch / "folder-single")])
+    written = len(list((scratch / "folder-batched" / "resnet50").glob("*/layer4/manifest.json")))
+    assert written == count, written
+    return {"images": count, "forward_floor_s": floor_s, "cli_batched_s": batched_s, "cli_one_at_a_time_s": single_s,
+            "ratio_batched": batched_s / floor_s, "ratio_one_at_a_time": single_s / floor_s, "target": FOLDER_TARGET}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of (a) and (b) (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip-original", action="store_true", help="do not run the original script")
     parser.add_argument("--scratch", type=Path, default=REPOSITORY / "viz-out", help="where to write (default: %(default)s)")
+    parser.add_argument("--families", action="store_true", help="only (c): every model family with default options")
+    parser.add_argument("--folder", action="store_true", help="only (d): a folder of --images images, batched vs one at a time")
+    parser.add_argument("--images", type=int, default=32, help="images of (d) (default: %(default)s)")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
+    if args.families or args.folder:
+        return _parts(args)
     with tempfile.TemporaryDirectory(prefix="bench-viz-", dir=args.scratch) as scratch_dir:
         scratch = Path(scratch_dir)
         results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}
@@ -163,6 +257,33 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def _parts(args: argparse.Namespace) -> int:
+    """(c) and/or (d); exit 1 when a family fails."""
+    with tempfile.TemporaryDirectory(prefix="bench-viz-", dir=args.scratch) as scratch_dir:
+        scratch = Path(scratch_dir)
+        results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}
+        if args.families:
+            results["families"] = bench_families(scratch)
+        if args.folder:
+            results["folder"] = bench_folder(scratch, args.images)
+        results["load_after"] = os.getloadavg()
+    print(f"cpus {results['cpus']}; load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
+    failed = False
+    for name, family in results.get("families", {}).items():
+        failed |= not family["ok"]
+        state = "ok" if family["ok"] else "FAILED: " + "; ".join(family["problems"])
+        print(f"(c) {name:<20} {family['wall_s']:6.1f} s  default layer {family['layer']}  {state}")
+    if "folder" in results:
+        folder = results["folder"]
+        met = "met" if folder["ratio_batched"] <= folder["target"] else "MISSED"
+        print(f"(d) {folder['images']} images, resnet50 layer4: imports + build + forward passes {folder['forward_floor_s']:.1f} s; "
+              f"CLI --batch-size {FOLDER_BATCH} {folder['cli_batched_s']:.1f} s ({folder['ratio_batched']:.2f}x), one at a time "
+              f"{folder['cli_one_at_a_time_s']:.1f} s ({folder['ratio_one_at_a_time']:.2f}x); target <= {folder['target']}x: {met}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

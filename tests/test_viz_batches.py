@@ -87,3 +87,17 @@ def test_each_family_runs_with_no_layer_given(tmp_path, name, side, layer):
         assert manifest["input_shape"] == [1, 3, 224, 224] and manifest["feature_shape"] == [768, 14, 14]
         assert "warning: Grad-CAM of encoder.layers.encoder_layer_11.ln_1 is blank" in err
     assert stdout.splitlines()[-1] == f"open: {(tmp_path / 'index.html').as_uri()}"
+
+
+def test_a_model_without_class_scores_is_drawn_without_grad_cam_unless_asked(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 6, 3)).eval()  # maps out, no scores
+    photo = viz.inputs.default_image()
+    options = viz.RenderOptions(scale=1, top_k=2, threads=1)
+    (result,) = viz.visualize(model, [photo], None, tmp_path / "a", options=options, preprocess=original_preprocess(32),
+                              progress=False)
+    assert result.layer == "2" and "gradcam" not in result.manifest and "gradcam.png" not in result.manifest["files"]
+    with pytest.raises(viz.VizError, match=r"^Grad-CAM needs class scores of shape \(N, classes\) from the model, got \(1, 6, 13, 13\)"):
+        viz.visualize(model, [photo], ["0"], tmp_path / "b", options=options, preprocess=original_preprocess(32),
+                      progress=False, gradcam=True)
+    assert not (tmp_path / "b").exists()

@@ -331,7 +331,7 @@ def visualize(
     progress: bool | None | RunProgress = None,
     limits: Limits | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    gradcam: bool = True,
+    gradcam: bool | None = None,
     target_class: int | None = None,
     class_names: Sequence[str] | None = None,
     model_dir: str | None = None,
@@ -344,7 +344,8 @@ def visualize(
     through it ``batch_size`` at a time, one whole forward pass per batch (a module that runs
     more than once is refused). Each job also gets a Grad-CAM (``gradcam.png``, its overlay and
     a ``gradcam`` manifest entry) of ``target_class`` (None: the predicted class; its name from
-    ``class_names``) unless ``gradcam`` is False. Nothing is written unless the whole run
+    ``class_names``): with ``gradcam=None`` when the model outputs class scores (N, classes),
+    with True always (an error for a model without scores), with False never. Nothing is written unless the whole run
     succeeds; existing output directories are an error unless ``overwrite``. ``context`` (e.g.
     model name and weights) is added to every manifest. ``progress``: a display (None: only on
     a terminal; or a :class:`RunProgress` shared with the caller). ``limits``: the most the run

@@ -44,6 +44,15 @@ def _scores(result: Any) -> Any:
     return result
 
 
+def _is_scores(result: Any) -> bool:
+    """The model's output is (N, classes) scores (or a tuple that starts with them)."""
+    try:
+        _scores(result)
+    except VizError:
+        return False
+    return True
+
+
 def _target_classes(scores: Any, target_class: int | None) -> Any:
     """(N,) class indices: each image's top score, or ``target_class`` checked against the scores."""
     import torch
@@ -72,7 +81,8 @@ def _reuse_error(name: str, calls: int) -> VizError:
 
 
 def layer_maps(
-    model: Any, x: Any, layers: Sequence[str], *, cams: bool = True, target_class: int | None = None, keep_device: bool = False
+    model: Any, x: Any, layers: Sequence[str], *, cams: bool | None = True, target_class: int | None = None,
+    keep_device: bool = False,
 ) -> LayerMaps:
     """One forward pass of the (N, 3, H, W) batch ``x``: the maps of ``layers`` (read by
     :mod:`viz.tokens`) and, with ``cams``, their Grad-CAM from one backward pass.
@@ -80,7 +90,8 @@ def layer_maps(
     The model runs in eval mode (each module's mode restored) and whole, so a module that runs
     more than once is found and refused. Autograd records only from the first drawn layer on
     (its output becomes the graph's leaf), so the cost is one forward pass plus a backward
-    through the layers after it. ``target_class``: as in :func:`gradcam`. ``keep_device``: the
+    through the layers after it. ``cams=None``: Grad-CAM only if the model's output is class
+    scores (N, classes), else ``cams`` is None. ``target_class``: as in :func:`gradcam`. ``keep_device``: the
     maps stay where the model made them (e.g. shapes from torch's meta device), in its dtype.
     """
     import torch
@@ -89,6 +100,7 @@ def layer_maps(
     modules = dict(model.named_modules())
     outputs: dict[str, Any] = {}
     calls = dict.fromkeys(names, 0)
+    graph = cams is not False  # autograd records from the first drawn layer on
 
     def make_hook(name: str) -> Any:
         def hook(_module: Any, _inputs: Any, output: Any) -> Any:
@@ -98,7 +110,7 @@ def layer_maps(
                 return None
             if not isinstance(tensor, torch.Tensor):
                 raise VizError(f"layer {name!r} returns {type(output).__name__}, not a tensor")
-            if not cams:
+            if not graph:
                 outputs[name] = tensor.detach().clone()  # later in-place operations must not change ours
                 return None
             torch.set_grad_enabled(True)  # the graph starts at the first drawn layer: nothing before it is kept
@@ -113,9 +125,9 @@ def layer_maps(
 
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in names]
     try:
-        with eval_mode(model), torch.inference_mode(not cams), torch.no_grad():
+        with eval_mode(model), torch.inference_mode(not graph), torch.no_grad():
             # a copy made here is an ordinary tensor even when the caller made x under inference_mode
-            result = model(x.detach().clone() if cams else x)
+            result = model(x.detach().clone() if graph else x)
     finally:
         for handle in handles:
             handle.remove()
@@ -128,7 +140,7 @@ def layer_maps(
     reader = MapReader(model)
     maps = {name: reader.maps(outputs[name], name, input_hw) for name in names}
     found = None
-    if cams:
+    if cams or (cams is None and _is_scores(result)):
         with torch.inference_mode(False), torch.enable_grad():  # even inside the caller's inference_mode
             found = _cams(result, outputs, maps, names, reader, input_hw, target_class)
     if not keep_device:
