@@ -101,3 +101,20 @@ def test_a_model_without_class_scores_is_drawn_without_grad_cam_unless_asked(tmp
         viz.visualize(model, [photo], ["0"], tmp_path / "b", options=options, preprocess=original_preprocess(32),
                       progress=False, gradcam=True)
     assert not (tmp_path / "b").exists()
+
+
+def test_one_progress_display_counts_every_channel_of_the_run_once(tmp_path):
+    rng = np.random.default_rng(2)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "in" / f"p{i}.png")
+    shown = io.StringIO()
+    display = viz.RunProgress(True, file=shown)
+    # 40 channels in chunks of 18 (not a multiple of the 16 channels per writer task)
+    model = nn.Sequential(nn.Conv2d(3, 40, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    options = viz.RenderOptions(scale=4, top_k=2, threads=2, chunk_mb=18 * 10 * 32 * 32 / 2**20)
+    viz.visualize(model, [tmp_path / "in"], ["0"], tmp_path / "out", options=options, preprocess=original_preprocess(8),
+                  progress=display, batch_size=2)
+    assert display.bar.n == display.bar.total == 3 * 40
+    display.close()
+    assert "120/120" in shown.getvalue() and "done" in shown.getvalue()

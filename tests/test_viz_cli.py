@@ -163,6 +163,8 @@ def test_imagenet_weights_are_loaded_when_they_can_be_had(images, tmp_path, monk
 def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, tmp_path):
     code, out, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", "none", "--out", tmp_path)
     assert code == 0, err
+    assert err == ("fastinterp-viz: warning: A (resnet18, weights: random init (--weights none)) and B (resnet18, weights: "
+                   "random init (--weights none)) have IDENTICAL weights: the comparison can only show a blank difference\n")
     target = tmp_path / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2"
     assert tree(target) == sorted(["difference.png", "manifest.json", "panel_sheet.png", "panel_sum.png",
                                    "sheet_a.png", "sheet_b.png", "sum_a.png", "sum_b.png"])
@@ -170,9 +172,20 @@ def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, t
     np.testing.assert_array_equal(pixels(target / "sheet_a.png"), pixels(target / "sheet_b.png"))
     assert np.unique(pixels(target / "difference.png")).tolist() == [128]  # the middle (white) of RdBu_r
     manifest = json.loads((target / "manifest.json").read_text())
-    assert manifest["difference"]["max_abs"] == 0.0
+    assert manifest["difference"]["max_abs"] == 0.0 and manifest["identical_weights"] is True
     assert out.splitlines()[0] == (
         "model: A = resnet18, weights: random init (--weights none); B = resnet18, weights: random init (--weights none)")
+
+
+def test_compare_none_against_offline_imagenet_warns_of_identical_weights(images, tmp_path, monkeypatch):
+    def offline(weights):
+        raise OSError("no network")
+
+    monkeypatch.setattr(models, "fetch_imagenet_state_dict", offline)
+    code, _, err = run_cli(images / "cat.png", *SMALL, "--compare", "none", "--out", tmp_path)
+    assert code == 0
+    assert err.splitlines()[-1].startswith("fastinterp-viz: warning: A (resnet18, weights: random init (ImageNet weights ")
+    assert "have IDENTICAL weights" in err.splitlines()[-1]
 
 
 def test_compare_two_checkpoints_on_one_shared_scale(images, tmp_path):
@@ -180,8 +193,9 @@ def test_compare_two_checkpoints_on_one_shared_scale(images, tmp_path):
     torch.save(random_resnet18(seed=5).state_dict(), checkpoint)
     code, _, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", checkpoint, "--out", tmp_path / "o")
     assert code == 0, err
+    assert "IDENTICAL" not in err
     manifest = json.loads((tmp_path / "o" / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2" / "manifest.json").read_text())
-    assert manifest["difference"]["max_abs"] > 0
+    assert manifest["difference"]["max_abs"] > 0 and manifest["identical_weights"] is False
     sum_a, sum_b = (pixels(tmp_path / "o" / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2" / f"sum_{s}.png") for s in "ab")
     assert min(sum_a.min(), sum_b.min()) == 0 and max(sum_a.max(), sum_b.max()) == 255  # one scale spans both
     assert manifest["b"] == f"resnet18, weights: checkpoint {checkpoint}"

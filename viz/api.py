@@ -185,11 +185,11 @@ class RunProgress:
     ``enabled``: None shows it only on a terminal (tqdm's rule). Thread-safe (writer threads count).
     """
 
-    def __init__(self, enabled: bool | None = None, unit: str = "ch") -> None:
+    def __init__(self, enabled: bool | None = None, unit: str = "ch", file: Any = None) -> None:
         from tqdm import tqdm
 
         self._lock = threading.Lock()
-        self.bar = tqdm(total=None, unit=unit, disable=None if enabled is None else not enabled, dynamic_ncols=True)
+        self.bar = tqdm(total=None, unit=unit, disable=None if enabled is None else not enabled, dynamic_ncols=True, file=file)
 
     def stage(self, text: str) -> None:
         with self._lock:
