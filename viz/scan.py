@@ -91,11 +91,11 @@ def _remove(root: Path, path: Path) -> None:
         shutil.rmtree(inside(root, path))
 
 
-def _write_atomically(root: Path, relative: str, write: Callable[[Any], None], mode: str = "wb") -> None:
+def _write_atomically(root: Path, relative: str, write: Callable[[Any], None]) -> None:
     """Write ``root/relative`` through a temporary file in ``root`` and ``os.replace``: a reader
     (or a resumed scan after a kill) sees the old file or the new one, never half of one."""
     final = inside(root, root / relative)
-    handle = tempfile.NamedTemporaryFile(mode, dir=root, prefix=TEMP_PREFIX, delete=False)
+    handle = tempfile.NamedTemporaryFile("wb", dir=root, prefix=TEMP_PREFIX, delete=False)
     try:
         with handle:
             write(handle)
@@ -687,12 +687,9 @@ def _worker_model(token: str, pickled_model: bytes, device: str) -> Any:
     cache = _WORKER_MODELS.__dict__.setdefault("models", {})
     if token not in cache:
         cache.clear()  # one scan's model at a time
-        try:
-            from distributed import get_worker
-
-            torch.set_num_threads(max(1, get_worker().state.nthreads))  # no oversubscription
-        except (ImportError, ValueError):
-            pass
+        # One torch thread per Dask thread, as Dask sets OMP_NUM_THREADS=1: a worker's
+        # parallelism is its thread count, and more would oversubscribe the cores.
+        torch.set_num_threads(1)
         cache[token] = pickle.loads(pickled_model).to(device).eval()
     return cache[token]
 
@@ -759,7 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--preprocess", choices=("original", "weights"), default="original",
                        help="original: resize to --input-size bicubic + ImageNet mean/std; weights: the weights' transforms (default: %(default)s)")
     model.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, metavar="N", help="side of the original preprocessing (default: %(default)s)")
-    model.add_argument("--layer", action="append", metavar="NAME", help="dotted layer name; repeat or comma-separate (default: layer4)")
+    model.add_argument("--layer", action="append", metavar="NAME",
+                       help="dotted layer name; repeat or comma-separate (default: the model's default layer, layer4 for ResNets)")
     run = parser.add_argument_group("scan")
     run.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N", help="top images kept per channel (default: %(default)s)")
     run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="B", help="images per forward pass (default: %(default)s)")
@@ -819,10 +817,46 @@ def _connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> tuple[Any, Any
         raise VizError(f"cannot reach the Dask scheduler {address} within {timeout:g} s: {reason}") from None
 
 
+def _load_model(args: argparse.Namespace) -> Any:
+    """The torchvision classifier of ``--model`` / ``--weights``, random init seeded by ``--seed``."""
+    import torch
+
+    from .models import build_model
+
+    torch.manual_seed(args.seed)  # the same random init in every run, so --resume accepts it
+    loaded = build_model(args.model, args.weights, num_classes=args.num_classes)
+    if loaded.warning:
+        print(f"fastinterp-viz scan: warning: {printable(loaded.warning)}", file=sys.stderr)
+    return loaded
+
+
+def _preprocess(args: argparse.Namespace, loaded: Any) -> Preprocess:
+    from .inputs import original_preprocess, weights_preprocess
+    from .models import imagenet_weights_entry
+
+    if args.preprocess == "weights":
+        return weights_preprocess(loaded.tv_weights or imagenet_weights_entry(loaded.name))
+    return original_preprocess(args.input_size)
+
+
+def _layers(args: argparse.Namespace, model: Any, preprocess: Preprocess) -> list[str]:
+    """The ``--layer`` names (repeated or comma-separated), or the model's default layer."""
+    import torch
+
+    from .layers import default_layer
+
+    if args.layer is None:
+        side = preprocess.input_size or (args.input_size, args.input_size)
+        return [default_layer(model, torch.zeros(1, 3, *side))]
+    names = [name.strip() for item in args.layer for name in item.split(",")]
+    if not all(names):
+        raise VizError(f"--layer {','.join(args.layer)!r} holds an empty layer name (give names such as layer4 or layer3,layer4)")
+    return names
+
+
 def run(args: argparse.Namespace) -> ScanResult:
     """Carry out a parsed ``scan`` command line; raises :class:`VizError` for the user's mistakes."""
     from .api import check_device
-    from .cli import _layers, _load, _preprocess
 
     if args.top < 1 or args.batch_size < 1 or args.workers < 0 or args.checkpoint_every < 1:
         raise VizError("--top, --batch-size and --checkpoint-every must be >= 1, --workers >= 0")
@@ -831,12 +865,13 @@ def run(args: argparse.Namespace) -> ScanResult:
     check_device(args.device)
     _check_out_dir(args)
     paths = collect_scan_images(args.images)  # fail on a bad argument before loading the model
-    loaded = _load(args.model, args.weights, args)
+    loaded = _load_model(args)
     preprocess = _preprocess(args, loaded)
+    layers = _layers(args, loaded.model, preprocess)
     if not args.resume and not args.overwrite:
         from .layers import resolve_layer
 
-        for name in layer_dirs(list(dict.fromkeys(resolve_layer(loaded.model, layer) for layer in _layers(args)))).values():
+        for name in layer_dirs(list(dict.fromkeys(resolve_layer(loaded.model, layer) for layer in layers))).values():
             if (args.out / name).exists():
                 raise VizError(f"{args.out / name} already exists; pass --overwrite to replace it, or choose another --out")
     options = dict(preprocess=preprocess, model_name=loaded.name, weights=loaded.weights_description,
@@ -849,10 +884,10 @@ def run(args: argparse.Namespace) -> ScanResult:
                 _remove(args.out, leftover)  # of a killed run: ours, by name
             if not args.resume:
                 (args.out / STATE_FILE).unlink(missing_ok=True)
-            result = scan(loaded.model, paths, _layers(args), args.top, args.batch_size, args.device, workers=args.workers,
+            result = scan(loaded.model, paths, layers, args.top, args.batch_size, args.device, workers=args.workers,
                           checkpoint_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume, **options)
         else:
-            result = scan(loaded.model, paths, _layers(args), args.top, args.batch_size, args.device, client,
+            result = scan(loaded.model, paths, layers, args.top, args.batch_size, args.device, client,
                           partition_size=args.partition_size, **options)
     finally:
         if client is not None:
