@@ -26,8 +26,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output
+from ._plan import check_antialias_align
 from ._threads import parallel_launch
-from .reference import ANTIALIAS_ALIGN_MODES
 
 #: Bytes of weight tables kept for reuse (tables of large downscales are large).
 TABLE_CACHE_BYTES = 64 << 20
@@ -213,16 +213,6 @@ def parallel_antialias(src, out, ys, xs, channels, rows_first, rows_per_task, bl
     for task in prange(n_tasks):
         # int64, so that both drivers share one compiled task body (see fastinterp._cpu)
         _antialias_task(src, out, ys, xs, channels, rows_first, np.int64(task), blocks, rows_per_task, block_rows)
-
-
-def check_antialias_align(align: str) -> str:
-    """``align`` if antialiasing defines it, else a one-line ValueError."""
-    if align not in ANTIALIAS_ALIGN_MODES:
-        raise ValueError(
-            f"antialias=True is defined only for align in {ANTIALIAS_ALIGN_MODES} (the filter is centred "
-            f"on (i + 0.5) * in/out), got {align!r}"
-        )
-    return align
 
 
 def run_antialias(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._plan import Plan, as_numeric_array, check_align, check_tensor_kind, is_torch_tensor, output_size
+from ._plan import Plan, as_numeric_array, check_align, check_antialias, check_tensor_kind, is_torch_tensor, output_size
 # fastinterp.dask and its tests import these from here (until they import from _plan).
 from ._plan import INTERLEAVE_MAX_CHANNELS, LEGACY_DTYPES, SUPPORTED_DTYPES, check_dtype  # noqa: F401
 from ._plan import numpy_layout as _numpy_layout  # noqa: F401
@@ -69,6 +69,7 @@ def resize(
     legacy: bool = False,
     backend: str = "auto",
     device: str | None = None,
+    antialias: bool = False,
 ) -> Any:
     """Bilinear resize of an image, a stack of channels or a batch of feature maps.
 
@@ -107,6 +108,11 @@ def resize(
     device
         numpy input only: ``"cuda"`` or ``"cuda:N"`` copies the array to that GPU, resizes
         it there and copies the result back.
+    antialias
+        Downscaled axes blend every input under the bilinear (triangle) filter widened by the
+        scale factor, as torch's ``antialias=True`` and Pillow's BILINEAR: no aliasing. Only
+        ``align="center"``, not with ``legacy=True``. Where no axis is downscaled the result is
+        the plain path's, bit for bit.
 
     Returns
     -------
@@ -127,43 +133,47 @@ def resize(
         if device is not None:
             raise TypeError("device= copies numpy arrays; move a tensor with tensor.to('cuda') instead")
         if torch.compiler.is_compiling():
-            return _resize_while_compiling(arr, w_rate, h_rate, size, align, legacy, out)
-        return _resize_tensor(arr, w_rate, h_rate, size, align, legacy, out)
+            return _resize_while_compiling(arr, w_rate, h_rate, size, align, legacy, out, antialias)
+        return _resize_tensor(arr, w_rate, h_rate, size, align, legacy, out, antialias)
     if not isinstance(channels_first, bool):
         raise TypeError(f"channels_first must be True or False, got {channels_first!r}")
     if on_gpu:
         from . import _cuda
 
-        return _cuda.resize_device_array(arr, w_rate, h_rate, size, align, legacy, out, channels_first)
+        return _cuda.resize_device_array(arr, w_rate, h_rate, size, align, legacy, out, channels_first, antialias)
     arr = as_numeric_array(arr)
     if device is not None:
         from . import _cuda
 
         index = _cuda.parse_device(device)
-        return _cuda.resize_host(arr, w_rate, h_rate, size, align, legacy, out, channels_first, index)
+        return _cuda.resize_host(arr, w_rate, h_rate, size, align, legacy, out, channels_first, index, antialias)
     from . import _cpu_arrays
 
-    return _cpu_arrays.resize_numpy(arr, w_rate, h_rate, size, align, legacy, out, channels_first)
+    return _cpu_arrays.resize_numpy(arr, w_rate, h_rate, size, align, legacy, out, channels_first, antialias)
 
 
-def _resize_tensor(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+def _resize_tensor(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, antialias: Any
+) -> Any:
     """Eager tensors: the differentiable op where a gradient is wanted, else the kernels directly."""
     import torch
 
     if t.requires_grad and torch.is_grad_enabled():
-        return _resize_with_autograd(t, w_rate, h_rate, size, align, legacy, out)
+        return _resize_with_autograd(t, w_rate, h_rate, size, align, legacy, out, antialias)
     if t.device.type == "cuda":
         from . import _cuda
 
-        return _cuda.resize_torch(t, w_rate, h_rate, size, align, legacy, out)
+        return _cuda.resize_torch(t, w_rate, h_rate, size, align, legacy, out, antialias)
     if t.device.type != "cpu":
         raise ValueError(f"tensors on {t.device} are not supported")
     from . import _cpu_arrays
 
-    return _cpu_arrays.resize_torch_cpu(t, w_rate, h_rate, size, align, legacy, out)
+    return _cpu_arrays.resize_torch_cpu(t, w_rate, h_rate, size, align, legacy, out, antialias)
 
 
-def _resize_while_compiling(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+def _resize_while_compiling(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, antialias: Any
+) -> Any:
     """Under ``torch.compile``: a floating tensor goes through the registered op (a node of
     the graph, with its fake kernel and gradient); what the op does not cover (integers,
     ``legacy=True``, ``out=``) runs eagerly behind a graph break (an error with ``fullgraph=True``)."""
@@ -172,12 +182,16 @@ def _resize_while_compiling(t: Any, w_rate: Any, h_rate: Any, size: Any, align: 
     if not legacy and out is None and t.is_floating_point() and t.ndim >= 2:
         from . import _torch_ops
 
+        align = check_align(align, False)
+        antialias = check_antialias(antialias, align, False)
         out_h, out_w = output_size(t.shape[-2], t.shape[-1], w_rate, h_rate, size)
-        return _torch_ops.resize_op(t, out_h, out_w, check_align(align, False))
-    return torch.compiler.disable(_resize_tensor)(t, w_rate, h_rate, size, align, legacy, out)
+        return _torch_ops.resize_op(t, out_h, out_w, align, antialias)
+    return torch.compiler.disable(_resize_tensor)(t, w_rate, h_rate, size, align, legacy, out, antialias)
 
 
-def _resize_with_autograd(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+def _resize_with_autograd(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, antialias: Any
+) -> Any:
     """Tensors that need a gradient go through the differentiable op of :mod:`fastinterp._torch_ops`."""
     if legacy:
         raise ValueError("legacy=True has no gradient (its output is uint8); detach the tensor first")
@@ -187,5 +201,7 @@ def _resize_with_autograd(t: Any, w_rate: Any, h_rate: Any, size: Any, align: An
         raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
     from . import _torch_ops
 
+    align = check_align(align, False)
+    antialias = check_antialias(antialias, align, False)
     out_h, out_w = output_size(t.shape[-2], t.shape[-1], w_rate, h_rate, size)
-    return _torch_ops.differentiable_resize(t, out_h, out_w, check_align(align, False))
+    return _torch_ops.differentiable_resize(t, out_h, out_w, align, antialias)

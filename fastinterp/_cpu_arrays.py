@@ -1,7 +1,8 @@
 """CPU backend, array side: numpy arrays and CPU tensors to and from the numba kernels.
 
 :func:`run_cpu` runs a :class:`~fastinterp._plan.Plan` on kernel-layout arrays (temporaries
-where the output cannot be written directly, interleaved rows for a few channels);
+where the output cannot be written directly, interleaved rows for a few channels, the
+antialias kernels of :mod:`fastinterp._antialias` where the plan asks for them);
 :func:`resize_numpy` and :func:`resize_torch_cpu` are the front's numpy and CPU-tensor paths
 (a CPU tensor is used zero-copy through numpy).
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cpu
+from . import _antialias, _cpu
 from ._coords import interleaved_taps
 from ._plan import (
     INTERLEAVE_MAX_CHANNELS, Plan, check_out_numpy, check_tensor_out, is_torch_tensor, make_plan, mark_written,
@@ -30,6 +31,20 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
     src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
     direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
     target = dest if direct else np.empty(dest.shape, np.float32 if dest.dtype == np.float16 else dest.dtype.newbyteorder("="))
+    if plan.antialias:
+        # It reads far more than it writes: split and thread it by the larger of the two.
+        _antialias.run_antialias(
+            src, target, plan.in_h, plan.in_w, plan.out_h, plan.out_w, plan.align, plan.compute_dtype,
+            *_cpu.schedule(src.shape[0], plan.out_h, max(src.size, target.size)),
+        )
+    else:
+        _run_plain(src, target, plan)
+    if not direct:
+        np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
+
+
+def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan) -> None:
+    """The plain bilinear kernels of :mod:`fastinterp._cpu`, C-contiguous ``src`` into ``target``."""
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()
@@ -40,15 +55,15 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
         src, target = src.reshape(images, plan.in_h, -1), target.reshape(images, plan.out_h, -1)
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, channels)
     _cpu.run_tasks(src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size))
-    if not direct:
-        np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 
 
 def resize_numpy(
-    arr: np.ndarray, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, channels_first: bool
+    arr: np.ndarray, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, channels_first: bool,
+    antialias: Any = False,
 ) -> np.ndarray:
+    """Resize a numpy array (the layouts of :func:`fastinterp.resize`) on the CPU."""
     layout, src = numpy_layout(arr, channels_first)
-    plan = make_plan(layout, src.shape, arr.dtype, w_rate, h_rate, size, align, legacy)
+    plan = make_plan(layout, src.shape, arr.dtype, w_rate, h_rate, size, align, legacy, antialias)
     user_shape = user_out_shape(arr.shape, plan, channels_first)
     if out is None:
         result = np.empty(user_shape, plan.out_dtype)
@@ -85,7 +100,9 @@ def _empty_cpu_tensor(shape: tuple[int, ...], dtype: Any, channels_last: bool) -
     return torch.from_numpy(np.empty(shape, np_dtype))
 
 
-def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+def resize_torch_cpu(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, antialias: Any = False
+) -> Any:
     """CPU tensors: zero-copy through numpy; (..., H, W) as in torch, channels_last kept."""
     import torch
 
@@ -99,7 +116,7 @@ def resize_torch_cpu(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, le
         compute_t = compute_t.float()
     src_np = compute_t.numpy()
     src = _torch_kernel_view(src_np, layout)
-    plan = make_plan(layout, src.shape, src_np.dtype, w_rate, h_rate, size, align, legacy)
+    plan = make_plan(layout, src.shape, src_np.dtype, w_rate, h_rate, size, align, legacy, antialias)
     out_dtype = torch.uint8 if legacy else t.dtype
     shape = (*t.shape[:-2], plan.out_h, plan.out_w)
     if out is None:

@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from ._cuda_antialias import AntialiasLaunch
 from ._cuda_kernels import SIMULATED
 from ._cuda_launch import (
-    Launch, OnDevice, cached_adjoint_launch, cached_forward_launch, flat_numba, numba_stream, torch_numpy_dtype,
+    AdjointLaunch, Launch, OnDevice, cached_adjoint_launch, cached_forward_launch, flat_numba, numba_stream,
+    torch_numpy_dtype,
 )
 from ._plan import (
-    Plan, check_align, check_out_numpy, check_tensor_out, make_plan, mark_written, numpy_layout, user_out_shape,
+    Plan, antialias_applies, check_align, check_antialias, check_out_numpy, check_tensor_out, make_plan, mark_written,
+    numpy_layout, user_out_shape,
 )
 
 
@@ -60,10 +63,11 @@ def _cached_plan(*request: Any) -> Plan:
 
 
 def plan_request(
-    layout: str, kernel_shape: tuple[int, ...], dtype: np.dtype, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any
+    layout: str, kernel_shape: tuple[int, ...], dtype: np.dtype, w_rate: Any, h_rate: Any, size: Any, align: Any,
+    legacy: Any, antialias: Any = False,
 ) -> Plan:
     """:func:`fastinterp._plan.make_plan`, remembered: repeated calls skip re-validation."""
-    request = (layout, kernel_shape, dtype, w_rate, h_rate, size, align, legacy)
+    request = (layout, kernel_shape, dtype, w_rate, h_rate, size, align, legacy, antialias)
     try:
         hash(request)
     except TypeError:  # a list for size, say: validate without the cache
@@ -76,10 +80,18 @@ def _kernel_view(kernel_shape: tuple[int, ...]) -> tuple[int, int]:
     return kernel_shape[0], (kernel_shape[3] if len(kernel_shape) == 4 else 1)
 
 
+def forward_launch(plan: Plan, kernel_shape: tuple[int, ...], device_id: int) -> Launch | AntialiasLaunch:
+    """The launch that resizes a ``kernel_shape`` array as ``plan`` says: plain or antialiased."""
+    if plan.antialias:
+        out_shape = (kernel_shape[0], plan.out_h, plan.out_w, *kernel_shape[3:])
+        return AntialiasLaunch(kernel_shape, out_shape, plan.compute_dtype, False, device_id)
+    outer, inner = _kernel_view(kernel_shape)
+    return cached_forward_launch(plan, outer, inner, device_id)
+
+
 def run(plan: Plan, kernel_shape: tuple[int, ...], src: Any, out: Any, stream: Any, device_id: int) -> None:
     """Resize flat C-contiguous device array ``src`` into flat ``out`` (both numba arrays)."""
-    outer, inner = _kernel_view(kernel_shape)
-    cached_forward_launch(plan, outer, inner, device_id)(src, out, stream)
+    forward_launch(plan, kernel_shape, device_id)(src, out, stream)
 
 
 def _overlap(first: tuple[int, int], second: tuple[int, int]) -> bool:
@@ -118,7 +130,7 @@ def _current_stream_handle(device_index: int) -> int:
 class _TorchRequest:
     """What a resize of one tensor layout with one set of arguments needs, validated once."""
 
-    launch: Launch
+    launch: Launch | AntialiasLaunch
     out_shape: tuple[int, ...]
     out_dtype: Any  # the result's torch dtype
     target_dtype: Any  # what the kernel writes: float32 for a bfloat16 result
@@ -132,7 +144,9 @@ _torch_requests: dict[tuple[Any, ...], _TorchRequest] = {}
 _MAX_TORCH_REQUESTS = 256
 
 
-def _torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, device_id: int) -> _TorchRequest:
+def _torch_request(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, antialias: Any, device_id: int
+) -> _TorchRequest:
     """The request of resizing ``t``, from a cache keyed by what validating it reads.
 
     The layout follows from shape and strides, the plan from the kernel shape, dtype and
@@ -141,20 +155,22 @@ def _torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, lega
     unhashable arguments (``size`` as a list) are validated every time.
     """
     size_types = tuple(map(type, size)) if type(size) is tuple else type(size)
-    key = (t.shape, t.stride(), t.dtype, t.device, w_rate, h_rate, size, align, legacy,
-           type(w_rate), type(h_rate), size_types, type(align), type(legacy))
+    arguments = (w_rate, h_rate, size, align, legacy, antialias)
+    key = (t.shape, t.stride(), t.dtype, t.device, *arguments, *map(type, arguments), size_types)
     try:
         request = _torch_requests.get(key)
     except TypeError:
-        return _build_torch_request(t, w_rate, h_rate, size, align, legacy, device_id)
+        return _build_torch_request(t, *arguments, device_id)
     if request is None:
         if len(_torch_requests) >= _MAX_TORCH_REQUESTS:
             _torch_requests.clear()
-        request = _torch_requests[key] = _build_torch_request(t, w_rate, h_rate, size, align, legacy, device_id)
+        request = _torch_requests[key] = _build_torch_request(t, *arguments, device_id)
     return request
 
 
-def _build_torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, device_id: int) -> _TorchRequest:
+def _build_torch_request(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, antialias: Any, device_id: int
+) -> _TorchRequest:
     torch = sys.modules["torch"]
     if t.ndim < 2:
         raise ValueError(f"expected a tensor of shape (..., H, W), got shape {tuple(t.shape)}")
@@ -167,11 +183,11 @@ def _build_torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any
     else:
         layout, kernel_shape = "planes", (math.prod(t.shape[:-2]), *t.shape[-2:])
     compute_dtype = torch.float32 if upcast else t.dtype
-    plan = make_plan(layout, kernel_shape, torch_numpy_dtype(compute_dtype), w_rate, h_rate, size, align, legacy)
+    plan = make_plan(layout, kernel_shape, torch_numpy_dtype(compute_dtype), w_rate, h_rate, size, align, legacy,
+                     antialias)
     out_dtype = torch.uint8 if legacy else t.dtype
-    outer, inner = _kernel_view(kernel_shape)
     return _TorchRequest(
-        launch=cached_forward_launch(plan, outer, inner, device_id),
+        launch=forward_launch(plan, kernel_shape, device_id),
         out_shape=(*t.shape[:-2], plan.out_h, plan.out_w),
         out_dtype=out_dtype,
         target_dtype=torch.float32 if out_dtype == torch.bfloat16 else out_dtype,
@@ -181,7 +197,9 @@ def _build_torch_request(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any
     )
 
 
-def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any) -> Any:
+def resize_torch(
+    t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, antialias: Any = False
+) -> Any:
     """Resize a CUDA tensor (..., H, W) on its device and torch's current stream, zero-copy.
 
     A 4-D ``channels_last`` tensor is read and written in that layout. bfloat16, which numba
@@ -191,7 +209,7 @@ def resize_torch(t: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy
     require_cuda()
     device_index = t.device.index
     with OnDevice(device_index) as device_id:
-        request = _torch_request(t, w_rate, h_rate, size, align, legacy, device_id)
+        request = _torch_request(t, w_rate, h_rate, size, align, legacy, antialias, device_id)
         src = t.detach() if t.requires_grad else t  # (no_grad mode) views of it refuse to be read
         if request.upcast:
             src = src.float()
@@ -254,13 +272,14 @@ def _kernel_shape(shape: tuple[int, ...], dtype: np.dtype, channels_first: bool)
 
 
 def resize_device_array(
-    arr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, channels_first: bool
+    arr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any, channels_first: bool,
+    antialias: Any = False,
 ) -> Any:
     """Resize a numba or CuPy device array (numpy's layouts) into one of the same kind."""
     require_cuda()
     dtype = np.dtype(arr.dtype)
     layout, kernel_shape = _kernel_shape(tuple(arr.shape), dtype, channels_first)
-    plan = plan_request(layout, kernel_shape, dtype, w_rate, h_rate, size, align, legacy)
+    plan = plan_request(layout, kernel_shape, dtype, w_rate, h_rate, size, align, legacy, antialias)
     user_shape = user_out_shape(tuple(arr.shape), plan, channels_first)
     if _is_cupy(arr):
         import cupy
@@ -281,12 +300,12 @@ def resize_device_array(
 
 def resize_host(
     arr: np.ndarray, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: bool, out: Any,
-    channels_first: bool, device: int | None,
+    channels_first: bool, device: int | None, antialias: Any = False,
 ) -> np.ndarray:
     """Copy a numpy array to GPU ``device``, resize it there, and copy the result back."""
     require_cuda()
     layout, src = numpy_layout(arr, channels_first)
-    plan = plan_request(layout, src.shape, arr.dtype, w_rate, h_rate, size, align, legacy)
+    plan = plan_request(layout, src.shape, arr.dtype, w_rate, h_rate, size, align, legacy, antialias)
     user_shape = user_out_shape(arr.shape, plan, channels_first)
     if out is not None:
         check_out_numpy(out, user_shape, plan.out_dtype, arr)
@@ -318,8 +337,9 @@ def _check_adjoint_request(shape: tuple[int, ...], dtype: np.dtype, in_h: Any, i
     return check_align(align, False)
 
 
-def resize_adjoint_cuda(grad_out: Any, in_h: int, in_w: int, align: str) -> Any:
-    """The input gradient of ``resize(x, size=(OH, OW), align=align)`` for an (..., in_h, in_w) ``x``.
+def resize_adjoint_cuda(grad_out: Any, in_h: int, in_w: int, align: str, antialias: Any = False) -> Any:
+    """The input gradient of ``resize(x, size=(OH, OW), align=align, antialias=antialias)`` for an
+    (..., in_h, in_w) ``x``.
 
     ``grad_out`` is a CUDA tensor (or a numba device array) of shape (..., OH, OW), float32,
     float64 or float16. Each input pixel sums, in a fixed order, the output pixels that read
@@ -332,20 +352,27 @@ def resize_adjoint_cuda(grad_out: Any, in_h: int, in_w: int, align: str) -> Any:
     shape = tuple(grad_out.shape)
     dtype = torch_numpy_dtype(grad_out.dtype) if is_tensor else np.dtype(grad_out.dtype)
     align = _check_adjoint_request(shape, dtype, in_h, in_w, align)
+    antialias = check_antialias(antialias, align, False) and antialias_applies(in_h, in_w, *shape[-2:])
     if is_tensor and grad_out.device.type != "cuda":
         raise ValueError(f"resize_adjoint_cuda needs a CUDA tensor, got one on {grad_out.device}")
     compute = np.dtype(np.float64 if dtype == np.float64 else np.float32)
     in_shape = (*shape[:-2], in_h, in_w)
-    sizes = (math.prod(shape[:-2]), in_h, in_w, shape[-2], shape[-1], align, compute)
+    planes = math.prod(shape[:-2])
+
+    def launch(device_id: int) -> AntialiasLaunch | AdjointLaunch:
+        if antialias:
+            return AntialiasLaunch((planes, *shape[-2:]), (planes, in_h, in_w), compute, True, device_id)
+        return cached_adjoint_launch(planes, in_h, in_w, shape[-2], shape[-1], align, compute, device_id)
+
     if is_tensor:
         grad = grad_out.detach().contiguous()
         with OnDevice(grad.device.index) as device_id:
             grad_in = torch.empty(in_shape, dtype=grad.dtype, device=grad.device)
-            cached_adjoint_launch(*sizes, device_id).on_tensors(grad, grad_in, _current_stream_handle(grad.device.index))
+            launch(device_id).on_tensors(grad, grad_in, _current_stream_handle(grad.device.index))
         return grad_in
     if not _is_c_contiguous(grad_out):
         raise ValueError("numba device arrays must be C-contiguous; copy it into a contiguous one first")
     with OnDevice(None) as device_id:
         grad_in = cuda.device_array(in_shape, dtype)
-        cached_adjoint_launch(*sizes, device_id)(flat_numba(grad_out), flat_numba(grad_in), 0)
+        launch(device_id)(flat_numba(grad_out), flat_numba(grad_in), 0)
     return grad_in

@@ -23,9 +23,10 @@ from typing import Any, Callable
 import numpy as np
 from numba import cuda
 
-from ._antialias import antialias_taps, check_antialias_align, vertical_first
+from ._antialias import antialias_taps, vertical_first
 from ._cuda_kernels import ARITHMETIC, integer_store, store_float
-from ._cuda_launch import multiprocessors
+from . import _cuda_launch
+from ._plan import check_antialias_align
 
 #: Threads per block of both passes.
 THREADS_PER_BLOCK = 128
@@ -90,7 +91,7 @@ def _device_taps(in_size: int, out_size: int, compute: str, adjoint: bool, devic
 
 
 def _grid(elements: int, device_id: int) -> int:
-    return max(1, min(-(-elements // THREADS_PER_BLOCK), BLOCKS_PER_MULTIPROCESSOR * multiprocessors(device_id)))
+    return max(1, min(-(-elements // THREADS_PER_BLOCK), BLOCKS_PER_MULTIPROCESSOR * _cuda_launch.multiprocessors(device_id)))
 
 
 def run_antialias(
@@ -117,7 +118,8 @@ def run_antialias(
 
 def run_antialias_adjoint(grad_out: Any, grad_in: Any, compute_dtype: np.dtype, stream: Any = 0, device_id: int = 0) -> None:
     """The gradient of :func:`run_antialias` with respect to its input: ``grad_in`` (P, H, W)
-    from ``grad_out`` (P, OH, OW), both C-contiguous device arrays in the compute dtype.
+    from ``grad_out`` (P, OH, OW), both C-contiguous device arrays in the compute dtype (or
+    float16, computed in float32 and rounded once on the store).
 
     The forward kernels with the transposed tables (see
     :func:`fastinterp._antialias.run_antialias_adjoint`): a deterministic gather, the CPU's bits.
@@ -156,16 +158,26 @@ def _run(src: Any, out: Any, rows: tuple[int, int], cols: tuple[int, int], compu
             buffer, flat_out, ys_first, ys_count, ys_weights, items, dest_h, src_h, dest_w * channels)
 
 
-def resize_host(src: np.ndarray, out_h: int, out_w: int, align: str = "center") -> np.ndarray:
-    """Copy kernel-layout host ``src`` to the GPU, resize it there, copy the result back.
+class AntialiasLaunch:
+    """Both passes from ``src_shape`` to ``out_shape`` (kernel layouts), called as a
+    :class:`fastinterp._cuda_launch.Launch` is: on flat device arrays or on dense torch tensors.
 
-    float16 and integers are computed in float32; the result has ``src``'s dtype.
+    ``adjoint``: the gradient, from an output gradient ``src_shape`` to an input gradient
+    ``out_shape``; ``compute_dtype`` is float64 for float64 data, else float32.
     """
-    src = np.ascontiguousarray(src)
-    compute = np.dtype(np.float64 if src.dtype == np.float64 else np.float32)
-    in_h, in_w = src.shape[1], src.shape[2]
-    device_src = cuda.to_device(src)
-    device_out = cuda.device_array((src.shape[0], out_h, out_w, *src.shape[3:]), src.dtype)
-    run_antialias(device_src, device_out, in_h, in_w, out_h, out_w, align, compute)
-    return device_out.copy_to_host()
 
+    def __init__(self, src_shape: tuple[int, ...], out_shape: tuple[int, ...], compute_dtype: np.dtype,
+                 adjoint: bool, device_id: int) -> None:
+        self.src_shape, self.out_shape = src_shape, out_shape
+        (src_h, src_w), (dest_h, dest_w) = src_shape[1:3], out_shape[1:3]
+        # (in, out) sizes of the forward's tables: the adjoint runs from its output to its input
+        self.rows, self.cols = ((dest_h, src_h), (dest_w, src_w)) if adjoint else ((src_h, dest_h), (src_w, dest_w))
+        self.compute, self.adjoint, self.device_id = np.dtype(compute_dtype), adjoint, device_id
+
+    def __call__(self, src: Any, out: Any, stream: Any) -> None:
+        _run(src.reshape(self.src_shape), out.reshape(self.out_shape), self.rows, self.cols, self.compute,
+             self.adjoint, stream, self.device_id)
+
+    def on_tensors(self, src: Any, out: Any, stream_handle: int) -> None:
+        """Launch on the memory of two dense torch tensors on CUDA stream ``stream_handle``."""
+        self(_cuda_launch.tensor_numba(src), _cuda_launch.tensor_numba(out), _cuda_launch.numba_stream(stream_handle))

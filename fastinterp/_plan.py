@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ._coords import AxisTaps, axis_taps, legacy_axis_taps
-from .reference import ALIGN_MODES, LEGACY_ALIGN_MODES
+from .reference import ALIGN_MODES, ANTIALIAS_ALIGN_MODES, LEGACY_ALIGN_MODES
 
 #: Most bytes one call agrees to allocate: the output (in its dtype) and the temporaries
 #: the call needs (tap tables, a copy for a strided or float16 ``out=``).
@@ -53,6 +53,9 @@ class Plan:
     legacy: bool
     dtype: np.dtype  # element dtype of the input as the kernels see it
     out_dtype: np.dtype
+    #: The antialias kernels run: ``antialias=True`` was asked and an axis is downscaled
+    #: (see :func:`antialias_applies`). Keyword-only: plans built field by field keep their order.
+    antialias: bool = field(default=False, kw_only=True)
 
     @property
     def compute_dtype(self) -> np.dtype:
@@ -129,6 +132,34 @@ def check_align(align: Any, legacy: bool) -> str:
         what = "legacy align" if legacy else "align"
         raise ValueError(f"{what} must be one of {modes}, got {align!r}")
     return align
+
+
+def check_antialias_align(align: Any) -> str:
+    """``align`` if antialiasing defines it, else a one-line ValueError."""
+    if align not in ANTIALIAS_ALIGN_MODES:
+        raise ValueError(
+            f"antialias=True is defined only for align in {ANTIALIAS_ALIGN_MODES} (the filter is centred "
+            f"on (i + 0.5) * in/out), got {align!r}"
+        )
+    return align
+
+
+def check_antialias(antialias: Any, align: Any, legacy: bool) -> bool:
+    """``antialias`` if it can be combined with ``align`` and ``legacy``, else a one-line error."""
+    if not isinstance(antialias, bool):
+        raise TypeError(f"antialias must be True or False, got {antialias!r}")
+    if antialias and legacy:
+        raise ValueError("antialias=True cannot be combined with legacy=True (the original script has no filter)")
+    if antialias:
+        check_antialias_align(align)
+    return antialias
+
+
+def antialias_applies(in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
+    """Whether ``antialias=True`` changes the result: an axis is downscaled. Otherwise the plain
+    path runs, bit for bit (the antialias filter of an upscaled axis is plain bilinear, up to
+    rounding), on every backend and in both directions of the torch operators."""
+    return out_h < in_h or out_w < in_w
 
 
 def check_dtype(dtype: np.dtype, legacy: bool) -> np.dtype:
@@ -268,11 +299,13 @@ def make_plan(
     size: Any,
     align: Any,
     legacy: bool,
+    antialias: Any = False,
 ) -> Plan:
     """Validate everything about a request that does not depend on where the data lives."""
     if not isinstance(legacy, bool):
         raise TypeError(f"legacy must be True or False, got {legacy!r}")
     align = check_align(align, legacy)
+    antialias = check_antialias(antialias, align, legacy)
     native = check_dtype(dtype, legacy)
     if 0 in kernel_src_shape:
         raise ValueError(f"cannot resize an empty array (kernel shape {kernel_src_shape})")
@@ -281,7 +314,8 @@ def make_plan(
     lead = (kernel_src_shape[0],) + kernel_src_shape[3:]
     out_dtype = np.dtype(np.uint8) if legacy else native
     check_size(lead, out_h, out_w, out_dtype, math.prod(lead[1:]))
-    return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, out_dtype)
+    antialias = antialias and antialias_applies(in_h, in_w, out_h, out_w)
+    return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, out_dtype, antialias=antialias)
 
 
 def user_out_shape(in_shape: tuple[int, ...], plan: Plan, channels_first: bool) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ._plan import check_align
+from ._plan import check_align, check_antialias
 from ._torch_ops import check_tensor, is_integer, resize_op, size_pair
 
 
@@ -75,6 +75,7 @@ def resize(
     scale_factor: float | tuple[float, float] | None = None,
     size: int | tuple[int, int] | None = None,
     align: str = "center",
+    antialias: bool = False,
 ) -> torch.Tensor:
     """Differentiable bilinear resize of the last two dimensions of a (..., H, W) tensor.
 
@@ -91,19 +92,25 @@ def resize(
     align
         ``"center"`` (``align_corners=False``), ``"corners"`` (``align_corners=True``) or
         ``"left"`` (TF1 ``resize_bilinear``).
+    antialias
+        Downscaled axes use the triangle filter widened by the scale factor, as
+        ``F.interpolate(..., antialias=True)``; ``align="center"`` only. Where no axis is
+        downscaled the result is the plain resize's, bit for bit.
 
     Gradients (and gradients of gradients) flow through it; the backward is deterministic.
     """
     check_tensor(x)
     out_h, out_w = _output_size(x.shape[-2], x.shape[-1], scale_factor, size)
-    return resize_op(x, out_h, out_w, check_align(align, legacy=False))
+    align = check_align(align, legacy=False)
+    return resize_op(x, out_h, out_w, align, check_antialias(antialias, align, legacy=False))
 
 
 class Resize(torch.nn.Module):
     """Bilinear resize as a module, with the arguments of ``torch.nn.Upsample``.
 
     ``Resize(scale_factor=2)`` replaces ``nn.Upsample(scale_factor=2, mode="bilinear")``
-    and ``Resize(scale_factor=2, align="corners")`` the same with ``align_corners=True``.
+    and ``Resize(scale_factor=2, align="corners")`` the same with ``align_corners=True``;
+    ``Resize(scale_factor=0.25, antialias=True)`` downscales without aliasing.
     """
 
     def __init__(
@@ -111,19 +118,21 @@ class Resize(torch.nn.Module):
         size: int | tuple[int, int] | None = None,
         scale_factor: float | tuple[float, float] | None = None,
         align: str = "center",
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         _check_size_or_scale(size, scale_factor)
         self.size = None if size is None else _normalised(size_pair(size))
         self.scale_factor = None if scale_factor is None else _normalised(tuple(map(float, _scale_pair(scale_factor))))
         self.align = check_align(align, legacy=False)
+        self.antialias = check_antialias(antialias, self.align, legacy=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(x, scale_factor=self.scale_factor, size=self.size, align=self.align)
+        return resize(x, scale_factor=self.scale_factor, size=self.size, align=self.align, antialias=self.antialias)
 
     def extra_repr(self) -> str:
         what = f"size={self.size!r}" if self.size is not None else f"scale_factor={self.scale_factor!r}"
-        return f"{what}, align={self.align!r}"
+        return f"{what}, align={self.align!r}" + (", antialias=True" if self.antialias else "")
 
 
 #: The name ``torch.nn.Upsample`` users look for.

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data
 
+import fastinterp
 from fastinterp import _antialias, reference
 from fastinterp._antialias import antialias_taps, parallel_antialias, run_antialias, run_antialias_adjoint, serial_antialias
 
@@ -309,3 +310,128 @@ def test_adjoint_matches_torch_backward_and_is_deterministic(in_size, out_size):
     np.testing.assert_allclose(runs[0], x.grad[0].numpy(), rtol=0, atol=1e-12)
     for other in runs[1:]:
         np.testing.assert_array_equal(other, runs[0])
+
+
+# ------------------------------------------------------------- through fastinterp.resize
+
+
+def as_planes(arr, channels_first):
+    """Any layout of fastinterp.resize as (P, H, W) planes."""
+    if arr.ndim == 2:
+        return arr[np.newaxis]
+    if channels_first:
+        return arr.reshape(-1, *arr.shape[-2:])
+    return np.moveaxis(arr, -1, -3).reshape(-1, *arr.shape[-3:-1])
+
+
+LAYOUTS = {  # name: (shape of an input of in_size, channels_first)
+    "HW": (lambda h, w: (h, w), False),
+    "HWC3": (lambda h, w: (h, w, 3), False),
+    "HWC20": (lambda h, w: (h, w, 20), False),  # past the interleaving threshold of the plain path
+    "NHWC": (lambda h, w: (2, h, w, 4), False),
+    "CHW": (lambda h, w: (3, h, w), True),
+    "NCHW": (lambda h, w: (2, 3, h, w), True),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_resize_matches_the_reference_in_every_layout_and_dtype(dtype, layout):
+    """fastinterp.resize(..., antialias=True): the reference within rounding, and in every
+    layout the same bits as the (P, H, W) planes of the same data."""
+    make_shape, channels_first = LAYOUTS[layout]
+    src = sample(np.random.default_rng(11), make_shape(23, 31), dtype)
+    got = fastinterp.resize(src, size=(9, 7), antialias=True, channels_first=channels_first)
+    assert got.dtype == src.dtype and got.shape == make_shape(9, 7)
+    planes = np.ascontiguousarray(as_planes(src, channels_first))
+    assert_near_reference(as_planes(got, channels_first), reference_planes(planes, 9, 7), dtype)
+    np.testing.assert_array_equal(as_planes(got, channels_first), fastinterp.resize(planes, size=(9, 7), antialias=True, channels_first=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint8])
+def test_strided_byteswapped_and_out_arrays(dtype):
+    src = sample(np.random.default_rng(12), (40, 36, 3), dtype)
+    expected = fastinterp.resize(src, size=(11, 10), antialias=True)
+    strided = np.zeros((80, 36, 6), dtype)[::2, :, ::2]
+    strided[...] = src
+    np.testing.assert_array_equal(fastinterp.resize(strided, size=(11, 10), antialias=True), expected)
+    swapped = src.astype(src.dtype.newbyteorder())
+    np.testing.assert_array_equal(fastinterp.resize(swapped, size=(11, 10), antialias=True), expected)
+    out = np.zeros((11, 20, 3), dtype)[:, ::2]  # not contiguous: written through a temporary
+    assert fastinterp.resize(src, size=(11, 10), antialias=True, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_large_input_runs_in_parallel_with_the_same_bits():
+    """Past the serial threshold by input size (few outputs): the parallel schedule, one arithmetic."""
+    src = sample(np.random.default_rng(13), (4, 300, 300), np.float32)
+    got = fastinterp.resize(src, size=(5, 6), antialias=True, channels_first=True)
+    np.testing.assert_array_equal(got, kernel_resize(src, 5, 6))
+
+
+@pytest.mark.parametrize("out_size", [(40, 50), (20, 50), (40, 31), (23, 31)])
+def test_no_downscaled_axis_is_the_plain_path_bit_for_bit(out_size):
+    src = sample(np.random.default_rng(14), (2, 20, 31), np.float32)
+    plain = fastinterp.resize(src, size=out_size, channels_first=True)
+    np.testing.assert_array_equal(fastinterp.resize(src, size=out_size, channels_first=True, antialias=True), plain)
+    tensor = torch.from_numpy(src)
+    # torch's antialias=True computes the same filter another way: within float32 rounding
+    theirs = F.interpolate(tensor[None], size=out_size, mode="bilinear", antialias=True)[0]
+    np.testing.assert_allclose(plain, theirs, rtol=0, atol=2e-6 * float(np.abs(src).max()))
+
+
+@pytest.mark.parametrize("in_size, out_size", [((200, 300), (67, 100)), ((96, 96), (24, 24)), ((30, 80), (61, 20))])
+def test_resize_matches_torch_through_the_front(in_size, out_size):
+    planes = np.random.default_rng(15).standard_normal((3, *in_size)).astype(np.float32)
+    expected = torch_antialias(planes, *out_size)
+    got = fastinterp.resize(planes, size=out_size, channels_first=True, antialias=True)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * float(np.abs(planes).max()))
+    pixels = np.ascontiguousarray(planes.transpose(1, 2, 0))
+    np.testing.assert_array_equal(fastinterp.resize(pixels, size=out_size, antialias=True).transpose(2, 0, 1), got)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_uint8_photo_within_one_of_pillow_through_the_front(name):
+    photo = _photos()[name]
+    out_h, out_w = photo.shape[0] // 3, photo.shape[1] // 2
+    pillow = np.asarray(Image.fromarray(photo).resize((out_w, out_h), Image.BILINEAR))
+    got = fastinterp.resize(photo, size=(out_h, out_w), antialias=True)
+    assert np.abs(got.astype(np.int64) - pillow).max() <= 1
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8])
+def test_cpu_tensors_give_the_numpy_bits(layout, dtype):
+    x = (torch.rand(2, 3, 25, 19) * 200).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    got = fastinterp.resize(x, size=(8, 6), antialias=True)
+    assert got.dtype == dtype and got.shape == (2, 3, 8, 6)
+    assert got.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    computed = x.float() if dtype == torch.bfloat16 else x
+    expected = fastinterp.resize(computed.numpy(), size=(8, 6), antialias=True, channels_first=True)
+    torch.testing.assert_close(got, torch.from_numpy(expected).to(dtype), rtol=0, atol=0)
+    if dtype.is_floating_point:
+        reference_torch = F.interpolate(x.double(), size=(8, 6), mode="bilinear", antialias=True)
+        tolerance = 200 * max(torch.finfo(dtype).eps, 1e-6)  # values up to 200, rounded to the dtype
+        torch.testing.assert_close(got.double(), reference_torch, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"align": "corners"}, ValueError, r"antialias=True is defined only for align in \('center',\)"),
+    ({"align": "left"}, ValueError, r"antialias=True is defined only for align in \('center',\)"),
+    ({"legacy": True}, ValueError, "antialias=True cannot be combined with legacy=True"),
+    ({"legacy": True, "align": "left"}, ValueError, "antialias=True cannot be combined with legacy=True"),
+    ({"antialias": 1}, TypeError, "antialias must be True or False, got 1"),
+    ({"antialias": None}, TypeError, "antialias must be True or False, got None"),
+])  # fmt: skip
+def test_undefined_combinations_are_refused(arguments, error, message):
+    """Refused whatever the sizes (an upscale too) and the kind of data (legacy=True on a tensor
+    that requires grad says first that legacy has no gradient)."""
+    inputs = [np.zeros((8, 8), np.float32), torch.zeros(1, 8, 8)]
+    if "legacy" not in arguments:
+        inputs.append(torch.zeros(1, 8, 8, requires_grad=True))
+    for data in inputs:
+        for size in ((4, 4), (16, 16)):
+            with pytest.raises(error, match=message):
+                fastinterp.resize(data, size=size, **{"antialias": True, **arguments})

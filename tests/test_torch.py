@@ -70,6 +70,66 @@ def test_opcheck(op, align, layout, dtype):
     torch.library.opcheck(getattr(torch.ops.fastinterp, op).default, (x, *other_hw, align))
 
 
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_antialias(op, layout, dtype):
+    """The operators with antialias=True (5x7 -> 12x4 downscales the width: the filter runs)."""
+    tensor_hw, other_hw = OPS[op]
+    x = torch.randn(2, 3, *tensor_hw, dtype=dtype)
+    x = (channels_last(x) if layout == "channels_last" else x).requires_grad_()
+    torch.library.opcheck(getattr(torch.ops.fastinterp, op).default, (x, *other_hw, "center", True))
+
+
+@pytest.mark.parametrize(("in_size", "out_size"), SIZE_CASES + [((12, 9), (5, 4)), ((7, 20), (9, 6))],
+                         ids=SIZE_IDS + ["down", "up-down"])  # fmt: skip
+def test_gradcheck_and_gradgradcheck_antialias(in_size, out_size):
+    x = torch.randn(1, 2, *in_size, dtype=torch.float64, requires_grad=True)
+
+    def op(t):
+        return resize(t, size=out_size, antialias=True)
+
+    assert torch.autograd.gradcheck(op, (x,))
+    assert torch.autograd.gradgradcheck(op, (x,))
+
+
+def torch_antialias(x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(antialias=True)``; with an output width of 1 on the transposed tensor:
+    torch 2.14's CPU kernel then repeats the first output row ((4, 1) -> (3, 1) of [0, 1, 2, 3]
+    gives [0.3, 0.3, 0.3]; transposed, and in the reference, [0.3, 1.5, 2.7])."""
+    if out_size[1] == 1 < out_size[0]:
+        return torch_antialias(x.transpose(-1, -2), out_size[::-1]).transpose(-1, -2)
+    return F.interpolate(x, size=out_size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def test_torch_antialias_with_an_output_width_of_one_is_worked_around():
+    x = torch.arange(4.0, dtype=torch.float64).reshape(1, 1, 4, 1)
+    expected = reference.antialiased_resize(x[0, 0].numpy(), 3, 1)
+    np.testing.assert_allclose(torch_antialias(x, (3, 1))[0, 0].numpy(), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(resize(x, size=(3, 1), antialias=True)[0, 0].numpy(), expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize(("in_size", "out_size"), SIZE_CASES + [((40, 50), (9, 13)), ((20, 12), (7, 30))],
+                         ids=SIZE_IDS + ["down", "down-up"])  # fmt: skip
+def test_antialias_forward_and_backward_match_torch(in_size, out_size):
+    for x in (torch.randn(2, 3, *in_size, dtype=torch.float64), channels_last(torch.randn(2, 3, *in_size, dtype=torch.float64))):
+        x.requires_grad_()
+        ours = resize(x, size=out_size, antialias=True)
+        theirs = torch_antialias(x, out_size)
+        assert_values_and_grads_match(ours, theirs, x, 1e-12)
+        if not x.is_contiguous():  # (a 1x1 map is both)
+            assert ours.is_contiguous(memory_format=torch.channels_last)
+        assert_values_and_grads_match(fastinterp.resize(x, size=out_size, antialias=True), theirs, x, 1e-12)
+
+
+def test_antialias_backward_is_deterministic_and_half_is_computed_in_float32():
+    grad = torch.randn(3, 5, 24, 20)
+    first = torch.ops.fastinterp.resize_backward(grad, 96, 80, "center", True)
+    assert torch.equal(first, torch.ops.fastinterp.resize_backward(grad, 96, 80, "center", True))
+    half = torch.ops.fastinterp.resize_backward(grad.half(), 96, 80, "center", True)
+    assert torch.equal(half, torch.ops.fastinterp.resize_backward(grad.half().float(), 96, 80, "center", True).half())
+
+
 @pytest.mark.parametrize("align", ALIGNS)
 @pytest.mark.parametrize(("in_size", "out_size"), SIZE_CASES, ids=SIZE_IDS)
 def test_gradcheck_and_gradgradcheck(align, in_size, out_size):
@@ -183,6 +243,7 @@ def test_module_matches_nn_upsample(align):
 
 
 def test_module_repr():
+    assert repr(Resize(scale_factor=0.5, antialias=True)) == "Resize(scale_factor=0.5, align='center', antialias=True)"
     assert repr(Resize(scale_factor=2)) == "Resize(scale_factor=2.0, align='center')"
     assert repr(Resize(scale_factor=(2, 1.5))) == "Resize(scale_factor=(2.0, 1.5), align='center')"
     assert repr(Resize(size=(3, 4), align="corners")) == "Resize(size=(3, 4), align='corners')"
@@ -214,6 +275,31 @@ def test_torch_compile_fullgraph(dynamic):
         (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
         (got_grad,) = torch.autograd.grad(got.square().sum(), x)
         torch.testing.assert_close(got_grad, expected_grad, rtol=0, atol=0)
+
+
+class DownNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.down = Resize(scale_factor=0.4, antialias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fastinterp.resize(torch.relu(self.down(self.conv(x))), size=(3, 2), antialias=True)
+
+
+def test_torch_compile_fullgraph_antialias():
+    torch.manual_seed(0)
+    model = DownNet()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 3, 17, 13, requires_grad=True)
+    expected, got = model(x), compiled(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+    (got_grad,) = torch.autograd.grad(got.square().sum(), x)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=0, atol=0)
+    exported = torch.export.export(model, (x.detach(),))
+    assert "torch.ops.fastinterp.resize.default" in exported.graph_module.code
+    torch.testing.assert_close(exported.module()(x.detach()), model(x.detach()), rtol=0, atol=0)
 
 
 def test_torch_export():
@@ -253,6 +339,11 @@ def test_torch_export():
         (lambda x: Resize(), ValueError, "exactly one"),
         (lambda x: Resize(size=3, align="middle"), ValueError, "align must be one of"),
         (lambda x: Resize(scale_factor=0), ValueError, "finite numbers > 0"),
+        (lambda x: resize(x, size=(2, 2), align="corners", antialias=True), ValueError, r"only for align in \('center',\)"),
+        (lambda x: resize(x, size=(2, 2), antialias="yes"), TypeError, "antialias must be True or False"),
+        (lambda x: Resize(size=2, align="left", antialias=True), ValueError, r"only for align in \('center',\)"),
+        (lambda x: torch.ops.fastinterp.resize(x, 2, 2, "left", True), ValueError, "only for align in"),
+        (lambda x: torch.ops.fastinterp.resize_backward(x, 9, 9, "corners", True), ValueError, "only for align in"),
         (lambda x: fastinterp.resize(x.requires_grad_(), 2.0, legacy=True), ValueError, "no gradient"),
         (lambda x: fastinterp.resize(x.requires_grad_(), 2.0, out=torch.empty(1)), ValueError, "out= cannot"),
     ],

@@ -97,9 +97,12 @@ def test_host_tensor_routes():
 
 def test_repeated_requests_are_validated_once_and_by_type():
     x = torch.rand(2, 3, 4, 5)
-    first = _cuda._torch_request(x, 2.0, None, None, "center", False, 0)
-    assert _cuda._torch_request(torch.rand(2, 3, 4, 5), 2.0, None, None, "center", False, 0) is first
-    assert _cuda._torch_request(x, 2, None, None, "center", False, 0) is not first  # 2 == 2.0, another type
+    first = _cuda._torch_request(x, 2.0, None, None, "center", False, False, 0)
+    assert _cuda._torch_request(torch.rand(2, 3, 4, 5), 2.0, None, None, "center", False, False, 0) is first
+    assert _cuda._torch_request(x, 2, None, None, "center", False, False, 0) is not first  # 2 == 2.0, another type
+    _cuda.resize_torch(x, None, None, (2, 3), "center", False, None, True)
+    with pytest.raises(TypeError, match="antialias must be True or False"):
+        _cuda.resize_torch(x, None, None, (2, 3), "center", False, None, 1)  # 1 == True
     _cuda.resize_torch(x, 1.0, None, None, "center", False, None)
     with pytest.raises(TypeError, match="rate"):
         _cuda.resize_torch(x, True, None, None, "center", False, None)  # True == 1.0
@@ -109,12 +112,12 @@ def test_repeated_requests_are_validated_once_and_by_type():
     listed = _cuda.resize_torch(x, None, None, [8, 10], "center", False, None)  # unhashable: not cached
     torch.testing.assert_close(listed, fastinterp.resize(x, size=(8, 10)), rtol=0, atol=0)
     assert _cuda._torch_request(x.contiguous(memory_format=torch.channels_last), 2.0, None, None,
-                                "center", False, 0).memory_format == torch.channels_last
+                                "center", False, False, 0).memory_format == torch.channels_last
 
 
 def test_launches_on_tensors_are_kept_per_address_and_stream():
     x = torch.rand(3, 4, 5)
-    request = _cuda._torch_request(x, None, None, (7, 9), "center", False, 0)
+    request = _cuda._torch_request(x, None, None, (7, 9), "center", False, False, 0)
     outs = [torch.full((3, 7, 9), float("nan")) for _ in range(2)]
     request.launch._on_tensors.clear()  # launches are shared with earlier tests
     for out in (*outs, outs[0]):
