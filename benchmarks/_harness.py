@@ -57,12 +57,18 @@ def settings() -> Settings:
 
 
 def pin_threads() -> dict[str, int]:
-    """Give numba, torch and OpenCV the same thread count; return what each was set to."""
+    """Give numba, torch and OpenCV the same thread count; return what each was set to.
+
+    numba's through fastinterp: it picks its fork-safe threading layer before numba's pool
+    starts (``numba.set_num_threads`` would start it on numba's default layer).
+    """
     import numba
 
+    import fastinterp
+
     count = int(os.environ.get("FASTINTERP_BENCH_THREADS", numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(count)
-    pinned = {"numba": numba.get_num_threads()}
+    fastinterp.set_num_threads(count)
+    pinned = {"numba": fastinterp.get_num_threads()}
     try:
         import torch
 

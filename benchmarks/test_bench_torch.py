@@ -19,6 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import fastinterp  # noqa: E402
 from fastinterp.torch import resize  # noqa: E402
 
 SHAPE = (1, 2048, 24, 24)
@@ -33,9 +34,7 @@ LIBRARIES: dict[str, Callable[[Any], Any]] = {
 
 
 def _ratio_lines(found: dict[tuple[str, str], float]) -> list[str]:
-    import numba
-
-    lines = [f"{CASE}, {torch.get_num_threads()} threads (torch) / {numba.get_num_threads()} (numba):"]
+    lines = [f"{CASE}, {torch.get_num_threads()} threads (torch) / {fastinterp.get_num_threads()} (numba):"]
     for pass_name in ("forward", "backward"):
         ours, theirs = found.get((pass_name, "fastinterp.torch")), found.get((pass_name, "torch"))
         if ours is None or theirs is None:
@@ -53,9 +52,7 @@ def _ratio_lines(found: dict[tuple[str, str], float]) -> list[str]:
 @pytest.fixture(scope="module")
 def medians(request: Any) -> Iterator[dict[tuple[str, str], float]]:
     """Median seconds by (pass, library); the ratios are printed once the module is done."""
-    import numba
-
-    torch.set_num_threads(numba.get_num_threads())  # the same pool size for both libraries
+    torch.set_num_threads(fastinterp.get_num_threads())  # the same pool size for both libraries
     found: dict[tuple[str, str], float] = {}
     yield found
     plugins = request.config.pluginmanager

@@ -77,3 +77,21 @@ def test_serial_and_parallel_launches_share_one_compiled_task_body():
         driver(planes, np.empty((4, 6, 6), np.float32), taps, taps, 2)
     task_types = {signature[4] for signature in _cpu._plane_task.signatures}
     assert task_types == {types.int64}
+
+
+def test_benchmarks_pin_threads_through_fastinterp():
+    """The benchmarks' thread pinning must let fastinterp choose its fork-safe layer first:
+    numba.set_num_threads alone would start numba's pool on its default layer (GNU OpenMP)."""
+    from pathlib import Path
+
+    code = (
+        "import numba\n"
+        "from benchmarks._harness import pin_threads\n"
+        "pinned = pin_threads()\n"
+        "print(numba.config.THREADING_LAYER, pinned['numba'] == numba.get_num_threads())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", **_pythonpath()}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["forksafe", "True"]
