@@ -264,7 +264,10 @@ def test_resume_refuses_another_scan(images, tmp_path):
 def run_cli(*argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = scanning.main([str(a) for a in argv])
+        try:
+            code = scanning.main([str(a) for a in argv])
+        except SystemExit as stop:  # argparse's own exit
+            code = stop.code
     return code, out.getvalue(), err.getvalue()
 
 
@@ -282,6 +285,8 @@ def test_cli_errors_are_one_line_exit_2(images, tmp_path):
         assert (code, stdout) == (2, ""), stderr
         assert stderr.count("\n") == 1 and message in stderr and stderr.startswith("fastinterp-viz scan: error: ")
     assert not out.exists()  # no bad run created anything
+    code, _, stderr = run_cli(images, "--top", "many")
+    assert code == 2 and stderr.count("\n") == 1 and "--top: invalid int value" in stderr
 
 
 def test_cli_refuses_to_replace_without_asking(images, tmp_path):

@@ -30,7 +30,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 import numpy as np
 
@@ -737,11 +737,18 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
 
 # --------------------------------------------------------------------------- command line
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, as the one-image command's (``--help`` has the usage), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``fastinterp-viz scan``'s options; the model options are those of the one-image command."""
     from .models import DEFAULT_MODEL
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastinterp-viz scan",
         description="Scan a dataset: per channel of each layer, its mean, max and active fraction and its top "
         "images (a strip of crops around the maximum with the channel's map overlaid). Resumable; runs on a Dask "
@@ -905,8 +912,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run(args)
     except VizError as exc:
-        print(f"fastinterp-viz scan: error: {exc}", file=sys.stderr)
+        print(f"fastinterp-viz scan: error: {printable(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = "" if args.scheduler else "; the same command with --resume continues from the last saved batch"
+        print(f"fastinterp-viz scan: interrupted{hint}", file=sys.stderr)
+        return 130
     if not args.quiet:
         read = len(result.images) - len(result.skipped)
         print(f"scanned {read} images ({len(result.skipped)} skipped) with {result.model}, weights: {result.weights}")
