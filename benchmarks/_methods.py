@@ -2,10 +2,12 @@
 
 A case is a channels-first problem: an input of shape ``lead + (H, W)`` (``lead`` is (C,) or
 (N, C)) resized to ``lead + (out_h, out_w)`` with the ``center`` convention (torch
-``align_corners=False``, OpenCV, Pillow upscaling, scipy ``grid_mode=True``). Every method gets
-the same channels-first input, converts it to the layout it works in while it is prepared
-(untimed), and returns a :class:`Prepared` run whose result can be viewed channels-first again
-for the correctness check against fastinterp. Explicit output sizes are passed everywhere, so
+``align_corners=False``, OpenCV, Pillow upscaling, scipy ``grid_mode=True``). An antialias case
+downscales with the widened triangle filter instead (fastinterp and torch ``antialias=True``,
+Pillow's BILINEAR); only the methods that compute it run there (:attr:`Method.antialias`).
+Every method gets the same channels-first input, converts it to the layout it works in while
+it is prepared (untimed), and returns a :class:`Prepared` run whose result can be viewed
+channels-first again for the correctness check against fastinterp. Explicit output sizes are passed everywhere, so
 that the libraries' different size rounding rules never matter.
 """
 
@@ -35,6 +37,7 @@ class Case:
     out_hw: tuple[int, int]
     dtype: str
     series: bool = False  # a point of the scaling series (plotted) rather than a table case
+    antialias: bool = False  # downscaled with the antialias filter
 
     @property
     def id(self) -> str:
@@ -64,6 +67,25 @@ class Case:
 def _scaled_case(title: str, shape: tuple[int, ...], rate: float, dtype: str, series: bool = False) -> Case:
     out_hw = (round(shape[-2] * rate), round(shape[-1] * rate))
     return Case(title, shape, out_hw, dtype, series)
+
+
+def antialias_cases() -> list[Case]:
+    """Issue 13's antialiased downscales: a photo halved (uint8 and float32) and feature maps by 4."""
+    photo = (3, 1080, 1920)
+    return [
+        Case(f"antialias photo {photo} x0.5", photo, (540, 960), "uint8", antialias=True),
+        Case(f"antialias photo {photo} x0.5", photo, (540, 960), "float32", antialias=True),
+        Case("antialias feature maps (2048, 96, 96) x0.25", (2048, 96, 96), (24, 24), "float32", antialias=True),
+    ]
+
+
+def antialias_targets(case: Case) -> list[dict[str, Any]]:
+    """Issue 13's targets for ``fastinterp CHW`` in an antialias case: faster than Pillow per
+    plane, and in float32 at least twice as fast as torch's ``antialias=True``."""
+    targets: list[dict[str, Any]] = [{"over": "Pillow per plane", "max": 1.0}]
+    if case.dtype == "float32":
+        targets.append({"over": "torch NCHW", "max": 0.5})
+    return targets
 
 
 def feature_map_cases() -> list[Case]:
@@ -107,7 +129,7 @@ def expected_cf(case: Case) -> np.ndarray:
     """fastinterp's channels-first output: what every other method is checked against."""
     import fastinterp
 
-    return fastinterp.resize(input_cf(case), size=case.out_hw, channels_first=True)
+    return fastinterp.resize(input_cf(case), size=case.out_hw, channels_first=True, antialias=case.antialias)
 
 
 def channels_last(x: np.ndarray) -> np.ndarray:
@@ -164,7 +186,8 @@ def _fastinterp(channels_first: bool, preallocated: bool) -> Callable[[Case, np.
         out = np.empty(out_shape, x.dtype) if preallocated else None
 
         def run() -> np.ndarray:
-            return fastinterp.resize(src, size=case.out_hw, channels_first=channels_first, out=out)
+            return fastinterp.resize(src, size=case.out_hw, channels_first=channels_first, out=out,
+                                     antialias=case.antialias)
 
         return Prepared(run, _identity if channels_first else channels_first_view)
 
@@ -179,7 +202,8 @@ def _torch(channels_last_format: bool) -> Callable[[Case, np.ndarray, int], Prep
             batch = batch.contiguous(memory_format=torch.channels_last)
 
         def run() -> Any:
-            return torch.nn.functional.interpolate(batch, size=case.out_hw, mode="bilinear", align_corners=False)
+            return torch.nn.functional.interpolate(
+                batch, size=case.out_hw, mode="bilinear", align_corners=False, antialias=case.antialias)
 
         return Prepared(run, lambda result: result.numpy().reshape(case.out_shape))
 
@@ -253,7 +277,7 @@ def _pillow(case: Case, x: np.ndarray, planes: int) -> Prepared:
 
 
 def _pillow_excluded(case: Case) -> str | None:
-    if case.downscales:
+    if case.downscales and not case.antialias:
         return "Pillow's BILINEAR widens its filter when downscaling (antialiasing): it computes a different image"
     return None
 
@@ -356,14 +380,17 @@ class Method:
     in_series: bool = True
     #: A reason the method computes something else for this case, known before running it.
     excluded: Callable[[Case], str | None] = lambda case: None
+    #: Computes the antialiased downscale of the antialias cases (the others are not run there).
+    antialias: bool = False
 
 
 METHODS: dict[str, Method] = {
     "fastinterp CHW": Method(
         _fastinterp(True, False),
-        "`fastinterp.resize(x, size=..., channels_first=True)`",
+        "`fastinterp.resize(x, size=..., channels_first=True)` (`antialias=True` in the antialias cases)",
         role="baseline",
         uint8_tolerance=0,
+        antialias=True,
     ),
     "fastinterp CHW out=": Method(
         _fastinterp(True, True),
@@ -371,12 +398,14 @@ METHODS: dict[str, Method] = {
         role="fastinterp",
         uint8_tolerance=0,
         in_series=False,
+        antialias=True,
     ),
     "fastinterp HWC": Method(
         _fastinterp(False, False),
         "`fastinterp.resize(x, size=...)` on channels-last input",
         role="fastinterp",
         uint8_tolerance=0,
+        antialias=True,
     ),
     "fastinterp HWC out=": Method(
         _fastinterp(False, True),
@@ -384,11 +413,15 @@ METHODS: dict[str, Method] = {
         role="fastinterp",
         uint8_tolerance=0,
         in_series=False,
+        antialias=True,
     ),
     "torch NCHW": Method(
-        _torch(False), "`torch.nn.functional.interpolate(mode='bilinear', align_corners=False, size=...)`"
+        _torch(False),
+        "`torch.nn.functional.interpolate(mode='bilinear', align_corners=False, size=...)` "
+        "(`antialias=True` in the antialias cases)",
+        antialias=True,
     ),
-    "torch channels_last": Method(_torch(True), "the same on a `torch.channels_last` tensor"),
+    "torch channels_last": Method(_torch(True), "the same on a `torch.channels_last` tensor", antialias=True),
     "OpenCV HWC chunks": Method(
         _opencv_chunks,
         "`cv2.resize(INTER_LINEAR)` on channels-last input, in chunks of at most OpenCV's channel cap "
@@ -400,9 +433,10 @@ METHODS: dict[str, Method] = {
     "Pillow per plane": Method(
         _pillow,
         "one `Image.fromarray(plane).resize(BILINEAR)` per plane (mode 'F' for float32, 'L' for uint8), "
-        "numpy in and out",
+        "numpy in and out (Pillow always antialiases a downscale: only the antialias cases and upscales)",
         per_plane_cost=True,
         excluded=_pillow_excluded,
+        antialias=True,
     ),
     "scipy zoom per plane": Method(
         _scipy, "`ndimage.zoom(order=1, grid_mode=True, mode='nearest', output=...)` per plane", per_plane_cost=True

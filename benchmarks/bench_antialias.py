@@ -4,9 +4,10 @@
 prints one row per case: the median time of each side, timed in alternation (so that load on
 a shared machine weighs on both alike), their ratio, the target and the machine load.
 
-Until ``antialias=`` reaches :func:`fastinterp.resize`, fastinterp's side calls the kernels
-through :func:`fastinterp._antialias.run_antialias`, with the plain path's schedule, into a
-fresh output each call (as torch and Pillow allocate theirs). Targets (issue 13): at least 2x
+fastinterp's side is ``fastinterp.resize(planes, size=..., channels_first=True, antialias=True)``
+into a fresh output each call (as torch and Pillow allocate theirs). ``python -m benchmarks``
+times the same cases in its report (the antialias cases of ``benchmarks/_methods.py``); this
+script is the quick check of the targets. Targets (issue 13): at least 2x
 torch for a (3, 1080, 1920) float32 photo halved and for (2048, 96, 96) -> (2048, 24, 24);
 faster than Pillow per plane, in uint8 ('L') and float32 ('F').
 """
@@ -49,21 +50,11 @@ def paired_medians(first: Callable[[], Any], second: Callable[[], Any], rounds: 
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def fastinterp_call(src: np.ndarray, out_h: int, out_w: int) -> Callable[[], np.ndarray]:
-    """A call of the antialias kernels on kernel-layout ``src`` into a fresh output."""
-    from fastinterp._antialias import run_antialias
-    from fastinterp._cpu import schedule
+def fastinterp_call(planes: np.ndarray, out_h: int, out_w: int) -> Callable[[], np.ndarray]:
+    """An antialiased resize of (P, H, W) ``planes`` into a fresh output."""
+    import fastinterp
 
-    out_shape = (src.shape[0], out_h, out_w, *src.shape[3:])
-    compute = np.dtype(np.float64 if src.dtype == np.float64 else np.float32)
-
-    def run() -> np.ndarray:
-        out = np.empty(out_shape, src.dtype)
-        rows_per_task, serial = schedule(src.shape[0], out_h, out.size)
-        run_antialias(src, out, src.shape[1], src.shape[2], out_h, out_w, "center", compute, rows_per_task, serial)
-        return out
-
-    return run
+    return lambda: fastinterp.resize(planes, size=(out_h, out_w), channels_first=True, antialias=True)
 
 
 def photo(height: int, width: int) -> np.ndarray:
@@ -113,14 +104,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads for numba and torch (default 2)")
     parser.add_argument("--rounds", type=int, default=11, help="alternating rounds per case")
     args = parser.parse_args()
-    import numba
     import torch
 
-    numba.set_num_threads(args.threads)
+    import fastinterp
+
+    fastinterp.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     rows = measure(args.rounds)
-    print(f"threads: numba {numba.get_num_threads()}, torch {torch.get_num_threads()} (Pillow: 1); "
+    print(f"threads: numba {fastinterp.get_num_threads()}, torch {torch.get_num_threads()} (Pillow: 1); "
           f"load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {args.rounds} alternating rounds, medians")
     print(f"| case | peer | fastinterp ms | peer ms | speed-up | target |")
     print("|---|---|---:|---:|---:|---:|")
