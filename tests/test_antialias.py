@@ -435,3 +435,24 @@ def test_undefined_combinations_are_refused(arguments, error, message):
         for size in ((4, 4), (16, 16)):
             with pytest.raises(error, match=message):
                 fastinterp.resize(data, size=size, **{"antialias": True, **arguments})
+
+
+@given(
+    data=st.data(),
+    dtype=st.sampled_from(DTYPES),
+    in_size=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    out_size=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    layout=st.sampled_from(sorted(LAYOUTS)),
+)
+def test_front_over_shapes_dtypes_and_layouts(data, dtype, in_size, out_size, layout):
+    """Any sizes through fastinterp.resize: the reference where an axis is downscaled, the
+    plain path's bits where none is."""
+    make_shape, channels_first = LAYOUTS[layout]
+    src = sample(np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed")), make_shape(*in_size), dtype)
+    got = fastinterp.resize(src, size=out_size, antialias=True, channels_first=channels_first)
+    assert got.dtype == src.dtype and got.shape == make_shape(*out_size)
+    if out_size[0] < in_size[0] or out_size[1] < in_size[1]:
+        planes = np.ascontiguousarray(as_planes(src, channels_first))
+        assert_near_reference(as_planes(got, channels_first), reference_planes(planes, *out_size), dtype)
+    else:
+        np.testing.assert_array_equal(got, fastinterp.resize(src, size=out_size, channels_first=channels_first))
