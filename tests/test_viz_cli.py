@@ -237,7 +237,10 @@ def test_checks_that_need_no_weights_come_before_the_model_is_built(images, tmp_
         "reused module": ([*SMALL, "--layer", "layer1.0.relu", "--out", tmp_path / "o"], "layer 'layer1.0.relu' ran 2 times"),
         "output too large": ([*SMALL, "--max-output-gb", "0.001", "--out", tmp_path / "o"], "this run would write up to"),
         "batch size": ([*SMALL, "--batch-size", "0", "--out", tmp_path / "o"], "--batch-size must be >= 1"),
+        "unwritable out": ([*SMALL, "--out", tmp_path / "a-file" / "o"], f"cannot create output directory {tmp_path / 'a-file' / 'o'}"),
+        "unknown layer": ([*SMALL, "--layer", "layer9", "--out", tmp_path / "o"], "unknown layer 'layer9' in ResNet"),
     }
+    (tmp_path / "a-file").write_text("")
     for case, (argv, message) in cases.items():
         code, stdout, err = run_cli(cat, "--weights", "none", *argv)
         assert (code, stdout) == (2, ""), case

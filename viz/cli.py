@@ -121,7 +121,6 @@ def _options(args: argparse.Namespace) -> RenderOptions:
 
 
 def _load(name: str, weights: str, args: argparse.Namespace, display: RunProgress) -> LoadedModel:
-    display.stage("importing torch")
     import torch
 
     from .models import build_model
@@ -303,10 +302,11 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("always", VizWarning)
             warnings.showwarning = show
             if args.list_layers:
+                display.stage("importing torch")
                 return _list_layers(args, display)
             options = _options(args)
             layers = _layers(args)
-            display.stage("checking")
+            display.stage("importing torch, checking")
             images, side = _check_before_building(args, options, layers)
             warm_up = warm_up_in_background()
             try:
