@@ -118,3 +118,46 @@ def test_one_progress_display_counts_every_channel_of_the_run_once(tmp_path):
     assert display.bar.n == display.bar.total == 3 * 40
     display.close()
     assert "120/120" in shown.getvalue() and "done" in shown.getvalue()
+
+
+def tiny_vit(seed: int) -> nn.Module:
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(seed)
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5)
+    nn.init.normal_(model.heads.head.weight)  # torchvision starts the head at zero: a blank Grad-CAM
+    return model.eval()
+
+
+def test_vit_tokens_are_drawn_compared_and_explained_like_cnn_maps(tmp_path):
+    photo = viz.inputs.default_image()
+    options = viz.RenderOptions(scale=2, top_k=4, threads=1)
+    preprocess = original_preprocess(32)
+    (result,) = viz.visualize(tiny_vit(0), [photo], None, tmp_path, options=options, preprocess=preprocess, progress=False)
+    assert result.layer == "encoder.layers.encoder_layer_1.ln_1"
+    assert result.manifest["feature_shape"] == [16, 4, 4] and result.manifest["image_size"] == [8, 8]
+    assert result.manifest["gradcam"]["map_shape"] == [4, 4] and result.manifest["gradcam"]["range"][1] > 0
+    (compared,) = viz.compare(tiny_vit(0), tiny_vit(1), [photo], ["encoder"], tmp_path, options=options, preprocess=preprocess)
+    assert compared.directory == tmp_path / "compare" / "grace_hopper" / "encoder"
+    assert compared.manifest["difference"]["max_abs"] > 0 and compared.manifest["identical_weights"] is False
+
+
+def test_a_model_with_no_spatial_layer_is_one_error_and_writes_nothing(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
+    with pytest.raises(viz.VizError, match=r"^Sequential has no layer whose output is a spatial map"):
+        viz.visualize(model, [viz.inputs.default_image()], None, tmp_path / "out", preprocess=original_preprocess(8), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_job_survives_an_explorer_page_that_fails(tmp_path, monkeypatch):
+    from viz import explorer
+
+    def broken(out_dir):
+        raise OSError("disk full while writing the page")
+
+    monkeypatch.setattr(explorer, "write_index", broken)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    with pytest.warns(viz.VizWarning, match=r"the explorer page of .* was not updated: disk full while writing the page"):
+        (result,) = viz.visualize(model, [viz.inputs.default_image()], ["0"], tmp_path, preprocess=original_preprocess(16),
+                                  options=viz.RenderOptions(scale=1, top_k=2, threads=1), progress=False)
+    assert (result.directory / "manifest.json").is_file() and not (tmp_path / "index.html").exists()
