@@ -219,8 +219,6 @@ def _check_before_building(args: argparse.Namespace, options: RenderOptions, lay
     """Every check that needs no weights, before the model is built: the options, the images,
     --out, the input size, and with --layer the layers, their maps, the output estimate and
     existing output. Returns the images and the input side."""
-    import torch
-
     from .api import (
         COMPARE_DIR, check_device, check_limits, check_not_there, compare_estimate, image_names, job_directories, render_estimate,
     )
@@ -269,9 +267,9 @@ def _map_shapes(skeleton: object, layers: list[str], side: int) -> dict[str, tup
 
     try:
         found = layer_maps(skeleton, torch.zeros(1, 3, side, side, device="meta"), layers, cams=False, keep_device=True)
-    except VizError:
+    except VizError:  # a layer that cannot be drawn or runs several times: the user's to fix
         raise
-    except Exception:  # an operation without a meta kernel: checked later, on the real model
+    except Exception:  # an operation without a meta kernel: the same checks come later, on the real model
         return None
     return {layer: tuple(maps.shape[1:]) for layer, maps in found.maps.items()}
 
