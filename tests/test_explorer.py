@@ -1,5 +1,5 @@
 """The explorer page (viz.explorer) in a real headless Chromium: jobs written by viz.visualize and
-viz.compare on a small random conv net, a dataset scan, and a 2,048-channel layer.
+viz.compare on a small random conv net, a dataset scan by viz.scan, and a 2,048-channel layer.
 
 Set FASTINTERP_SCREENSHOTS=1 to (re)write the docs' screenshots docs/gallery/explorer-*.png.
 """
@@ -22,9 +22,7 @@ from PIL import Image
 import viz
 from viz import cli, explorer
 from viz.errors import VizError
-from viz.inputs import default_image, load_image, original_preprocess
-from viz.layers import capture_features
-from viz.render import colormap_lut, palette_indices, upsample
+from viz.inputs import default_image, original_preprocess
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -64,41 +62,9 @@ def photos(folder: Path) -> list[Path]:
             folder / "hopper_face.png", folder / "hopper_flag.png"]
 
 
-def write_scan(out: Path, model: torch.nn.Module, images: list[Path], layer: str, top: int = 3) -> dict[str, np.ndarray]:
-    """A scan directory in the on-disk format of docs (scan-format, version 1), from the model's
-    real activations on ``images``: the statistics, the top images and strips of their maps.
-    Returns the arrays written to stats.npz."""
-    preprocess = original_preprocess(INPUT_SIZE)
-    maps = np.stack([capture_features(model, preprocess(load_image(p)), [layer])[layer][0].numpy() for p in images])
-    count, channels, h, w = maps.shape
-    flat = maps.reshape(count, channels, -1)
-    best = flat.max(axis=2)  # (N, C): each image's spatial max
-    ranked = np.argsort(-best, axis=0, kind="stable")[:top].T  # (C, top), ties by image index
-    where = np.stack(np.unravel_index(flat.argmax(axis=2), (h, w)), axis=-1)  # (N, C, 2)
-    stats = {
-        "mean": maps.mean(axis=(0, 2, 3), dtype=np.float64),
-        "max": maps.max(axis=(0, 2, 3)).astype(np.float32),
-        "active": (maps > 0).mean(axis=(0, 2, 3)),
-        "top_images": ranked.astype(np.int64),
-        "top_scores": np.take_along_axis(best.T, ranked, axis=1).astype(np.float32),
-        "top_where": np.stack([where[ranked[c], c] for c in range(channels)]).astype(np.int64),
-    }
-    (out / layer / "strips").mkdir(parents=True)
-    np.savez(out / layer / "stats.npz", **stats)
-    lut = colormap_lut("viridis")
-    for channel in range(channels):
-        tiles = upsample(np.ascontiguousarray(maps[ranked[channel], channel]), (32, 32))
-        colours = lut[palette_indices(tiles, tiles.min(), tiles.max())]
-        strip = np.full((32, top * 34 - 2, 3), 255, np.uint8)
-        for slot, tile in enumerate(colours):
-            strip[:, slot * 34 : slot * 34 + 32] = tile
-        Image.fromarray(strip).save(out / layer / "strips" / f"{channel:04d}.png")
-    header = {"format": "fastinterp-scan", "version": 1, "model": "conv_net", "weights": "random (seed 0)",
-              "input_size": [INPUT_SIZE, INPUT_SIZE], "top": top, "images": [str(p) for p in images],
-              "skipped": [{"path": "broken.jpg", "reason": "cannot identify image file"}],
-              "layers": {layer: {"dir": layer, "channels": channels, "map_size": [h, w]}}, "complete": True}
-    (out / "scan.json").write_text(json.dumps(header))
-    return stats
+def scan(images: list[Path], model: torch.nn.Module, preprocess: viz.Preprocess) -> viz.ScanResult:
+    """A real dataset scan (viz.scan) of ``images`` on the model's conv2, top 3."""
+    return viz.scan(model, images, ["conv2"], top=3, batch_size=2, preprocess=preprocess, progress=False)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -115,7 +81,9 @@ def jobs(tmp_path_factory) -> Path:
     model = conv_net(0)
     viz.visualize(model, images[:1], ["conv1", "conv2"], out, options=options, preprocess=preprocess, progress=False)
     viz.compare(model, conv_net(1), images[:1], ["conv2"], out, labels=("seed 0", "seed 1"), options=options, preprocess=preprocess)
-    write_scan(out / "dataset", model, images, "conv2")
+    broken = root / "photos" / "broken.jpg"
+    broken.write_bytes(b"not an image")  # skipped and listed by the scan
+    scan([*images, broken], model, preprocess).save(out / "dataset")
     explorer.write_index(out)
     return out
 

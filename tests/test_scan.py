@@ -172,9 +172,13 @@ def test_save_and_load_follow_the_format(images, tmp_path):
     assert loaded.images == result.images and loaded.skipped == result.skipped and loaded.complete
     for name in ("1", "2"):
         assert_same_scan(loaded.layers[name], result.layers[name], rtol=0)
+    index = (out / "index.html").read_text()  # the explorer page, refreshed by save
+    pages = sorted(p.name for p in (out / ".explorer").iterdir())
     with pytest.raises(VizError, match="already exists; pass --overwrite"):
         result.save(out)
-    assert sorted(p.name for p in out.iterdir()) == ["1", "2", "scan.json"]  # nothing half-written left
+    # nothing half-written left, and the page lists both layers of the scan
+    assert sorted(p.name for p in out.iterdir()) == [".explorer", "1", "2", "index.html", "scan.json"]
+    assert "fastinterp" in index and len([p for p in pages if p.endswith(".js")]) == 2
 
 
 def test_strip_tiles_are_crops_around_the_maximum():

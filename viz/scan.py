@@ -377,7 +377,8 @@ class ScanResult:
     def save(self, out_dir: Path | str, *, overwrite: bool = False, progress: bool | None = None) -> Path:
         """Write the on-disk format into ``out_dir`` (``docs/scan.md``); strips need ``top_maps``
         and ``preprocess`` (a fresh scan has both). Layer directories are written whole or not at
-        all; an existing scan is replaced only with ``overwrite``. Returns ``out_dir``."""
+        all; an existing scan is replaced only with ``overwrite``. The explorer page
+        ``out_dir/index.html`` is refreshed. Returns ``out_dir``."""
         from .staging import OutputStaging
 
         out = Path(out_dir)
@@ -393,6 +394,9 @@ class ScanResult:
                     (target / STRIPS_DIR).mkdir()
                     _write_strips(target / STRIPS_DIR, scan, self.images, self.preprocess, f"strips {layer}", progress)
         _write_atomically(out, SCAN_FILE, lambda f: f.write(json.dumps(self._header(dirs), indent=1).encode()))
+        from .api import _write_index
+
+        _write_index(out)  # the explorer page (index.html) shows the scan's channels
         return out
 
     def _header(self, dirs: dict[str, str]) -> dict[str, Any]:
@@ -924,4 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for layer, scan_of_layer in result.layers.items():
             print(f"{layer}: {scan_of_layer.channels} channels of {scan_of_layer.map_size[0]}x{scan_of_layer.map_size[1]}")
         print(f"-> {args.out}/{SCAN_FILE}")
+        index = args.out / "index.html"
+        if index.is_file():
+            print(printable(f"open: {index.resolve().as_uri()}"))
     return 0
