@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 import fastinterp
 from viz.errors import VizError
-from viz.render import RenderOptions, render_layer
+from viz.render import RenderOptions, colormap_lut, palette_png, png_scanlines, render_layer, write_indexed
 
 VIRIDIS = matplotlib.colormaps["viridis"]
 
@@ -155,3 +159,67 @@ def test_progress_counts_each_channel_once_when_chunks_are_not_multiples_of_the_
     render_layer(maps, tmp_path, RenderOptions(scale=4, chunk_mb=18 * one_channel_mb, threads=3), progress=progress)
     assert sum(counted) == 40 and len(list((tmp_path / "channels").iterdir())) == 40
     assert sorted(counted) == sorted([16, 2, 16, 2, 4])  # chunks of 18, 18 and 4 channels
+
+
+def decoded_palette_png(data: bytes) -> tuple[np.ndarray, bytes]:
+    """Indices and RGB palette of a PNG, as Pillow reads it (after verifying the file)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG" and image.mode == "P"
+        return np.asarray(image), bytes(image.getpalette("RGB"))
+
+
+def pillow_palette_png(indices: np.ndarray, palette: bytes) -> bytes:
+    image = Image.fromarray(indices, "P")
+    image.putpalette(palette)
+    stream = io.BytesIO()
+    image.save(stream, "PNG")
+    return stream.getvalue()
+
+
+def check_palette_png_round_trip(indices: np.ndarray) -> None:
+    palette = colormap_lut("magma").tobytes()
+    ours, ours_palette = decoded_palette_png(palette_png(png_scanlines(indices), palette))
+    pillows, pillows_palette = decoded_palette_png(pillow_palette_png(indices, palette))
+    np.testing.assert_array_equal(ours, indices)
+    np.testing.assert_array_equal(ours, pillows)
+    assert ours_palette == pillows_palette == palette
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (97, 33), (33, 97), (2, 256)])
+def test_palette_png_decodes_to_the_same_indices_and_palette_as_pillows_own_png(shape):
+    rng = np.random.default_rng(sum(shape))
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)  # every byte value, every row difference
+    check_palette_png_round_trip(noise)
+    smooth = (np.add.outer(np.arange(shape[0]), np.arange(shape[1])) * 7 % 256).astype(np.uint8)
+    check_palette_png_round_trip(smooth)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))))
+def test_palette_png_round_trips_any_shape(indices):
+    check_palette_png_round_trip(indices)
+
+
+def test_scanlines_of_a_stack_equal_those_of_each_image():
+    stack = np.random.default_rng(3).integers(0, 256, (4, 5, 6), dtype=np.uint8)
+    rows = png_scanlines(stack)
+    for image, image_rows in zip(stack, rows):
+        np.testing.assert_array_equal(image_rows, png_scanlines(image))
+        check_palette_png_round_trip(image)
+
+
+def test_written_channels_have_pillows_pixels_and_palette(tmp_path, features):
+    render_layer(features, tmp_path, RenderOptions(scale=3, threads=2))
+    upsampled = fastinterp.resize(features, 3, channels_first=True)
+    palette = colormap_lut("viridis").tobytes()
+    for i, channel in enumerate(upsampled):
+        ours, ours_palette = decoded_palette_png((tmp_path / "channels" / f"{i:04d}.png").read_bytes())
+        expected = ((channel - channel.min()) / (channel.max() - channel.min()) * 256).clip(0, 255).astype(np.uint8) \
+            if channel.max() > channel.min() else np.zeros(channel.shape, np.uint8)
+        pillows, pillows_palette = decoded_palette_png(pillow_palette_png(expected, palette))
+        np.testing.assert_array_equal(ours, pillows)
+        assert ours_palette == pillows_palette
+    write_indexed(tmp_path / "single.png", upsampled[0].astype(np.uint8), colormap_lut("viridis"))
+    np.testing.assert_array_equal(decoded_palette_png((tmp_path / "single.png").read_bytes())[0], upsampled[0].astype(np.uint8))

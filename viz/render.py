@@ -3,7 +3,8 @@
 Colour mapping follows matplotlib's rule for floats: a value normalised to ``x`` in [0, 1]
 takes colour ``lut[min(floor(x * 256), 255)]`` of the colormap's 256-entry table, so a
 written channel equals ``cmap(x, bytes=True)``. Channel images are 8-bit palette PNGs built
-from that table and written by Pillow in parallel threads (no pyplot per channel). The
+from that table, encoded by :func:`palette_png` (zlib releases the GIL, so the writer threads
+really run in parallel) with no pyplot and no Pillow per channel. The
 contact sheet and the comparison panels are composed with Pillow too; matplotlib supplies
 only colour tables and tick positions, so ``matplotlib.figure`` is never imported.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 import threading
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +31,12 @@ from .errors import VizError
 NORM_MODES = ("channel", "layer", "percentile")
 RANK_MODES = ("mean", "max", "energy")
 IMAGE_FORMATS = ("png", "jpg")
-#: zlib level for channel PNGs: level 1 is ~2x faster than the default 6 for ~5% more bytes.
+#: zlib level for the RGB PNGs Pillow writes: level 1 is ~2x faster than the default 6 for ~5% more bytes.
 PNG_COMPRESS_LEVEL = 1
+#: zlib level of :func:`palette_png`. Measured on 96x96 upsampled ResNet-50 layer4 channels
+#: (per image, one core): Pillow at level 1 0.29 ms, 6.7 kB; rows filtered with PNG's "Up" filter
+#: and zlib level 1 0.16 ms, 4.6 kB; level 0 (stored) 0.02 ms, 10.2 kB; level 6 0.37 ms, 4.2 kB.
+PALETTE_PNG_LEVEL = 1
 JPEG_QUALITY = 95
 #: Bytes per output pixel while a chunk is processed: float32 map, float32 scratch, uint8 index,
 #: and the uint8 index of the previous chunk still being written.
@@ -131,14 +138,47 @@ def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG row filter 2, "Up": each byte minus the byte above. Upsampled maps change little from row
+#: to row, so the differences compress to ~70% of the unfiltered rows' size, in less time.
+PNG_FILTER_UP = 2
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def png_scanlines(indices: np.ndarray) -> np.ndarray:
+    """The PNG scanlines of (..., h, w) uint8 images: each row Up-filtered behind its filter byte.
+
+    Works on a whole stack at once, so the per-image cost of a writer is only zlib and the file.
+    """
+    rows = np.empty((*indices.shape[:-1], indices.shape[-1] + 1), np.uint8)
+    rows[..., 0] = PNG_FILTER_UP
+    rows[..., 0, 1:] = indices[..., 0, :]  # the row above the first one is zeros
+    np.subtract(indices[..., 1:, :], indices[..., :-1, :], out=rows[..., 1:, 1:])  # wraps mod 256, as PNG's filter
+    return rows
+
+
+def palette_png(scanlines: np.ndarray, palette: bytes) -> bytes:
+    """An 8-bit palette PNG from one image's :func:`png_scanlines` and its RGB palette bytes."""
+    height, row_bytes = scanlines.shape
+    header = struct.pack(">IIBBBBB", row_bytes - 1, height, 8, 3, 0, 0, 0)  # 8-bit, palette, deflate, no interlace
+    return b"".join((
+        PNG_SIGNATURE,
+        _png_chunk(b"IHDR", header),
+        _png_chunk(b"PLTE", palette),
+        _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), PALETTE_PNG_LEVEL)),
+        _png_chunk(b"IEND", b""),
+    ))
+
+
 def write_indexed(path: Path, indices: np.ndarray, lut: np.ndarray) -> None:
     """Write a 2-D index image: an 8-bit palette PNG, or an RGB JPEG for ``.jpg`` paths."""
     from PIL import Image
 
     if path.suffix == ".png":
-        image = Image.fromarray(indices, "P")
-        image.putpalette(lut.tobytes())
-        image.save(path, compress_level=PNG_COMPRESS_LEVEL)
+        path.write_bytes(palette_png(png_scanlines(indices), lut.tobytes()))
     else:
         # 4:4:4: chroma subsampling would smear the colormap's hues across channel edges.
         Image.fromarray(lut[indices], "RGB").save(path, quality=JPEG_QUALITY, subsampling=0)
@@ -363,8 +403,13 @@ def _rounded(values: np.ndarray) -> list[float]:
 def _write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, progress: Callable[[int], None] | None) -> None:
     """One writer task: a few channels, so the pool's per-task overhead stays small."""
     assert len(paths) == len(indices), "one file per channel"
-    for path, channel in zip(paths, indices):
-        write_indexed(path, channel, lut)
+    if paths and paths[0].suffix == ".png":
+        palette = lut.tobytes()
+        for path, scanlines in zip(paths, png_scanlines(indices)):
+            path.write_bytes(palette_png(scanlines, palette))
+    else:
+        for path, channel in zip(paths, indices):
+            write_indexed(path, channel, lut)
     if progress is not None:
         progress(len(paths))
 
