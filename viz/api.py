@@ -113,11 +113,18 @@ def compare_estimate(job: str, feature_shape: Sequence[int], options: RenderOpti
     """What :func:`viz.compare.compare_layer` will write and need for (C, h, w) feature maps."""
     count, height, width = feature_shape
     size = options.output_size((height, width), None)
-    pixels = max(float(size[0]) * size[1], MIN_PANEL_PX**2)
+    channel_pixels = float(size[0]) * size[1]
+    pixels = max(channel_pixels, MIN_PANEL_PX**2)
     tile = sheet_tile_size(size)
     sheet_pixels = min(options.top_k, count) * tile[0] * tile[1] * 4
-    written = pixels * (3 * PALETTE_PNG_BYTES_PER_PIXEL + 4 * RGB_BYTES_PER_PIXEL) + sheet_pixels * 6 + 8 * FILE_OVERHEAD_BYTES
-    return JobEstimate(job, size, count, written, COMPARE_BYTES_PER_PIXEL * pixels + 8.0 * count * height * width)
+    per_pixel = PALETTE_PNG_BYTES_PER_PIXEL if options.image_format == "png" else JPEG_BYTES_PER_PIXEL
+    written = (
+        pixels * (3 * PALETTE_PNG_BYTES_PER_PIXEL + 4 * RGB_BYTES_PER_PIXEL) + sheet_pixels * 6 + 8 * FILE_OVERHEAD_BYTES
+        + 3 * count * (channel_pixels * per_pixel + FILE_OVERHEAD_BYTES)  # channels of A, of B and of A - B
+        + count * MANIFEST_BYTES_PER_CHANNEL
+    )
+    chunk = min(count, channels_per_chunk(size, options.chunk_mb)) * BYTES_PER_CHUNK_PIXEL * channel_pixels
+    return JobEstimate(job, size, count, written, chunk + COMPARE_BYTES_PER_PIXEL * pixels + 8.0 * count * height * width)
 
 
 def check_limits(estimates: Sequence[JobEstimate], limits: Limits, *, repeats: int = 1, before: float = 0.0) -> float:

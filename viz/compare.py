@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,15 @@ import numpy as np
 
 from .errors import VizError
 from .render import (
+    WRITE_BATCH,
     ChannelStats,
     Panel,
     PanelGroup,
     RenderOptions,
+    _finish,
+    _rounded,
+    _write_batch,
+    channels_per_chunk,
     colormap_lut,
     mosaic,
     palette_indices,
@@ -26,6 +32,10 @@ from .render import (
 
 #: Diverging colormap of the difference map: white is zero, red where A is higher.
 DIFFERENCE_CMAP = "RdBu_r"
+#: Per-channel folders: A and B on one scale per channel, and A - B on a symmetric diverging scale.
+CHANNEL_DIRS = ("channels_a", "channels_b", "channels_diff")
+#: Upsampled maps alive per channel of a chunk (A, B, A - B): the chunk budget is shared by them.
+MAPS_PER_CHANNEL = 3
 
 
 def _shared_range(*arrays: np.ndarray) -> tuple[float, float]:
@@ -36,6 +46,54 @@ def _tiles(maps: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """The sheet's tiles as one uint8 index mosaic (gaps get index 0), for exact comparison."""
     canvas, _ = mosaic(maps, [""] * len(maps))
     return palette_indices(np.nan_to_num(canvas, nan=lo), lo, hi)
+
+
+def _symmetric(largest: np.ndarray) -> np.ndarray:
+    """The half-width of a diverging scale: the largest |difference|, 1 where that is 0 (all white)."""
+    return np.where(largest > 0, largest, 1.0).astype(largest.dtype)
+
+
+def _write_channels(
+    features_a: np.ndarray, features_b: np.ndarray, size: tuple[int, int], target: Path, options: RenderOptions,
+    lut: np.ndarray, digits: int,
+) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """Every channel of A and B on one scale per channel (their joint range on the upsampled maps)
+    and A - B on a symmetric diverging scale, written chunk by chunk while the next chunk is
+    upsampled. Returns the files (one list per :data:`CHANNEL_DIRS` folder), the (C, 2) shared
+    scales and the (C,) half-widths of the difference scales."""
+    count = features_a.shape[0]
+    files = [[f"{folder}/{i:0{digits}d}.{options.image_format}" for i in range(count)] for folder in CHANNEL_DIRS]
+    for folder in CHANNEL_DIRS:
+        (target / folder).mkdir()
+    luts = (lut, lut, colormap_lut(DIFFERENCE_CMAP))
+    step = max(1, channels_per_chunk(size, options.chunk_mb) // MAPS_PER_CHANNEL)
+    scales = np.empty((count, 2), np.float64)
+    limits = np.empty(count, np.float64)
+    pool = ThreadPoolExecutor(options.threads)
+    try:
+        writing: list[Future[None]] = []
+        for start in range(0, count, step):
+            up_a = upsample(features_a[start : start + step], size, options.resize_device)
+            up_b = upsample(features_b[start : start + step], size, options.resize_device)
+            lo = np.minimum(up_a.min(axis=(1, 2)), up_b.min(axis=(1, 2)))[:, None, None]
+            hi = np.maximum(up_a.max(axis=(1, 2)), up_b.max(axis=(1, 2)))[:, None, None]
+            difference = up_a - up_b
+            half = _symmetric(np.abs(difference).max(axis=(1, 2)))[:, None, None]
+            indices = (palette_indices(up_a, lo, hi), palette_indices(up_b, lo, hi), palette_indices(difference, -half, half))
+            end = start + len(up_a)
+            scales[start:end, 0], scales[start:end, 1], limits[start:end] = lo.ravel(), hi.ravel(), half.ravel()
+            del up_a, up_b, difference
+            _finish(writing)  # at most one chunk is being written while the next one is computed
+            writing = [
+                pool.submit(_write_batch, [target / f for f in names[first : min(first + WRITE_BATCH, end)]],
+                            images[first - start : first - start + WRITE_BATCH], table, None)
+                for names, images, table in zip(files, indices, luts)
+                for first in range(start, end, WRITE_BATCH)
+            ]
+        _finish(writing)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return files, scales, limits
 
 
 def compare_layer(
@@ -53,7 +111,12 @@ def compare_layer(
     Files: ``sum_a.png``, ``sum_b.png`` (shared scale), ``difference.png`` (A - B sum, symmetric
     diverging scale, white = 0), ``sheet_a.png``, ``sheet_b.png`` (the top-k channels of A by
     ``options.rank_by``, same channels for B, shared scale), ``panel_sum.png`` and
-    ``panel_sheet.png`` (labelled figures with colorbars) and ``manifest.json``.
+    ``panel_sheet.png`` (labelled figures with colorbars) and ``manifest.json``; and per channel
+    ``channels_a/NNNN.png`` and ``channels_b/NNNN.png`` on ONE scale per channel (the joint
+    min..max of the channel's upsampled A and B: ``channels.scale_lo``/``scale_hi``) and
+    ``channels_diff/NNNN.png`` (A - B of the channel on a symmetric diverging scale,
+    ``-channels.diff_limit``..``diff_limit``, white = 0). The manifest's ``channels`` also holds
+    the mean and max of A and of B and the max |A - B| of each channel's raw map.
     """
     features_a = np.ascontiguousarray(features_a, dtype=np.float32)
     features_b = np.ascontiguousarray(features_b, dtype=np.float32)
@@ -62,6 +125,10 @@ def compare_layer(
     count = features_a.shape[0]
     size = options.output_size(features_a.shape[1:], None)
     lut = colormap_lut(options.cmap)
+    digits = max(4, len(str(count - 1)))
+    channel_files, scales, diff_limits = _write_channels(features_a, features_b, size, target, options, lut, digits)
+    stats_a, stats_b = ChannelStats.of(features_a), ChannelStats.of(features_b)
+    largest_difference = np.abs(features_a - features_b).reshape(count, -1).max(axis=1)
 
     sum_a = upsample(features_a.sum(axis=0, dtype=np.float64), size)
     sum_b = upsample(features_b.sum(axis=0, dtype=np.float64), size)
@@ -74,7 +141,7 @@ def compare_layer(
     write_map(target / "difference.png", difference, colormap_lut(DIFFERENCE_CMAP), -limit, limit)
 
     top = min(options.top_k, count)
-    ranked = ChannelStats.of(features_a).top(options.rank_by, top)
+    ranked = stats_a.top(options.rank_by, top)
     tile = sheet_tile_size(size)
     maps_a, maps_b = upsample(features_a[ranked], tile), upsample(features_b[ranked], tile)
     sheet_range = _shared_range(maps_a, maps_b)
@@ -111,7 +178,22 @@ def compare_layer(
         "sum_range": list(sum_range),
         "difference": {"file": "difference.png", "cmap": DIFFERENCE_CMAP, "max_abs": largest},
         "sheet": {"rank_by": options.rank_by, "channels": ranked.tolist(), "range": list(sheet_range)},
+        "channels": {
+            "files_a": channel_files[0],
+            "files_b": channel_files[1],
+            "files_diff": channel_files[2],
+            "mean_a": _rounded(stats_a.mean),
+            "max_a": _rounded(stats_a.max),
+            "mean_b": _rounded(stats_b.mean),
+            "max_b": _rounded(stats_b.max),
+            "max_abs_diff": _rounded(largest_difference),
+            "scale_lo": _rounded(scales[:, 0]),
+            "scale_hi": _rounded(scales[:, 1]),
+            "diff_cmap": DIFFERENCE_CMAP,
+            "diff_limit": _rounded(diff_limits),
+        },
         "files": [
+            *channel_files[0], *channel_files[1], *channel_files[2],
             "sum_a.png", "sum_b.png", "difference.png", "sheet_a.png", "sheet_b.png",
             "panel_sum.png", "panel_sheet.png", "manifest.json",
         ],

@@ -1,0 +1,120 @@
+"""viz.compare's per-channel files: A and B of each channel on one shared scale, A - B on a
+symmetric diverging scale, their statistics in the manifest, and the output estimate's bound."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import viz
+from viz.api import compare_estimate
+from viz.compare import DIFFERENCE_CMAP, compare_layer
+from viz.inputs import original_preprocess
+from viz.render import LUT_SIZE, RenderOptions, colormap_lut, upsample
+
+
+def indices(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        return np.asarray(image)
+
+
+def features(seed: int, shape: tuple[int, int, int] = (7, 5, 6)) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture
+def written(tmp_path) -> tuple[np.ndarray, np.ndarray, Path, dict, RenderOptions]:
+    a, b = features(0), features(1)
+    b[3] = a[3]  # a channel with no difference
+    b[5] = 2.0  # a flat channel in B
+    options = RenderOptions(scale=3, threads=2, chunk_mb=0.001)  # a few channels per chunk
+    manifest = compare_layer(a, b, tmp_path, options)
+    return a, b, tmp_path, manifest, options
+
+
+def test_a_and_b_decode_back_to_one_shared_scale_per_channel(written):
+    a, b, target, manifest, options = written
+    channels = manifest["channels"]
+    size = tuple(manifest["image_size"])
+    up_a, up_b = upsample(a, size), upsample(b, size)
+    lo, hi = np.array(channels["scale_lo"]), np.array(channels["scale_hi"])
+    np.testing.assert_allclose(lo, np.minimum(up_a.min((1, 2)), up_b.min((1, 2))), rtol=1e-6)
+    np.testing.assert_allclose(hi, np.maximum(up_a.max((1, 2)), up_b.max((1, 2))), rtol=1e-6)
+    assert channels["files_a"][4] == "channels_a/0004.png" and channels["files_b"][4] == "channels_b/0004.png"
+    for c in range(len(a)):
+        for up, file in ((up_a[c], channels["files_a"][c]), (up_b[c], channels["files_b"][c])):
+            index = indices(target / file).astype(np.float64)
+            assert index.shape == size
+            step = (hi[c] - lo[c]) / LUT_SIZE
+            # each pixel's value lies in its colour's bin of the shared scale lo..hi (the top bin is closed)
+            assert np.all(lo[c] + index * step <= up + 1e-5 * (hi[c] - lo[c]))
+            assert np.all(up <= lo[c] + (index + 1) * step + 1e-5 * (hi[c] - lo[c]))
+        both = np.concatenate([indices(target / channels["files_a"][c]), indices(target / channels["files_b"][c])])
+        assert both.min() == 0 and both.max() == LUT_SIZE - 1  # ONE scale spans A and B together
+    with Image.open(target / channels["files_a"][0]) as image:
+        assert np.array_equal(np.array(image.getpalette()[: 3 * LUT_SIZE]).reshape(-1, 3), colormap_lut(options.cmap))
+
+
+def test_the_difference_is_symmetric_and_white_where_a_equals_b(written):
+    a, b, target, manifest, _ = written
+    channels = manifest["channels"]
+    size = tuple(manifest["image_size"])
+    difference = upsample(a, size) - upsample(b, size)
+    assert channels["diff_cmap"] == DIFFERENCE_CMAP
+    for c in range(len(a)):
+        index = indices(target / channels["files_diff"][c]).astype(np.float64)
+        limit = channels["diff_limit"][c]
+        decoded = -limit + (index + 0.5) * (2 * limit / LUT_SIZE)
+        np.testing.assert_allclose(decoded, difference[c], atol=limit / LUT_SIZE + 1e-6)
+        if c != 3:
+            assert limit == pytest.approx(np.abs(difference[c]).max(), rel=1e-6)
+            assert index.min() == 0 or index.max() == LUT_SIZE - 1  # the largest |A - B| reaches an end
+    assert np.unique(indices(target / channels["files_diff"][3])).tolist() == [LUT_SIZE // 2]  # white
+    assert channels["diff_limit"][3] == 1.0 and channels["max_abs_diff"][3] == 0.0
+
+
+def test_the_manifest_holds_each_channels_statistics(written):
+    a, b, target, manifest, _ = written
+    channels = manifest["channels"]
+    np.testing.assert_allclose(channels["mean_a"], a.mean((1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(channels["max_a"], a.max((1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(channels["mean_b"], b.mean((1, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(channels["max_b"], b.max((1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(channels["max_abs_diff"], np.abs(a - b).max((1, 2)), rtol=1e-6)
+    listed = set(manifest["files"])
+    on_disk = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert listed == on_disk and json.loads((target / "manifest.json").read_text()) == manifest
+
+
+def test_chunking_does_not_change_the_files(tmp_path):
+    a, b = features(2), features(3)
+    for name, chunk_mb in (("small", 0.001), ("large", 64.0)):
+        (tmp_path / name).mkdir()
+        compare_layer(a, b, tmp_path / name, RenderOptions(scale=3, threads=2, chunk_mb=chunk_mb))
+    for folder in ("channels_a", "channels_b", "channels_diff"):
+        for file in sorted((tmp_path / "small" / folder).iterdir()):
+            assert np.array_equal(indices(file), indices(tmp_path / "large" / folder / file.name))
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpg"])
+def test_the_estimate_bounds_what_a_compare_writes(tmp_path, image_format):
+    """Noise photos at 4x, two random nets: the estimate is an upper bound of the bytes written."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(torch.nn.Sequential(torch.nn.Conv2d(3, 48, 3, stride=2, padding=1)).eval())
+    options = RenderOptions(scale=4, threads=2, image_format=image_format, top_k=4)
+    [result] = viz.compare(*nets, [tmp_path / "noise.png"], ["0"], tmp_path / "out", options=options,
+                           preprocess=original_preprocess(64), progress=False)
+    assert (result.directory / f"channels_diff/0047.{image_format}").is_file()
+    written = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
+    estimate = compare_estimate("x", result.manifest["feature_shape"], options).output_bytes
+    assert written <= estimate
