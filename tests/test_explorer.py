@@ -191,7 +191,7 @@ def test_every_file_the_data_names_exists_inside_the_output(jobs):
 
     for data_file in (jobs / ".explorer").glob("*.js"):
         data = json.loads(re.fullmatch(r'explorerData\("\w+",(.*)\);\n', data_file.read_text(), re.S).group(1))
-        names = [data["dir"] + f for f in data.get("files", [])]
+        names = [data["dir"] + f for key in ("files", "filesA", "filesB") for f in data.get(key, [])]
         names += [f["src"] for f in data.get("figures", [])] + [f["src"] for g in data.get("groups", []) for f in g["figures"]]
         assert names
         for name in names:
@@ -317,6 +317,63 @@ def test_compare_page_shows_a_beside_b_on_one_scale_and_the_difference(jobs, ses
     session.check_clean(jobs)
 
 
+def numbers(text: str) -> list[float]:
+    """The numbers in a text the page wrote (its fmt: 4 significant digits, − as a minus)."""
+    return [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", text.replace("−", "-"))]
+
+
+def test_compare_channel_view_shows_a_beside_b_on_one_scale_and_the_difference(jobs, session):
+    page = session.page
+    compared = manifest(jobs, "compare", "grace_hopper", "conv2")
+    channels, width = compared["channels"], compared["image_size"][1]
+    session.open(jobs, "#job=compare/grace_hopper&layer=conv2&sort=diff")
+    assert page.locator(".grid").get_attribute("data-total") == "32"
+    by_difference = sorted(range(32), key=lambda c: (-channels["max_abs_diff"][c], c))
+    assert shown_channels(page) == by_difference  # the grid sorts by the difference's max
+    channel = by_difference[0]
+    page.click(f'.cell[data-channel="{channel}"]')
+    assert f"#{channel}" in page.inner_text("#view-title") and "rank 1 of 32 by max |A − B|" in page.inner_text("#view")
+    for image, file in (("#channel-a", f"channels_a/{channel:04d}.png"), ("#channel-b", f"channels_b/{channel:04d}.png"),
+                        ("#channel-image", f"channels_diff/{channel:04d}.png")):
+        assert page.locator(image).get_attribute("src").endswith(file)
+        page.wait_for_function(f"document.querySelector('{image}').naturalWidth === {width}")
+    ab_bars, diff_bars = page.locator("#channel-ab .vbar"), page.locator("#channel-diff .vbar")
+    assert ab_bars.count() == 1 and diff_bars.count() == 1  # A and B share ONE colour bar
+    lo, hi, limit = channels["scale_lo"][channel], channels["scale_hi"][channel], channels["diff_limit"][channel]
+    assert numbers(ab_bars.get_attribute("title")) == pytest.approx([lo, hi], rel=1e-3)
+    assert numbers(diff_bars.get_attribute("title")) == pytest.approx([-limit, limit], rel=1e-3)
+    for bar, (low, high) in ((ab_bars, (lo, hi)), (diff_bars, (-limit, limit))):
+        ticks = numbers(" ".join(bar.locator("span").all_inner_texts()))
+        assert len(ticks) >= 2 and all(low - 1e-6 <= t <= high + 1e-6 for t in ticks)  # real values of the scale
+    assert page.locator("#channel-ab .pane").first.inner_text() == "A: seed 0"
+    rows = dict(page.eval_on_selector_all("#view tbody tr", "rows => rows.map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
+    for label, key in (("max |A − B|", "max_abs_diff"), ("mean of A", "mean_a"), ("max of A", "max_a"), ("mean of B", "mean_b"), ("max of B", "max_b")):
+        assert float(rows[label]) == pytest.approx(channels[key][channel], rel=1e-3, abs=1e-6)
+    with Image.open(jobs / "compare" / "grace_hopper" / "conv2" / f"channels_a/{channel:04d}.png") as shown:
+        assert shown.size == (width, compared["image_size"][0])
+    session.screenshot("compare-channel")
+    page.keyboard.press("j")
+    assert hash_params(page)["channel"] == str(by_difference[1]) and f"#{by_difference[1]}" in page.inner_text("#view-title")
+    session.check_clean(jobs)
+
+
+def test_a_compare_without_per_channel_files_still_shows_its_maps(jobs, tmp_path, session):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "compare", out / "compare")
+    job = out / "compare" / "grace_hopper" / "conv2"
+    older = json.loads((job / "manifest.json").read_text())
+    del older["channels"]  # as compares wrote before they had per-channel images
+    (job / "manifest.json").write_text(json.dumps(older))
+    explorer.write_index(out)
+    session.open(out, "#layer=conv2&channel=3")
+    assert session.page.locator(".grid").count() == 0 and session.page.locator("#view").is_hidden()
+    assert "without per-channel images" in session.page.inner_text("main")
+    assert session.page.locator("figure img").count() == 7
+    session.check_clean(out)
+
+
 def test_scan_page_shows_each_channels_top_images(jobs, session):
     page = session.page
     stats = dict(np.load(jobs / "dataset" / "conv2" / "stats.npz"))
@@ -422,6 +479,39 @@ def test_2048_channels_scroll_without_loading_every_image(large, session):
 
 
 # --- untrusted names and files -------------------------------------------------------------------
+
+
+def test_names_that_are_not_utf8_are_shown_and_their_images_load(tmp_path, browser):
+    """A photo and a job folder whose names are bytes that are not UTF-8 (possible on Linux)."""
+    folder = os.fsencode(tmp_path)
+    image = Path(os.fsdecode(folder + b"/bad\xff.png"))
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    (result,) = viz.visualize(conv_net(0, (8,)), [image], ["conv1"], out, options=viz.RenderOptions(scale=2, threads=1),
+                              preprocess=original_preprocess(32), progress=False)
+    assert (out / "index.html").is_file()  # the run's own refresh of the page did not fail
+    os.rename(result.directory.parent, os.fsdecode(os.fsencode(out) + b"/job\xfe\xff"))
+    explorer.write_index(out)
+
+    visitor = Session(browser, LAPTOP)
+    try:
+        visitor.open(out)  # the only layer, opened
+        page = visitor.page
+        assert "bad\\xff.png" in page.inner_text(".meta")  # the image's name, its odd byte shown escaped
+        assert page.inner_text("#where") == "Images · job\\xfe\\xff · conv1"
+        page.wait_for_function("[...document.querySelectorAll('figure img, .cell img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator(".cell img").count() == 8
+        assert visitor.images("/job%FE%FF/conv1/channels/0000.png")  # the real bytes, percent-encoded
+        page.click('.cell[data-channel="3"]')
+        page.wait_for_function("document.getElementById('channel-image').naturalWidth === 32")
+        params = hash_params(page)
+        page.reload()  # the escaped job name names the view
+        page.wait_for_selector("body[data-ready]")
+        assert hash_params(page) == params and "#3" in page.inner_text("#view-title")
+        visitor.check_clean(out)
+    finally:
+        visitor.context.close()
+
 
 
 def test_names_from_files_are_text_and_paths_stay_inside(tmp_path, browser):

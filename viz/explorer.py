@@ -89,8 +89,29 @@ class BadJobFile(Exception):
 
 
 def _url(parts: Iterable[str]) -> str:
-    """A relative URL of path components, each percent-encoded (so none can carry a scheme, '?' or '#')."""
-    return "/".join(quote(part, safe="") for part in parts)
+    """A relative URL of path components, each percent-encoded (so none can carry a scheme, '?' or '#')
+    from its real bytes on disk (``os.fsencode``: a name that is not UTF-8 keeps its bytes)."""
+    return "/".join(quote(os.fsencode(part), safe="") for part in parts)
+
+
+def _display(text: str) -> str:
+    """``text`` as the page can show it (valid UTF-8): the bytes of a file name that are not UTF-8
+    (Python's surrogate escapes) as ``\\xff``, any other lone surrogate as ``\\ud800``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte, e.g. from a JSON file
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _displayable(value: Any) -> Any:
+    """``value`` with every string in it (keys too) made :func:`_display` safe."""
+    if isinstance(value, str):
+        return _display(value)
+    if isinstance(value, dict):
+        return {_display(str(key)): _displayable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_displayable(item) for item in value]
+    return value
 
 
 def _relative_parts(name: Any) -> tuple[str, ...]:
@@ -296,10 +317,45 @@ def _compare_layer_data(root: Path, job_dir: Path, manifest: dict[str, Any]) -> 
     return {
         "kind": "compare",
         "dir": prefix,
-        "count": 0,
         "info": [("A", a), ("B", b)] + _info(manifest, LAYER_INFO),
         "groups": [{**g, "figures": [f for f in g["figures"] if f]} for g in groups],
         "sheetChannels": [int(c) for c in channels if isinstance(c, int) and not isinstance(c, bool)],
+        "labels": [a, b],
+        **_compare_channels(files, job_dir, manifest),
+    }
+
+
+#: Statistics of a compare's channels the grid can sort by: the manifest's key -> the page's key.
+COMPARE_SORT_KEYS = {"max_abs_diff": "diff", "mean_a": "mean_a", "max_a": "max_a", "mean_b": "mean_b", "max_b": "max_b"}
+
+
+def _compare_channels(files: FileCheck, job_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The per-channel part of a compare layer's data: A, B and A - B of each channel, their one
+    shared scale and the difference's symmetric one. A compare written before compares had
+    per-channel files has none: no channels (the page shows the layer-level maps only)."""
+    channels = manifest.get("channels")
+    if channels is None:
+        return {"count": 0}
+    if not isinstance(channels, dict) or not isinstance(channels.get("files_a"), list):
+        raise BadJobFile("its 'channels' has no 'files_a' list")
+    count = len(channels["files_a"])
+
+    def listed(key: str) -> list[Any]:
+        value = channels.get(key)
+        if not isinstance(value, list) or len(value) != count:
+            raise BadJobFile(f"channels.{key} is not a list of {count} entries")
+        return value
+
+    return {
+        "count": count,
+        "cmap": colour_stops(manifest.get("colormap")),
+        "diffCmap": colour_stops(channels.get("diff_cmap", "RdBu_r")),
+        "files": [files.url(job_dir, name) for name in listed("files_diff")],  # the grid shows A - B
+        "filesA": [files.url(job_dir, name) for name in listed("files_a")],
+        "filesB": [files.url(job_dir, name) for name in listed("files_b")],
+        "stats": {page_key: _numbers(channels[key], count, f"channels.{key}") for key, page_key in COMPARE_SORT_KEYS.items() if key in channels},
+        "scale": [_numbers(channels.get("scale_lo"), count, "channels.scale_lo"), _numbers(channels.get("scale_hi"), count, "channels.scale_hi")],
+        "diffLimit": _numbers(channels.get("diff_limit"), count, "channels.diff_limit"),
     }
 
 
@@ -318,7 +374,8 @@ def _manifest_job(root: Path, manifest_path: Path, jobs: dict[tuple[str, str], J
     if not job.info:
         job.info = _info(manifest, IMAGE_INFO)
     shape = manifest.get("feature_shape")
-    count = shape[0] if kind == "image" and isinstance(shape, list) and shape and isinstance(shape[0], int) else None
+    per_channel = kind == "image" or isinstance(manifest.get("channels"), dict)  # a compare before per-channel files: none
+    count = shape[0] if per_channel and isinstance(shape, list) and shape and isinstance(shape[0], int) else None
     label = manifest.get("layer") if isinstance(manifest.get("layer"), str) else job_dir.name
     job.layers.append(Layer(job_dir.name, label, count, [manifest_path], lambda: build(root, job_dir, manifest)))
 
@@ -432,8 +489,9 @@ def find_jobs(root: Path) -> tuple[list[Job], list[dict[str, str]]]:
 
 
 def _js_json(value: Any) -> str:
-    """JSON that is also safe inside an HTML ``<script>`` element (no ``<``, ``>``, ``&``, line separators)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """JSON that is also safe inside an HTML ``<script>`` element (no ``<``, ``>``, ``&``, line separators),
+    with names that are not UTF-8 shown escaped (:func:`_display`)."""
+    text = json.dumps(_displayable(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(raw, escaped)
     return text
@@ -473,7 +531,7 @@ def _stamp(paths: Sequence[Path]) -> str:
             parts.append(f"{path.name}:{status.st_mtime_ns}:{status.st_size}")
         except OSError:
             parts.append(f"{path.name}:missing")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return hashlib.sha256("|".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _data_dir(root: Path) -> Path:
@@ -547,7 +605,7 @@ def _write_locked(root: Path, data_dir: Path, index_path: Path) -> Path:
     for job in jobs:
         layers = []
         for layer in job.layers:
-            key = hashlib.sha256(f"{job.kind}\0{job.id}\0{layer.id}".encode()).hexdigest()[:20]
+            key = hashlib.sha256(f"{job.kind}\0{job.id}\0{layer.id}".encode("utf-8", "surrogateescape")).hexdigest()[:20]
             stamp = _stamp(layer.sources)
             data_path = data_dir / f"{key}.js"
             if old_stamps.get(key) != stamp or not data_path.is_file():

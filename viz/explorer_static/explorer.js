@@ -4,7 +4,8 @@
 "use strict";
 (() => {
   const INDEX = JSON.parse(document.getElementById("explorer-index").textContent);
-  const SORT_LABELS = { index: "channel index", mean: "mean", max: "max", min: "min", energy: "energy (mean square)", active: "activity (fraction > 0)" };
+  const SORT_LABELS = { index: "channel index", mean: "mean", max: "max", min: "min", energy: "energy (mean square)", active: "activity (fraction > 0)",
+    diff: "max |A − B|", mean_a: "mean of A", max_a: "max of A", mean_b: "mean of B", max_b: "max of B" };
   const ROW_LABEL_PX = 18, GAP_PX = 6;
   const main = document.getElementById("main"), view = document.getElementById("view");
   const state = { job: null, layer: null, channel: null, sort: "index", order: null, filter: "" };
@@ -219,10 +220,10 @@
       kids.push(el("div", { class: "figs" }, data.groups.map((group) =>
         el("section", { class: "group" }, el("h2", { text: group.title }), el("div", { class: "figs" }, group.figures.map((f) => figure(f)))))));
       if (data.sheetChannels.length) kids.push(el("p", { class: "note", text: `Sheet channels, best first: ${data.sheetChannels.map((c) => "#" + c).join(" ")}` }));
-      kids.push(el("p", { class: "note", text: "A compare job writes layer-level maps, not per-channel images; open the one-image job of either model for its channels." }));
-    } else {
-      if (data.figures.length) kids.push(el("h2", { text: "Summaries" }), el("div", { class: "figs" }, data.figures.map((f) => figure(f))));
-      kids.push(el("h2", { text: `Channels (${data.count})` }));
+      if (!data.count) kids.push(el("p", { class: "note", text: "This compare was written without per-channel images; run it again for A, B and A − B of each channel." }));
+    } else if (data.figures.length) kids.push(el("h2", { text: "Summaries" }), el("div", { class: "figs" }, data.figures.map((f) => figure(f))));
+    if (data.count) {
+      kids.push(el("h2", { text: data.kind === "compare" ? `Channels (${data.count}): A − B of each channel; open one for A beside B` : `Channels (${data.count})` }));
       page.grid = new Grid(data);
       kids.push(page.grid.tools, page.grid.node);
     }
@@ -380,6 +381,23 @@
       });
       body.append(el("div", {}, el("div", { class: "full" }, image, bar), size),
         el("div", {}, el("h2", { text: "Statistics of the channel's map" }), stats));
+    } else if (data.kind === "compare") {
+      const lo = data.scale[0][channel], hi = data.scale[1][channel], limit = data.diffLimit[channel];
+      const room = Math.max(64, Math.min((window.innerWidth - 200) / 2, 360, window.innerHeight - 260));
+      const pane = (title, file, id) => {
+        const image = el("img", { src: file ? data.dir + file : null, alt: `${title}, channel ${channel}`, id });
+        enlarge(image, room, room);
+        return el("div", { class: "pane" }, image, el("span", { title, text: title }));
+      };
+      body.append(
+        el("div", {}, el("div", { class: "full", id: "channel-ab" },
+          pane(`A: ${data.labels[0]}`, data.filesA[channel], "channel-a"), pane(`B: ${data.labels[1]}`, data.filesB[channel], "channel-b"),
+          lo != null && hi != null ? vbar(data.cmap, lo, hi) : null),
+        el("p", { class: "note", text: `A and B on one colour scale, ${fmt(lo)} … ${fmt(hi)}` })),
+        el("div", {}, el("div", { class: "full", id: "channel-diff" }, pane("A − B", data.files[channel], "channel-image"),
+          limit != null ? vbar(data.diffCmap, -limit, limit) : null),
+        el("p", { class: "note", text: `difference, ${fmt(-limit)} … ${fmt(limit)} (white = 0, red where A is higher)` })),
+        el("div", {}, el("h2", { text: "Statistics of the channel's raw maps" }), stats));
     } else {
       const tops = data.top[channel] || [];
       const strip = src ? el("img", { src: data.dir + src, alt: `top images of channel ${channel}`, id: "channel-image" }) : el("p", { class: "empty", text: "No strip file for this channel (yet)." });
