@@ -406,12 +406,24 @@ def _write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, pr
     if paths and paths[0].suffix == ".png":
         palette = lut.tobytes()
         for path, scanlines in zip(paths, png_scanlines(indices)):
-            path.write_bytes(palette_png(scanlines, palette))
+            _write_file(path, palette_png(scanlines, palette))
     else:
         for path, channel in zip(paths, indices):
             write_indexed(path, channel, lut)
     if progress is not None:
         progress(len(paths))
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``path.write_bytes(data)`` with ~25% less CPU (measured: 0.07 against 0.096 ms for a
+    4.6 kB file): for thousands of small files the buffered file object's work shows."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        remaining = memoryview(data)
+        while remaining:  # a regular file may take less than asked (e.g. a nearly full disk)
+            remaining = remaining[os.write(descriptor, remaining) :]
+    finally:
+        os.close(descriptor)
 
 
 def _finish(futures: Sequence[Future[None]]) -> None:
