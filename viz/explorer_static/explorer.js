@@ -383,7 +383,7 @@
         el("div", {}, el("h2", { text: "Statistics of the channel's map" }), stats));
     } else if (data.kind === "compare") {
       const lo = data.scale[0][channel], hi = data.scale[1][channel], limit = data.diffLimit[channel];
-      const room = Math.max(64, Math.min((window.innerWidth - 200) / 2, 360, window.innerHeight - 260));
+      const room = Math.max(64, Math.min((window.innerWidth - 400) / 3, 360, window.innerHeight - 260)); // A, B and A − B in a row
       const pane = (title, file, id) => {
         const image = el("img", { src: file ? data.dir + file : null, alt: `${title}, channel ${channel}`, id });
         enlarge(image, room, room);
