@@ -166,8 +166,12 @@ def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, t
     assert err == ("fastinterp-viz: warning: A (resnet18, weights: random init (--weights none)) and B (resnet18, weights: "
                    "random init (--weights none)) have IDENTICAL weights: the comparison can only show a blank difference\n")
     target = tmp_path / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2"
-    assert tree(target) == sorted(["difference.png", "manifest.json", "panel_sheet.png", "panel_sum.png",
+    channels = [f"{folder}/{c:04d}.png" for folder in ("channels_a", "channels_b", "channels_diff") for c in range(128)]
+    assert tree(target) == sorted([*channels, "difference.png", "manifest.json", "panel_sheet.png", "panel_sum.png",
                                    "sheet_a.png", "sheet_b.png", "sum_a.png", "sum_b.png"])
+    for c in (0, 127):  # per channel too: A equals B, and A - B is white
+        np.testing.assert_array_equal(pixels(target / f"channels_a/{c:04d}.png"), pixels(target / f"channels_b/{c:04d}.png"))
+        assert np.unique(pixels(target / f"channels_diff/{c:04d}.png")).tolist() == [128]
     np.testing.assert_array_equal(pixels(target / "sum_a.png"), pixels(target / "sum_b.png"))
     np.testing.assert_array_equal(pixels(target / "sheet_a.png"), pixels(target / "sheet_b.png"))
     assert np.unique(pixels(target / "difference.png")).tolist() == [128]  # the middle (white) of RdBu_r
