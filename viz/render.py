@@ -132,7 +132,8 @@ def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
     lo = np.asarray(lo, values.dtype)
     span = np.asarray(hi, values.dtype) - lo
     span = np.where(span > 0, span, np.inf).astype(values.dtype)
-    scaled = (values - lo) / span
+    scaled = values - lo
+    scaled /= span  # in place: a layer's chunk is megabytes, and fresh arrays cost page faults
     scaled *= LUT_SIZE
     np.clip(scaled, 0, LUT_SIZE - 1, out=scaled)
     return scaled.astype(np.uint8)
@@ -532,7 +533,7 @@ def render_layer(
         if image is not None:
             from PIL import Image
 
-            Image.fromarray(overlay(image, sum_map, lut, options.alpha)).save(target / "overlay.png")
+            Image.fromarray(overlay(image, sum_map, lut, options.alpha)).save(target / "overlay.png", compress_level=PNG_COMPRESS_LEVEL)
             overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
             files.append("overlay.png")
         files += [*extra_files, "manifest.json"]
