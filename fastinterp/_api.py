@@ -11,19 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from ._plan import Plan, as_numeric_array, check_align, check_antialias, check_tensor_kind, is_torch_tensor, output_size
-# fastinterp.dask and its tests import these from here (until they import from _plan).
-from ._plan import INTERLEAVE_MAX_CHANNELS, LEGACY_DTYPES, SUPPORTED_DTYPES, check_dtype  # noqa: F401
-from ._plan import numpy_layout as _numpy_layout  # noqa: F401
-
-
-def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
-    """:func:`fastinterp._cpu_arrays.run_cpu`, imported on first use (numba loads with it)."""
-    from . import _cpu_arrays
-
-    _cpu_arrays.run_cpu(src, dest, plan)
+from ._plan import as_numeric_array, check_align, check_antialias, check_tensor_kind, is_torch_tensor, output_size
+# tests/test_dask_resize.py imports these from here (until it imports them from _plan).
+from ._plan import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: F401
 
 
 BACKENDS = ("auto", "cpu", "cuda")

@@ -6,7 +6,7 @@ Each output block is computed by one task from exactly the input rows and column
 read: for output rows ``[a, b)`` those are input rows ``min(first[a:b]) .. max(second[a:b])``
 of the full-axis taps (:mod:`fastinterp._coords`), and the same for columns. The task
 concatenates the input blocks that hold that region, slices it out, rebases the taps to it
-and runs the in-memory kernels (:func:`fastinterp._api.run_cpu`) on it. Every output element is
+and runs the in-memory kernels (:func:`fastinterp._cpu_arrays.run_cpu`) on it. Every output element is
 therefore computed from the same source values, weights and operations as
 :func:`fastinterp.resize` of the whole array: the result is bit-identical, whatever the
 chunking. The graph has one task per output block and no rechunk: each output block depends
@@ -28,16 +28,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
-from ._api import (
-    INTERLEAVE_MAX_CHANNELS,
-    Plan,
-    _numpy_layout,
-    check_align,
-    check_dtype,
-    output_size,
-    run_cpu,
-)
 from ._coords import AxisTaps, interleaved_taps
+from ._plan import INTERLEAVE_MAX_CHANNELS, Plan, check_align, check_dtype, numpy_layout, output_size
 
 __all__ = ["resize"]
 
@@ -214,8 +206,8 @@ def _resize_block(
     shape = list(region.shape)
     shape[axes[0]], shape[axes[1]] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
     result = np.empty(shape, plan.out_dtype)
-    layout, src = _numpy_layout(region, channels_first)
-    _, dest = _numpy_layout(result, channels_first)
+    layout, src = numpy_layout(region, channels_first)
+    _, dest = numpy_layout(result, channels_first)
     ys, xs = plan.taps()
     row_taps = _region_taps(ys, rows)
     scale = 1
@@ -230,6 +222,8 @@ def _resize_block(
         layout, src.shape[1], src.shape[2], dest.shape[1], dest.shape[2], plan.align, plan.legacy,
         plan.dtype, plan.out_dtype, row_taps, _region_taps(xs, columns, scale),
     )  # fmt: skip
+    from ._cpu_arrays import run_cpu  # numba loads with the first block, not with this module
+
     run_cpu(src, dest, region_plan)
     return result
 
