@@ -12,9 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from ._plan import as_numeric_array, check_align, check_antialias, check_tensor_kind, is_torch_tensor, output_size
-# tests/test_dask_resize.py imports these from here (until it imports them from _plan).
-from ._plan import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: F401
-
 
 BACKENDS = ("auto", "cpu", "cuda")
 

@@ -17,7 +17,7 @@ import dask.core  # noqa: E402
 import fastinterp  # noqa: E402
 import fastinterp.dask  # noqa: E402
 from fastinterp import _cpu  # noqa: E402
-from fastinterp._api import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: E402
+from fastinterp._plan import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: E402
 from fastinterp._coords import axis_taps, legacy_axis_taps  # noqa: E402
 
 #: layout name -> (user axes, channels_first)
