@@ -336,7 +336,8 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path):
     a, b = load_scan(whole), load_scan(killed)
     assert a.complete and b.complete and a.images == b.images and a.skipped == b.skipped
     assert_same_scan(b.layers["layer2"], a.layers["layer2"])
-    assert sorted(p.name for p in killed.iterdir()) == ["layer2", "scan.json"]  # no state, no temporaries left
+    # no state, no temporaries left: the scan and its explorer page
+    assert sorted(p.name for p in killed.iterdir()) == [".explorer", "index.html", "layer2", "scan.json"]
     assert len(list((killed / "layer2" / "strips").iterdir())) == 128
 
 

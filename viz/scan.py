@@ -698,6 +698,11 @@ def _worker_model(token: str, pickled_model: bytes, device: str) -> Any:
     return cache[token]
 
 
+def _as_given(value: Any) -> Any:
+    """A Dask task that returns its argument: data the cluster can recompute if a worker dies."""
+    return value
+
+
 def _reduce_partition(token: str, pickled_model: bytes, paths: Sequence[str], start: int, stop: int, job: _ScanJob) -> _ScanState:
     """A Dask task: images ``paths[start:stop]`` reduced to a partial state in the worker."""
     return _reduce_range(_worker_model(token, pickled_model, job.device), paths, start, stop, job, workers=0)
@@ -716,7 +721,10 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
     # The model travels as plain pickle bytes: Dask's own torch serialisation of a module
     # loses its hook dictionaries' types, and bytes unpickle into one private copy per thread.
     pickled = pickle.dumps(copy.deepcopy(model).cpu())
-    model_future, paths_future = client.scatter([pickled, list(paths)], broadcast=True, hash=False)
+    # Submitted, not scattered: a scattered value whose only holder dies is lost, and every task
+    # that needs it is cancelled ("already forgotten"); a task's result is recomputed instead.
+    model_future = client.submit(_as_given, pickled, pure=False)
+    paths_future = client.submit(_as_given, list(paths), pure=False)
     bounds = [(first, min(first + size, len(paths))) for first in range(0, len(paths), size)]
     partials = [
         client.submit(_reduce_partition, token, model_future, paths_future, first, stop, job,
