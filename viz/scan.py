@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -723,7 +724,9 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
     pickled = pickle.dumps(copy.deepcopy(model).cpu())
     # Submitted, not scattered: a scattered value whose only holder dies is lost, and every task
     # that needs it is cancelled ("already forgotten"); a task's result is recomputed instead.
-    model_future = client.submit(_as_given, pickled, pure=False)
+    with warnings.catch_warnings():  # the model's bytes are the point of this task, sent once
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        model_future = client.submit(_as_given, pickled, pure=False)
     paths_future = client.submit(_as_given, list(paths), pure=False)
     bounds = [(first, min(first + size, len(paths))) for first in range(0, len(paths), size)]
     partials = [
