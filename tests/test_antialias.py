@@ -14,6 +14,7 @@ from skimage import data
 import fastinterp
 from fastinterp import _antialias, reference
 from fastinterp._antialias import antialias_taps, parallel_antialias, run_antialias, run_antialias_adjoint, serial_antialias
+from sampling import sample
 
 DTYPES = [np.float32, np.float64, np.float16, np.uint8, np.uint16, np.int16]
 
@@ -43,14 +44,6 @@ def kernel_resize(src, out_h, out_w, *, rows_first=None, rows_per_task=None, ser
 
 def reference_planes(planes, out_h, out_w):
     return np.stack([reference.antialiased_resize(p, out_h, out_w) for p in planes])
-
-
-def sample(rng, shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return (rng.standard_normal(shape) * 10).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
 
 
 def assert_near_reference(got, expected, dtype):
@@ -431,10 +424,10 @@ def test_undefined_combinations_are_refused(arguments, error, message):
     inputs = [np.zeros((8, 8), np.float32), torch.zeros(1, 8, 8)]
     if "legacy" not in arguments:
         inputs.append(torch.zeros(1, 8, 8, requires_grad=True))
-    for data in inputs:
+    for array in inputs:
         for size in ((4, 4), (16, 16)):
             with pytest.raises(error, match=message):
-                fastinterp.resize(data, size=size, **{"antialias": True, **arguments})
+                fastinterp.resize(array, size=size, **{"antialias": True, **arguments})
 
 
 @given(

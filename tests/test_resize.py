@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import fastinterp
 from fastinterp import reference
 from fastinterp._coords import axis_taps
+from sampling import sample
 
 ALIGNS = ["center", "left", "corners"]
 FLOAT_TOL = {np.float32: 2e-6, np.float64: 1e-13, np.float16: 2e-3}
@@ -34,14 +35,6 @@ def assert_matches_reference(got, expected, dtype):
     near_half = np.abs(np.abs(expected - np.floor(expected)) - 0.5) < 1e-4 + 1e-6 * np.abs(expected)
     assert not (differs & ~near_half).any(), f"{differs.sum()} integer pixels off the reference"
     assert (np.abs(got.astype(np.int64) - exact) <= 1).all()
-
-
-def sample(rng, shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return (rng.standard_normal(shape) * 10).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
 
 
 @pytest.mark.parametrize("align", ALIGNS)
