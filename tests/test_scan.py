@@ -203,7 +203,7 @@ def test_layer_directory_names_are_safe_and_unique(tmp_path):
     names = ["layer4", "layer4.2", "../etc", ".hidden", "a/b", "scan.json", "", "a_b"]
     dirs = scanning.layer_dirs(names)
     assert dirs["layer4"] == "layer4" and dirs["layer4.2"] == "layer4.2"  # canonical names stay readable
-    assert len(set(dirs.values())) == len(names) and not {"scan.json", scanning.STATE_FILE} & set(dirs.values())
+    assert len(set(dirs.values())) == len(names) and not {"scan.json", scanning.STATE_DIR} & set(dirs.values())
     for name in dirs.values():
         assert name and "/" not in name and not name.startswith(".")
         assert (tmp_path / name).resolve().parent == tmp_path.resolve()
@@ -246,7 +246,7 @@ def test_resume_refuses_another_scan(images, tmp_path):
     model = tiny_model()
     paths = collect_scan_images([images])
     scan(model, paths, ["2"], batch_size=8, preprocess=PREPROCESS, checkpoint_dir=out, progress=False)
-    assert (out / scanning.STATE_FILE).is_file() and not load_scan(out).complete  # the API leaves its state
+    assert saved_pieces(out) == [(0, len(paths))] and not load_scan(out).complete  # the API leaves its state
     other_model = tiny_model()
     with torch.no_grad():
         other_model[2].weight[0, 0, 0, 0] += 1
@@ -265,6 +265,12 @@ def test_resume_refuses_another_scan(images, tmp_path):
     assert_same_scan(again.layers["2"], fresh.layers["2"])
 
 
+def saved_pieces(out: Path) -> list[tuple[int, int]]:
+    """The (start, stop) image ranges of the resumable state's piece files in ``out``, sorted."""
+    names = (path.name for path in (out / scanning.STATE_DIR).glob(scanning.PIECE_PREFIX + "*.npz"))
+    return sorted(tuple(int(n) for n in name.removeprefix(scanning.PIECE_PREFIX).removesuffix(".npz").split("-")) for name in names)
+
+
 def run_cli(*argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -281,7 +287,8 @@ def test_cli_errors_are_one_line_exit_2(images, tmp_path):
         ([tmp_path / "missing", "--out", out], "no such file or folder"),
         ([images, "--out", out, "--resume"], "holds no interrupted scan"),
         ([images, "--out", out, "--top", "0"], "--top"),
-        ([images, "--out", out, "--scheduler", "local:2", "--resume"], "in-process scans only"),
+        *([([images, "--out", out, "--device", "cuda"], "--device cuda: CUDA is not available here")]
+          if not torch.cuda.is_available() else []),
         ([images, "--out", out, "--scheduler", "local:zero"], "local:N needs a worker count"),
         ([images, "--out", out, "--layer", "layer9"], "unknown layer"),
     ]:
@@ -301,7 +308,7 @@ def test_cli_refuses_to_replace_without_asking(images, tmp_path):
     assert code == 2 and "layer2 already exists" in stderr and (out / "layer2" / "mine.txt").read_text() == "the user's"
     code, _, stderr = run_cli(images, "--out", out, "--workers", "0", "--overwrite", *CLI_JOB)
     assert code == 0, stderr
-    assert load_scan(out).complete and not (out / "layer2" / "mine.txt").exists() and not (out / scanning.STATE_FILE).exists()
+    assert load_scan(out).complete and not (out / "layer2" / "mine.txt").exists() and not (out / scanning.STATE_DIR).exists()
     code, _, stderr = run_cli(images, "--out", out, *CLI_JOB)
     assert code == 2 and "already holds a scan; pass --resume" in stderr
     code, _, stderr = run_cli(images, "--out", out, "--resume", *CLI_JOB)
@@ -319,14 +326,15 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path):
                                 "--batch-size", "2", "--workers", "2", "--checkpoint-every", "1"],
                                env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        while not (killed / scanning.STATE_FILE).exists() and process.poll() is None:
+        while not saved_pieces(killed) and process.poll() is None:
             time.sleep(0.002)
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL  # it was killed mid-scan, not finished
-    _, next_index, _ = scanning._load_state(killed)
-    assert 0 < next_index < 41
+    pieces = saved_pieces(killed)  # one growing piece (and its previous file, if killed between the two)
+    next_index = max(stop for _, stop in pieces)
+    assert {first for first, _ in pieces} == {0} and 0 < next_index < 41
     assert not (killed / "scan.json").exists() or not load_scan(killed).complete  # the partial view, if written yet
 
     code, _, stderr = run_cli(images, *CLI_JOB, "--out", killed, "--resume", "--layer", "layer3")

@@ -12,7 +12,8 @@ rounding (bit-identical in-process; a Dask tree merge adds partial sums in anoth
 
 ``fastinterp-viz scan IMAGES...`` (:func:`main`) writes the on-disk format (``docs/scan.md``):
 ``OUT/scan.json``, ``OUT/<layer>/stats.npz`` and ``OUT/<layer>/strips/<channel>.png``, with a
-resumable state ``OUT/.scan-state.npz`` while it runs. Dask is imported only for a cluster scan.
+resumable state ``OUT/.scan-state/`` while it runs (in-process or on Dask, either resuming the
+other). Dask is imported only for a cluster scan.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
 import numpy as np
 
@@ -45,8 +46,13 @@ FORMAT_VERSION = 1
 SCAN_FILE = "scan.json"
 STATS_FILE = "stats.npz"
 STRIPS_DIR = "strips"
-#: The resumable state, hidden in the output directory while a scan runs.
-STATE_FILE = ".scan-state.npz"
+#: The resumable state, hidden in the output directory while a scan runs: a header (what the
+#: scan is) and one file per saved range of images (a piece).
+STATE_DIR = ".scan-state"
+STATE_HEADER = "state.json"
+STATE_FORMAT = "fastinterp-scan-state"
+STATE_VERSION = 2
+PIECE_PREFIX = "piece-"
 TEMP_PREFIX = ".scan-tmp-"
 #: A file with one of these suffixes lists image paths, one per line.
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -78,7 +84,7 @@ STRIP_CACHE_MB = 256
 def layer_dirs(layers: Sequence[str]) -> dict[str, str]:
     """Layer name -> its directory name in the output: safe, unique, never a name the scan
     itself uses (a layer named ``scan.json`` gets ``scan.json-2``)."""
-    reserved = [SCAN_FILE, STATE_FILE]
+    reserved = [SCAN_FILE, STATE_DIR]
     return dict(zip(layers, unique_components([*reserved, *layers])[len(reserved):]))
 
 
@@ -293,12 +299,11 @@ class _ScanState:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     input_size: tuple[int, int] | None = None
 
-    def add(self, batch: _Batch, captured: dict[str, Any], top: int) -> None:
+    def add(self, batch: _Batch, maps: dict[str, Any], top: int) -> None:
+        """Fold a batch in: ``maps`` holds each layer's (N, C, h, w) tensor of maps."""
         self.skipped.extend(batch.skipped)
-        for layer, output in captured.items():
-            if output.ndim != 4:
-                raise VizError(f"layer {layer!r} outputs shape {tuple(output.shape)}, not (N, C, H, W) feature maps")
-            features = np.ascontiguousarray(output.float().cpu().numpy())
+        for layer, layer_maps in maps.items():
+            features = np.ascontiguousarray(layer_maps.float().cpu().numpy())
             if layer not in self.layers:
                 self.layers[layer] = _LayerState.empty(features.shape[1], features.shape[2:], top)
             expected = self.layers[layer].top_maps.shape
@@ -320,11 +325,6 @@ class _ScanState:
         return self
 
 
-def _merge_states(a: _ScanState, b: _ScanState) -> _ScanState:
-    """A Dask merge task: a new state, the inputs untouched (they may be reused on a retry)."""
-    return copy.deepcopy(a).merge(b)
-
-
 @dataclass(frozen=True)
 class _ScanJob:
     """Everything a process needs to reduce a range of images, picklable for Dask."""
@@ -340,9 +340,15 @@ def _reduce_range(
     model: Any, paths: Sequence[str], start: int, stop: int, job: _ScanJob, workers: int,
     state: _ScanState | None = None, on_batch: Callable[[_ScanState, int, int], None] | None = None,
 ) -> _ScanState:
-    """Fold images ``paths[start:stop]`` into ``state``; ``on_batch(state, next_index, count)`` after each batch."""
-    from .layers import capture_features
+    """Fold images ``paths[start:stop]`` into ``state``; ``on_batch(state, next_index, count)`` after each batch.
 
+    Each layer's output is read as maps by :mod:`viz.tokens`, as the one-image ``viz`` draws
+    it: conv maps as they are, (N, H, W, C) stages permuted, (N, T, D) tokens on their patch
+    grid; anything else is a one-line :class:`VizError`."""
+    from .layers import capture_features
+    from .tokens import MapReader
+
+    reader = MapReader(model)
     state = state or _ScanState()
     position = start
     for batch in _batches(paths, start, stop, job.preprocess, job.batch_size, workers):
@@ -350,7 +356,8 @@ def _reduce_range(
             raise VizError(f"images have different sizes after preprocessing ({batch.sizes}); use a preprocessing with a fixed size")
         if batch.pixels is not None:
             captured = capture_features(model, batch.pixels.to(job.device), job.layers)
-            state.add(batch, {layer: captured[layer] for layer in job.layers}, job.top)
+            input_hw = tuple(batch.pixels.shape[2:])
+            state.add(batch, {layer: reader.maps(captured[layer], layer, input_hw) for layer in job.layers}, job.top)
         else:
             state.skipped.extend(batch.skipped)
         position += batch.count
@@ -541,37 +548,190 @@ def _fingerprint(model_name: str, weights: str, digest: str, layers: Sequence[st
             "images": f"{len(images)} images, list digest {listing}", "preprocessing": preprocess.description}
 
 
-def _save_state(out: Path, fingerprint: dict[str, Any], next_index: int, state: _ScanState) -> None:
-    meta = {"fingerprint": fingerprint, "next_index": next_index, "skipped": state.skipped,
-            "input_size": state.input_size, "layers": list(state.layers)}
-    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
-    for n, layer_state in enumerate(state.layers.values()):
-        for key in ("sum", "positive", "max", "top_scores", "top_images", "top_where", "top_maps"):
-            arrays[f"{n}.{key}"] = getattr(layer_state, key)
-        arrays[f"{n}.positions"] = np.array(layer_state.positions, np.int64)
-    _write_atomically(out, STATE_FILE, lambda f: np.savez(f, **arrays))
-
-
-def _load_state(out: Path) -> tuple[dict[str, Any], int, _ScanState]:
-    path = out / STATE_FILE
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            meta = json.loads(saved["meta"].tobytes())
-            state = _ScanState(skipped=[(int(i), str(r)) for i, r in meta["skipped"]],
-                               input_size=tuple(meta["input_size"]) if meta["input_size"] else None)
-            for n, layer in enumerate(meta["layers"]):
-                fields = {key: saved[f"{n}.{key}"] for key in ("sum", "positive", "max", "top_scores", "top_images", "top_where", "top_maps")}
-                state.layers[layer] = _LayerState(**fields, positions=int(saved[f"{n}.positions"]))
-    except (OSError, KeyError, ValueError) as exc:
-        raise VizError(f"cannot read the saved scan state {path}: {exc}") from None
-    return meta["fingerprint"], int(meta["next_index"]), state
-
-
 def _check_same_scan(saved: dict[str, Any], current: dict[str, Any], out: Path) -> None:
     differ = [key for key in current if saved.get(key) != current[key]]
     if differ:
         raise VizError(f"--resume: the scan in {out} differs in {', '.join(differ)} "
                        f"(saved {'; '.join(f'{k}: {saved.get(k)}' for k in differ)}); use --overwrite to start a new scan")
+
+
+@dataclass
+class _Piece:
+    """The partial state of the consecutive images ``start:stop``."""
+
+    start: int
+    stop: int
+    state: _ScanState
+
+
+def _gaps(pieces: Sequence[_Piece], total: int) -> list[tuple[int, int]]:
+    """The ranges of images ``0:total`` that no piece covers, in order (``pieces``: sorted, disjoint)."""
+    gaps, position = [], 0
+    for piece in pieces:
+        if piece.start > position:
+            gaps.append((position, piece.start))
+        position = piece.stop
+    return gaps + ([(position, total)] if position < total else [])
+
+
+def _partitions(gaps: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """The gaps cut at the multiples of ``size``: a resumed cluster scan reduces exactly the
+    partitions that the interrupted one had not saved, so the merge tree is the same."""
+    bounds = []
+    for first, stop in gaps:
+        while first < stop:
+            end = min(stop, (first // size + 1) * size)
+            bounds.append((first, end))
+            first = end
+    return bounds
+
+
+def _fold_right(states: Sequence[_ScanState]) -> _ScanState:
+    """``states[0]`` merged with (``states[1]`` merged with (...)); consumes them."""
+    combined = states[-1] if states else _ScanState()
+    for left in reversed(states[:-1]):
+        combined = left.merge(combined)
+    return combined
+
+
+def _merged_copy(states: Sequence[_ScanState]) -> _ScanState:
+    """All ``states`` merged, none of them changed (a single one is returned as it is)."""
+    return states[0] if len(states) == 1 else _fold_right(copy.deepcopy(list(states)))
+
+
+class _OrderedFold:
+    """Partial states of consecutive image ranges, added in any order, merged in index order
+    along a binary tree whose shape depends only on the number of ranges (a binary counter:
+    two subtrees of one height merge as soon as both exist). So the float sums add up in one
+    order whichever run or worker computed which range. Holds O(log n) merged states, plus the
+    states that wait for an earlier range."""
+
+    def __init__(self, starts: Iterable[int]) -> None:
+        self._order = sorted(starts)
+        self._next = 0
+        self._waiting: dict[int, _ScanState] = {}
+        self._stack: list[tuple[int, _ScanState]] = []  # (height, merged subtree)
+
+    def add(self, start: int, state: _ScanState) -> None:
+        self._waiting[start] = state
+        while self._next < len(self._order) and self._order[self._next] in self._waiting:
+            merged, height = self._waiting.pop(self._order[self._next]), 0
+            self._next += 1
+            while self._stack and self._stack[-1][0] == height:
+                merged, height = self._stack.pop()[1].merge(merged), height + 1
+            self._stack.append((height, merged))
+
+    def states(self) -> list[_ScanState]:
+        """What was added so far, as few states (in index order)."""
+        return [state for _, state in self._stack] + [self._waiting[start] for start in sorted(self._waiting)]
+
+    def result(self) -> _ScanState:
+        """Every range's states merged (all of them must have been added)."""
+        assert self._next == len(self._order), "a range is missing"
+        return _fold_right(self.states())
+
+
+def _piece_name(start: int, stop: int) -> str:
+    return f"{PIECE_PREFIX}{start:012d}-{stop:012d}.npz"
+
+
+_LAYER_ARRAYS = ("sum", "positive", "max", "top_scores", "top_images", "top_where", "top_maps")
+
+
+class _Checkpoint:
+    """The resumable state of a scan in ``out/.scan-state``: ``state.json`` (the scan's
+    fingerprint, to refuse resuming another scan, and the Dask partition size) and one
+    ``piece-START-STOP.npz`` per saved range of images (NumPy arrays and a JSON header, read
+    without pickle). Every file is written atomically, so a kill leaves whole files; an
+    in-process scan grows its piece (the new file first, then the old one removed: a kill in
+    between leaves both, and the longer wins), a cluster scan saves each partition as it
+    arrives. Also keeps ``out/scan.json`` and the ``stats.npz`` up to date with the scan so
+    far (``"complete": false``, no strips)."""
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any], paths: list[str], job: _ScanJob, name: str, weights: str) -> None:
+        self.out, self.fingerprint = out, fingerprint
+        self.folder = out / STATE_DIR
+        self.partition_size: int | None = None
+        self._partial = (paths, job, name, weights)
+        self._saved: dict[int, int] = {}  # start -> stop of the piece files on disk
+
+    def start(self) -> list[_Piece]:
+        """A new state (replacing an old one): no piece yet."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.folder.exists() or self.folder.is_symlink():
+            _remove(self.out, self.folder)
+        inside(self.out, self.folder).mkdir()
+        self._write_header()
+        return []
+
+    def resume(self) -> list[_Piece]:
+        """The saved pieces (sorted, disjoint) of the same scan; a one-line refusal for another scan."""
+        try:
+            header = json.loads((self.folder / STATE_HEADER).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise VizError(f"--resume: {self.out} holds no interrupted scan ({STATE_DIR}/{STATE_HEADER} not found)") from None
+        except (OSError, ValueError) as exc:
+            raise VizError(f"cannot read the saved scan state {self.folder / STATE_HEADER}: {exc}") from None
+        if not isinstance(header, dict) or header.get("format") != STATE_FORMAT or header.get("version") != STATE_VERSION:
+            raise VizError(f"{self.folder / STATE_HEADER} is not a {STATE_FORMAT} version {STATE_VERSION} file")
+        _check_same_scan(header["fingerprint"], self.fingerprint, self.out)
+        self.partition_size = header.get("partition_size")
+        for leftover in self.folder.glob(TEMP_PREFIX + "*"):  # of a killed run: ours, by name
+            _remove(self.folder, leftover)
+        kept: list[_Piece] = []
+        loaded = sorted((self._load(path) for path in self.folder.glob(PIECE_PREFIX + "*.npz")), key=lambda p: (p.start, -p.stop))
+        for piece in loaded:
+            if kept and piece.start < kept[-1].stop:  # an older, shorter file of a grown piece
+                (self.folder / _piece_name(piece.start, piece.stop)).unlink()
+            else:
+                kept.append(piece)
+        self._saved = {piece.start: piece.stop for piece in kept}
+        return kept
+
+    def _load(self, path: Path) -> _Piece:
+        images = len(self._partial[0])
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                meta = json.loads(saved["meta"].tobytes())
+                start, stop = int(meta["start"]), int(meta["stop"])
+                if path.name != _piece_name(start, stop) or not 0 <= start < stop <= images:
+                    raise ValueError(f"it covers images {start}:{stop} of {images}")
+                state = _ScanState(skipped=[(int(i), str(r)) for i, r in meta["skipped"]],
+                                   input_size=tuple(meta["input_size"]) if meta["input_size"] else None)
+                for n, layer in enumerate(meta["layers"]):
+                    fields = {key: saved[f"{n}.{key}"] for key in _LAYER_ARRAYS}
+                    state.layers[layer] = _LayerState(**fields, positions=int(saved[f"{n}.positions"]))
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise VizError(f"cannot read the saved scan state {path}: {exc}; use --overwrite to start a new scan") from None
+        return _Piece(start, stop, state)
+
+    def _write_header(self) -> None:
+        header = {"format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": self.fingerprint,
+                  "partition_size": self.partition_size}
+        _write_atomically(self.folder, STATE_HEADER, lambda f: f.write(json.dumps(header, indent=1).encode()))
+
+    def use_partition_size(self, size: int) -> None:
+        """Record the cluster scan's partition size: a resume without one takes it again."""
+        if size != self.partition_size:
+            self.partition_size = size
+            self._write_header()
+
+    def save(self, piece: _Piece, scan_so_far: _ScanState) -> None:
+        """Save ``piece`` (replacing its shorter file, if any), then the partial view of ``scan_so_far``."""
+        state = piece.state
+        meta = {"start": piece.start, "stop": piece.stop, "skipped": state.skipped, "input_size": state.input_size,
+                "layers": list(state.layers)}
+        arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        for n, layer_state in enumerate(state.layers.values()):
+            arrays.update((f"{n}.{key}", getattr(layer_state, key)) for key in _LAYER_ARRAYS)
+            arrays[f"{n}.positions"] = np.array(layer_state.positions, np.int64)
+        _write_atomically(self.folder, _piece_name(piece.start, piece.stop), lambda f: np.savez(f, **arrays))
+        shorter = self._saved.get(piece.start)
+        self._saved[piece.start] = piece.stop
+        if shorter is not None and shorter != piece.stop:
+            (self.folder / _piece_name(piece.start, shorter)).unlink(missing_ok=True)
+        if scan_so_far.layers:  # a partial scan a reader can already open
+            _result(scan_so_far, *self._partial, complete=False).save(self.out, overwrite=True, progress=False)
 
 
 # --------------------------------------------------------------------------- scan
@@ -597,37 +757,47 @@ def scan(
 ) -> ScanResult:
     """Scan ``images`` (files, folders, ``.txt`` lists, or an :class:`ImageList`) through ``model`` and keep, for each channel
     of ``layers``: mean, max and fraction of positive positions, and the ``top`` images by their
-    spatial maximum (where it is, and the map, for the strips).
+    spatial maximum (where it is, and the map, for the strips). Token layers ((N, T, D) ViT
+    blocks) and channels-last stages (Swin) are read as maps as the one-image ``viz`` draws them.
 
     In-process (``client=None``): batches of ``batch_size`` decoded by ``workers`` DataLoader
     processes (0: in this process), the model on ``device``. With a ``distributed.Client``: the
     list is split into partitions of ``partition_size`` images reduced on the cluster's workers
-    (the model shipped once to each) and merged in a tree; the result is the same.
-    ``checkpoint_dir``: save a resumable state there every ``checkpoint_every`` batches
-    (in-process only); ``resume=True`` continues from it. Unreadable images are skipped and
-    listed in ``result.skipped``; ``preprocess`` defaults to the original script's at 224 px.
+    (the model shipped once to each, moved there to ``device``) and merged in a tree; the
+    result is the same. ``checkpoint_dir``: save a resumable state there (in-process: every
+    ``checkpoint_every`` batches; on a cluster: each partition as it arrives); ``resume=True``
+    continues from it, in-process or on a cluster whichever saved it. Unreadable images are
+    skipped and listed in ``result.skipped``; ``preprocess`` defaults to the original script's at 224 px.
     """
     from .api import check_device
     from .inputs import original_preprocess
     from .layers import resolve_layer
+    from .tokens import check_input_size
 
-    check_device(device)
+    if client is None:  # a cluster's workers check their own device
+        check_device(device)
     if top < 1 or batch_size < 1 or workers < 0 or checkpoint_every < 1 or (partition_size is not None and partition_size < 1):
         raise VizError("top, batch size, checkpoint interval and partition size must be >= 1 and workers >= 0")
-    if client is not None and (checkpoint_dir is not None or resume):
-        raise VizError("a Dask scan is not resumable: drop --resume (or the checkpoint directory) or the scheduler")
+    if resume and checkpoint_dir is None:
+        raise VizError("resume=True needs the checkpoint_dir of the interrupted scan")
     preprocess = preprocess or original_preprocess(DEFAULT_INPUT_SIZE)
+    if preprocess.input_size is not None:
+        check_input_size(model, preprocess.input_size)  # a ViT's fixed size: one line, not the model's assertion
     paths = images if isinstance(images, ImageList) else collect_scan_images(images)
     canonical = tuple(dict.fromkeys(resolve_layer(model, layer) for layer in layers))
     if not canonical:
         raise VizError("no layer given")
     job = _ScanJob(canonical, top, batch_size, device, preprocess)
     name = model_name or type(model).__name__
+    checkpoint, pieces = None, []
+    if checkpoint_dir is not None:
+        fingerprint = _fingerprint(name, weights, model_digest(model), job.layers, job.top, paths, job.preprocess)
+        checkpoint = _Checkpoint(Path(checkpoint_dir), fingerprint, paths, job, name, weights)
+        pieces = checkpoint.resume() if resume else checkpoint.start()
     if client is None:
-        state = _scan_here(model.to(device).eval(), paths, job, workers, name, weights, checkpoint_dir,
-                           checkpoint_every, resume, progress)
+        state = _scan_here(model.to(device).eval(), paths, job, workers, pieces, checkpoint, checkpoint_every, progress)
     else:  # the model goes to the device in each worker, never moved here
-        state = _scan_on_cluster(client, model, paths, job, partition_size, progress)
+        state = _scan_on_cluster(client, model, paths, job, pieces, partition_size, checkpoint, progress)
     if not state.layers:
         first = state.skipped[0] if state.skipped else (0, "")
         raise VizError(f"none of the {len(paths)} images could be read (first: {printable(first[1])})")
@@ -648,34 +818,37 @@ def _progress_bar(total: int, initial: int, enabled: bool | None) -> Any:
     return tqdm(total=total, initial=initial, desc="scan", unit="img", disable=None if enabled is None else not enabled)
 
 
-def _scan_here(model: Any, paths: list[str], job: _ScanJob, workers: int, name: str, weights: str,
-               checkpoint_dir: Path | str | None, checkpoint_every: int, resume: bool, progress: bool | None) -> _ScanState:
-    """The in-process scan, saving (and resuming from) the state in ``checkpoint_dir``."""
-    out = None if checkpoint_dir is None else Path(checkpoint_dir)
-    fingerprint = None if out is None else _fingerprint(name, weights, model_digest(model), job.layers, job.top, paths, job.preprocess)
-    state, start = _ScanState(), 0
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        if out is None:
-            raise VizError("resume=True needs the checkpoint_dir of the interrupted scan")
-        if not (out / STATE_FILE).is_file():
-            raise VizError(f"--resume: {out} holds no interrupted scan ({STATE_FILE} not found)")
-        saved, start, state = _load_state(out)
-        _check_same_scan(saved, fingerprint, out)
-    batches_done = 0
+def _merge_in_order(pieces: Sequence[_Piece]) -> _ScanState:
+    fold = _OrderedFold(piece.start for piece in pieces)
+    for piece in pieces:
+        fold.add(piece.start, piece.state)
+    return fold.result()
 
-    def on_batch(current: _ScanState, next_index: int, count: int) -> None:
-        nonlocal batches_done
-        bar.update(count)
-        batches_done += 1
-        if out is not None and current.layers and (batches_done % checkpoint_every == 0 or next_index == len(paths)):
-            _save_state(out, fingerprint, next_index, current)
-            # A partial scan a reader can already open: statistics so far, complete=false, no strips.
-            _result(current, paths, job, name, weights, complete=False).save(out, overwrite=True, progress=False)
 
-    with _progress_bar(len(paths), start, progress) as bar:
-        return _reduce_range(model, paths, start, len(paths), job, workers, state, on_batch)
+def _scan_here(model: Any, paths: list[str], job: _ScanJob, workers: int, pieces: list[_Piece],
+               checkpoint: _Checkpoint | None, checkpoint_every: int, progress: bool | None) -> _ScanState:
+    """The in-process scan of the images no saved piece covers. Each gap continues the piece
+    that ends where it starts, so a resumed in-process scan is the uninterrupted one, bit for
+    bit; the piece is saved every ``checkpoint_every`` batches and at the end of the gap."""
+    pieces = list(pieces)
+    with _progress_bar(len(paths), sum(p.stop - p.start for p in pieces), progress) as bar:
+        for first, stop in _gaps(pieces, len(paths)):
+            piece = next((p for p in pieces if p.stop == first), None)
+            if piece is None:
+                piece = _Piece(first, first, _ScanState())
+                pieces = sorted([*pieces, piece], key=lambda p: p.start)
+            batches_done = 0
+
+            def on_batch(_state: _ScanState, next_index: int, count: int, piece: _Piece = piece, stop: int = stop) -> None:
+                nonlocal batches_done
+                bar.update(count)
+                piece.stop = next_index
+                batches_done += 1
+                if checkpoint is not None and (batches_done % checkpoint_every == 0 or next_index == stop):
+                    checkpoint.save(piece, _merged_copy([p.state for p in pieces]))
+
+            _reduce_range(model, paths, first, stop, job, workers, piece.state, on_batch)
+    return _merge_in_order(pieces)
 
 
 #: Models prepared in a Dask worker, one per thread, by scan token: hooks are per module, so
@@ -706,19 +879,38 @@ def _as_given(value: Any) -> Any:
 
 def _reduce_partition(token: str, pickled_model: bytes, paths: Sequence[str], start: int, stop: int, job: _ScanJob) -> _ScanState:
     """A Dask task: images ``paths[start:stop]`` reduced to a partial state in the worker."""
+    from distributed import get_worker
+
+    from .api import check_device
+
+    try:
+        check_device(job.device)
+    except VizError as exc:
+        raise VizError(f"{exc} (on the Dask worker {get_worker().address})") from None
     return _reduce_range(_worker_model(token, pickled_model, job.device), paths, start, stop, job, workers=0)
 
 
-def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, partition_size: int | None,
-                     progress: bool | None) -> _ScanState:
-    """Partitions reduced on the workers, partial states merged pairwise (a tree) there too."""
+def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, pieces: list[_Piece],
+                     partition_size: int | None, checkpoint: _Checkpoint | None, progress: bool | None) -> _ScanState:
+    """The partitions no saved piece covers, reduced on the workers; each partial state comes
+    back as it is done, is saved (with a checkpoint) and merged with the others in index order."""
     import pickle
 
     from distributed import KilledWorker, as_completed
 
     threads = max(1, sum(client.nthreads().values()))
-    size = partition_size or max(job.batch_size, math.ceil(len(paths) / (PARTITIONS_PER_THREAD * threads)))
+    size = (partition_size or (checkpoint.partition_size if checkpoint else None)
+            or max(job.batch_size, math.ceil(len(paths) / (PARTITIONS_PER_THREAD * threads))))
+    if checkpoint is not None:
+        checkpoint.use_partition_size(size)
     token = uuid.uuid4().hex
+    bounds = {f"scan-partition-{token}-{first}": (first, stop) for first, stop in _partitions(_gaps(pieces, len(paths)), size)}
+    fold = _OrderedFold([piece.start for piece in pieces] + [first for first, _ in bounds.values()])
+    for piece in pieces:
+        fold.add(piece.start, piece.state)
+    done = sum(piece.stop - piece.start for piece in pieces)
+    if not bounds:
+        return fold.result()
     # The model travels as plain pickle bytes: Dask's own torch serialisation of a module
     # loses its hook dictionaries' types, and bytes unpickle into one private copy per thread.
     pickled = pickle.dumps(copy.deepcopy(model).cpu())
@@ -728,26 +920,36 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
         warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
         model_future = client.submit(_as_given, pickled, pure=False)
     paths_future = client.submit(_as_given, list(paths), pure=False)
-    bounds = [(first, min(first + size, len(paths))) for first in range(0, len(paths), size)]
-    partials = [
+    partials = as_completed([
         client.submit(_reduce_partition, token, model_future, paths_future, first, stop, job,
-                      retries=PARTITION_RETRIES, pure=False, key=f"scan-partition-{token}-{n}")
-        for n, (first, stop) in enumerate(bounds)
-    ]
-    level, held = list(partials), list(partials)
-    while len(level) > 1:
-        merged = [client.submit(_merge_states, a, b, retries=PARTITION_RETRIES, pure=False) for a, b in zip(level[::2], level[1::2])]
-        held += merged  # every node is held until the end: a lost worker's results are recomputed from it
-        level = merged + ([level[-1]] if len(level) % 2 else [])
-    sizes = {future.key: stop - first for future, (first, stop) in zip(partials, bounds)}
+                      retries=PARTITION_RETRIES, pure=False, key=key)
+        for key, (first, stop) in bounds.items()
+    ], with_results=True)
     try:
-        with _progress_bar(len(paths), 0, progress) as bar:
-            for future in as_completed(partials):
-                bar.update(sizes[future.key])
-        return level[0].result()
+        with _progress_bar(len(paths), done, progress) as bar:
+            for future, state in partials:
+                if future.status != "finished":  # cancelled: the scheduler went away
+                    raise _lost_cluster(f"a partition's task was {future.status}", done, len(paths), checkpoint)
+                first, stop = bounds[future.key]
+                fold.add(first, state)
+                if checkpoint is not None:
+                    checkpoint.save(_Piece(first, stop, state), _merged_copy(fold.states()))
+                done += stop - first
+                bar.update(stop - first)
     except KilledWorker as exc:  # the same partition killed worker after worker
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "KilledWorker"
         raise VizError(f"the Dask cluster lost a worker on every try of a task ({reason}); see the workers' logs") from None
+    except OSError as exc:  # the connection to the scheduler
+        raise _lost_cluster(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                            done, len(paths), checkpoint) from None
+    return fold.result()
+
+
+def _lost_cluster(reason: str, done: int, total: int, checkpoint: _Checkpoint | None) -> VizError:
+    """The one line for a cluster that went away mid-scan, saying what is saved."""
+    saved = (f"the {done} images done are saved in {checkpoint.out}: the same scan with --resume continues it"
+             if checkpoint is not None else "nothing is saved: give a checkpoint directory to make a cluster scan resumable")
+    return VizError(f"lost the Dask cluster after {done} of {total} images ({reason}); {saved}")
 
 
 # --------------------------------------------------------------------------- command line
@@ -805,14 +1007,14 @@ def _check_out_dir(args: argparse.Namespace) -> None:
     out = args.out
     if out.exists() and not out.is_dir():
         raise VizError(f"output directory {out} exists and is not a directory")
-    has_scan, has_state = (out / SCAN_FILE).exists(), (out / STATE_FILE).exists()
+    has_scan, has_state = (out / SCAN_FILE).exists(), (out / STATE_DIR / STATE_HEADER).exists()
     if args.resume:
         if args.overwrite:
             raise VizError("--resume and --overwrite contradict each other: choose one")
         if not has_state:
             done = has_scan and load_scan(out).complete
             raise VizError(f"--resume: the scan in {out} is complete, nothing to resume" if done
-                           else f"--resume: {out} holds no interrupted scan ({STATE_FILE} not found)")
+                           else f"--resume: {out} holds no interrupted scan ({STATE_DIR}/{STATE_HEADER} not found)")
     elif (has_scan or has_state) and not args.overwrite:
         raise VizError(f"{out} already holds a scan; pass --resume to continue it or --overwrite to replace it")
 
@@ -882,9 +1084,8 @@ def run(args: argparse.Namespace) -> ScanResult:
 
     if args.top < 1 or args.batch_size < 1 or args.workers < 0 or args.checkpoint_every < 1:
         raise VizError("--top, --batch-size and --checkpoint-every must be >= 1, --workers >= 0")
-    if args.scheduler and args.resume:
-        raise VizError("--resume works for in-process scans only; drop --scheduler to continue this scan")
-    check_device(args.device)
+    if not args.scheduler:  # a cluster's workers check their own device
+        check_device(args.device)
     _check_out_dir(args)
     paths = collect_scan_images(args.images)  # fail on a bad argument before loading the model
     loaded = _load_model(args)
@@ -900,24 +1101,19 @@ def run(args: argparse.Namespace) -> ScanResult:
                    progress=False if args.quiet else None)
     client, cluster = _connect(args.scheduler, args.scheduler_timeout) if args.scheduler else (None, None)
     try:
-        if client is None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            for leftover in [*args.out.glob(TEMP_PREFIX + "*"), *args.out.glob(STAGING_PREFIX + "*")]:
-                _remove(args.out, leftover)  # of a killed run: ours, by name
-            if not args.resume:
-                (args.out / STATE_FILE).unlink(missing_ok=True)
-            result = scan(loaded.model, paths, layers, args.top, args.batch_size, args.device, workers=args.workers,
-                          checkpoint_dir=args.out, checkpoint_every=args.checkpoint_every, resume=args.resume, **options)
-        else:
-            result = scan(loaded.model, paths, layers, args.top, args.batch_size, args.device, client,
-                          partition_size=args.partition_size, **options)
+        args.out.mkdir(parents=True, exist_ok=True)
+        for leftover in [*args.out.glob(TEMP_PREFIX + "*"), *args.out.glob(STAGING_PREFIX + "*")]:
+            _remove(args.out, leftover)  # of a killed run: ours, by name
+        result = scan(loaded.model, paths, layers, args.top, args.batch_size, args.device, client, workers=args.workers,
+                      partition_size=args.partition_size, checkpoint_dir=args.out, checkpoint_every=args.checkpoint_every,
+                      resume=args.resume, **options)
     finally:
         if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
     result.save(args.out, overwrite=True, progress=options["progress"])  # _check_out_dir allowed it
-    (args.out / STATE_FILE).unlink(missing_ok=True)
+    _remove(args.out, args.out / STATE_DIR)
     return result
 
 
@@ -930,8 +1126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastinterp-viz scan: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "" if args.scheduler else "; the same command with --resume continues from the last saved batch"
-        print(f"fastinterp-viz scan: interrupted{hint}", file=sys.stderr)
+        print("fastinterp-viz scan: interrupted; the same command with --resume continues from what was saved", file=sys.stderr)
         return 130
     if not args.quiet:
         read = len(result.images) - len(result.skipped)
