@@ -8,11 +8,13 @@ import importlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -62,10 +64,12 @@ def tiny_model() -> torch.nn.Module:
     return model.eval()
 
 
-def brute_force(model: torch.nn.Module, paths: list[str], layer: int, top: int) -> dict[str, np.ndarray]:
-    """Every image's activations in memory, one forward each; statistics and top lists by sorting."""
+def brute_force(model: torch.nn.Module, paths: list[str], layer: int | Callable, top: int) -> dict[str, np.ndarray]:
+    """Every image's activations in memory, one forward each; statistics and top lists by sorting.
+    ``layer``: the Sequential ``model``'s index, or a function of a (1, 3, H, W) batch giving one image's (C, h, w) maps."""
     from viz.inputs import load_image
 
+    maps_of = layer if callable(layer) else (lambda batch: model[: layer + 1](batch)[0].numpy())
     maps, kept = [], []
     for index, path in enumerate(paths):
         try:
@@ -73,7 +77,7 @@ def brute_force(model: torch.nn.Module, paths: list[str], layer: int, top: int) 
         except VizError:
             continue
         with torch.no_grad():
-            maps.append(model[: layer + 1](PREPROCESS(image))[0].numpy())
+            maps.append(maps_of(PREPROCESS(image)))
         kept.append(index)
     maps = np.stack(maps)  # (N, C, h, w)
     n, channels, height, width = maps.shape
@@ -137,6 +141,73 @@ def test_same_result_whatever_batch_size_and_workers(images):
     for other in results[1:]:
         assert_same_scan(other.layers["2"], results[0].layers["2"])
         assert other.skipped == results[0].skipped
+
+
+def tiny_vit() -> torch.nn.Module:
+    """A 2-block ViT on 32x32 inputs: 8x8 patches, a 4x4 grid of 16-dim tokens after one class token."""
+    import torchvision
+
+    torch.manual_seed(6)
+    return torchvision.models.VisionTransformer(image_size=INPUT, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                                                mlp_dim=32, num_classes=5).eval()
+
+
+def tiny_swin() -> torch.nn.Module:
+    """A 2-stage Swin on 32x32 inputs: (N, 8, 8, 8) then (N, 4, 4, 16) channels-last stages."""
+    import torchvision
+
+    torch.manual_seed(7)
+    return torchvision.models.SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[1, 1], num_heads=[1, 1],
+                                              window_size=[2, 2], num_classes=5).eval()
+
+
+def output_of(model: torch.nn.Module, layer: str, batch: torch.Tensor) -> torch.Tensor:
+    """``layer``'s output for ``batch``, by a plain forward hook on the whole model."""
+    found = []
+    handle = dict(model.named_modules())[layer].register_forward_hook(lambda _m, _i, output: found.append(output))
+    try:
+        model(batch)
+    finally:
+        handle.remove()
+    return found[0]
+
+
+def test_token_and_channels_last_layers_match_brute_force(images, tmp_path):
+    """ViT blocks' (N, 1 + 16, D) tokens are scanned on their 4x4 patch grid (class token dropped,
+    row-major), Swin stages' (N, H, W, C) permuted: top_where is in that grid."""
+    paths = collect_scan_images([images])
+    vit, swin = tiny_vit(), tiny_swin()
+    block = "encoder.layers.encoder_layer_1"
+    result = scan(vit, paths, [block, "encoder.ln"], top=4, batch_size=5, preprocess=PREPROCESS, progress=False)
+
+    def vit_grid(layer: str):  # by hand: the patch tokens after the class token, a row of the grid at a time
+        return lambda batch: output_of(vit, layer, batch)[0, 1:].reshape(4, 4, 16).permute(2, 0, 1).numpy()
+
+    for layer in (block, "encoder.ln"):
+        assert result.layers[layer].map_size == (4, 4) and result.layers[layer].channels == 16
+        assert_same_scan(result.layers[layer], brute_force(vit, paths, vit_grid(layer), 4))
+    stages = scan(swin, paths, ["features.1", "features.3"], top=4, batch_size=7, preprocess=PREPROCESS, progress=False)
+    for layer, (channels, side) in (("features.1", (8, 8)), ("features.3", (16, 4))):
+        by_hand = brute_force(swin, paths, lambda batch, layer=layer: output_of(swin, layer, batch)[0].permute(2, 0, 1).numpy(), 4)
+        assert stages.layers[layer].map_size == (side, side) and stages.layers[layer].channels == channels
+        assert_same_scan(stages.layers[layer], by_hand)
+    # The strips overlay the token grid's map, upsampled, on the crops around its maximum.
+    result.save(tmp_path / "vit")
+    assert json.loads((tmp_path / "vit" / "scan.json").read_text())["layers"][block]["map_size"] == [4, 4]
+    crop = round(INPUT * scanning.CROP_FRACTION)
+    strip = Image.open(tmp_path / "vit" / block / "strips" / "0000.png")
+    assert strip.size == (4 * crop + 3 * scanning.STRIP_GAP_PX, crop)
+
+
+def test_layers_that_are_not_maps_and_wrong_vit_sizes_are_one_line(images):
+    cases = [
+        (tiny_vit(), ["heads"], PREPROCESS, "layer 'heads' outputs shape (4, 5), not a spatial map ("),
+        (tiny_vit(), ["encoder.ln"], original_preprocess(64), "takes only 32x32 inputs"),
+    ]
+    for model, layers, preprocess, message in cases:
+        with pytest.raises(VizError, match=re.escape(message)) as error:
+            scan(model, [images], layers, batch_size=5, preprocess=preprocess, progress=False)
+        assert "\n" not in str(error.value)
 
 
 def test_more_top_than_images_pads(images, tmp_path):

@@ -163,7 +163,7 @@ class MapReader:
         if layout is None:
             raise VizError(
                 f"layer {layer!r} outputs shape {tuple(output.shape)}, not a spatial map "
-                "((N, C, H, W), (N, H, W, C) stages or (N, T, D) tokens on a patch grid); see --list-layers"
+                "((N, C, H, W), (N, H, W, C) stages or (N, T, D) tokens on a patch grid); see fastinterp-viz --list-layers"
             )
         return layout_maps(output, layout)
 
