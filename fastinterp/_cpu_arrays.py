@@ -2,7 +2,8 @@
 
 :func:`run_cpu` runs a :class:`~fastinterp._plan.Plan` on kernel-layout arrays (temporaries
 where the output cannot be written directly, interleaved rows for a few channels, the
-antialias kernels of :mod:`fastinterp._antialias` where the plan asks for them);
+fixed-factor kernels of :mod:`fastinterp._cpu_fixed` where they apply, the antialias kernels
+of :mod:`fastinterp._antialias` where the plan asks for them);
 :func:`resize_numpy` and :func:`resize_torch_cpu` are the front's numpy and CPU-tensor paths
 (a CPU tensor is used zero-copy through numpy).
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _antialias, _cpu
+from . import _antialias, _cpu, _cpu_fixed
 from ._coords import interleaved_taps
 from ._plan import (
     INTERLEAVE_MAX_CHANNELS, Plan, check_out_numpy, check_tensor_out, is_torch_tensor, make_plan, mark_written,
@@ -44,7 +45,15 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
 
 
 def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan) -> None:
-    """The plain bilinear kernels of :mod:`fastinterp._cpu`, C-contiguous ``src`` into ``target``."""
+    """The plain bilinear kernels, C-contiguous ``src`` into ``target``: those of
+    :mod:`fastinterp._cpu_fixed` at a factor they take (same bits, no tables), else the tables of
+    :mod:`fastinterp._cpu`."""
+    factor = _cpu_fixed.fixed_factor(plan)
+    if factor:  # both layouts as flat rows of W * channels
+        images, channels = src.shape[0], src.shape[3] if plan.layout == "pixels" else 1
+        flat_src, flat_target = src.reshape(images, plan.in_h, -1), target.reshape(images, plan.out_h, -1)
+        _cpu_fixed.run_fixed(flat_src, flat_target, factor, channels, plan.compute_dtype)
+        return
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fastinterp"
 LAYERS = {
     "shared": ["reference", "_threads", "_coords", "_plan"],
     "backends": [
-        "_cpu", "_adjoint", "_antialias", "_cpu_arrays",
+        "_cpu", "_cpu_fixed", "_adjoint", "_antialias", "_cpu_arrays",
         "_cuda_kernels", "_cuda_launch", "_cuda_antialias", "_cuda",
         "_torch_ops",
     ],
