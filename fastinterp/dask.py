@@ -4,21 +4,24 @@
 
 Each output block is computed by one task from exactly the input rows and columns its taps
 read: for output rows ``[a, b)`` those are input rows ``min(first[a:b]) .. max(second[a:b])``
-of the full-axis taps (:mod:`fastinterp._coords`), and the same for columns. The task
-concatenates the input blocks that hold that region, slices it out, rebases the taps to it
-and runs the in-memory kernels (:func:`fastinterp._cpu_arrays.run_cpu`) on it. Every output element is
-therefore computed from the same source values, weights and operations as
-:func:`fastinterp.resize` of the whole array: the result is bit-identical, whatever the
-chunking. The graph has one task per output block and no rechunk: each output block depends
-only on the input blocks its region overlaps.
+of the full-axis taps (:mod:`fastinterp._coords`; with ``antialias=True`` the wider windows
+``first .. first + count`` of :func:`fastinterp._antialias.antialias_taps`), and the same for
+columns. The task concatenates the input blocks that hold that region, slices it out, and
+runs the table kernels of :mod:`fastinterp._cpu` (or :mod:`fastinterp._antialias`) on it with
+the whole array's taps, sliced to the block and rebased to the region (:func:`run_region`):
+never taps or shortcuts chosen from the region's own sizes, which would differ from the whole
+array's. Every output element is therefore computed from the same source values, weights and
+operations as :func:`fastinterp.resize` of the whole array: the result is bit-identical,
+whatever the chunking. The graph has one task per output block and no rechunk: each output
+block depends only on the input blocks its region overlaps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import dask
@@ -28,8 +31,12 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
-from ._coords import AxisTaps, interleaved_taps
-from ._plan import INTERLEAVE_MAX_CHANNELS, Plan, check_align, check_dtype, numpy_layout, output_size
+from ._coords import interleaved_taps
+from ._plan import (
+    INTERLEAVE_MAX_CHANNELS, Plan, antialias_applies, check_align, check_antialias, check_dtype, numpy_layout,
+    output_size,
+)
+from ._threads import parallel_launch
 
 __all__ = ["resize"]
 
@@ -52,18 +59,6 @@ class Span(NamedTuple):
         return slice(max(start, self.in_start) - origin, min(stop, self.in_stop) - origin)
 
 
-@dataclass(frozen=True, eq=False)
-class _RegionPlan(Plan):
-    """A plan for one region of a larger resize: :meth:`taps` gives the full request's taps,
-    sliced to the region and rebased to its first input row and column, instead of new ones."""
-
-    row_taps: AxisTaps
-    column_taps: AxisTaps
-
-    def taps(self) -> tuple[AxisTaps, AxisTaps]:
-        return self.row_taps, self.column_taps
-
-
 def _spatial_axes(shape: tuple[int, ...], channels_first: bool) -> tuple[int, int]:
     """Axes of H and W in the user's layout (the layouts of :func:`fastinterp.resize`)."""
     ndim = len(shape)
@@ -75,7 +70,9 @@ def _spatial_axes(shape: tuple[int, ...], channels_first: bool) -> tuple[int, in
     raise ValueError(f"expected a 2-D (H, W), 3-D or 4-D {layouts} dask array, got {ndim} dimensions {shape}")
 
 
-def _make_plan(darr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, channels_first: bool) -> Plan:
+def _make_plan(
+    darr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legacy: Any, antialias: Any, channels_first: bool
+) -> Plan:
     """The request's plan, validated as :func:`fastinterp.resize` validates it.
 
     Unlike the in-memory front there is no cap on the output's size: it need not fit in memory.
@@ -83,6 +80,7 @@ def _make_plan(darr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legac
     if not isinstance(legacy, bool):
         raise TypeError(f"legacy must be True or False, got {legacy!r}")
     align = check_align(align, legacy)
+    antialias = check_antialias(antialias, align, legacy)
     native = check_dtype(darr.dtype, legacy)
     if 0 in darr.shape:
         raise ValueError(f"cannot resize an empty array (shape {darr.shape})")
@@ -90,7 +88,27 @@ def _make_plan(darr: Any, w_rate: Any, h_rate: Any, size: Any, align: Any, legac
     in_h, in_w = darr.shape[row_axis], darr.shape[col_axis]
     out_h, out_w = output_size(in_h, in_w, w_rate, h_rate, size)
     layout = "pixels" if darr.ndim > 2 and not channels_first else "planes"
-    return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, np.dtype(np.uint8) if legacy else native)
+    out_dtype = np.dtype(np.uint8) if legacy else native
+    antialias = antialias and antialias_applies(in_h, in_w, out_h, out_w)
+    return Plan(layout, in_h, in_w, out_h, out_w, align, legacy, native, out_dtype, antialias=antialias)
+
+
+def _full_taps(plan: Plan) -> tuple[Any, Any]:
+    """The whole array's row and column taps: the antialias tables, or those of the plain kernels."""
+    if plan.antialias:
+        from ._antialias import antialias_taps  # numba loads with the first plan that needs it
+
+        return antialias_taps(plan.in_h, plan.out_h, plan.compute_dtype), antialias_taps(
+            plan.in_w, plan.out_w, plan.compute_dtype
+        )
+    return plan.taps()
+
+
+def _read_bounds(taps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """For each output index, the first input index it reads and one past the last."""
+    if "count" in taps._fields:  # antialias tables: a window of count[d] inputs from first[d]
+        return taps.first, taps.first + taps.count
+    return taps.first, taps.second + 1
 
 
 def _scaled_chunks(in_chunks: tuple[int, ...], in_size: int, out_size: int) -> list[int]:
@@ -128,14 +146,15 @@ def _output_chunks(darr: Any, plan: Plan, axes: tuple[int, int], block_bytes: in
     return tuple(chunks)
 
 
-def _spans(out_chunks: tuple[int, ...], taps: AxisTaps, in_bounds: np.ndarray) -> list[tuple[Span, range]]:
+def _spans(out_chunks: tuple[int, ...], taps: Any, in_bounds: np.ndarray) -> list[tuple[Span, range]]:
     """For each output chunk along one axis: its :class:`Span` and the input blocks it reads."""
     result = []
     out_start = 0
+    starts, stops = _read_bounds(taps)
     for chunk in out_chunks:
         out_stop = out_start + chunk
-        in_start = int(taps.first[out_start:out_stop].min())
-        in_stop = int(taps.second[out_start:out_stop].max()) + 1
+        in_start = int(starts[out_start:out_stop].min())
+        in_stop = int(stops[out_start:out_stop].max())
         first_block = int(np.searchsorted(in_bounds, in_start, side="right")) - 1
         last_block = int(np.searchsorted(in_bounds, in_stop, side="left")) - 1
         span = Span(out_start, out_stop, in_start, in_stop, int(in_bounds[first_block]))
@@ -152,17 +171,21 @@ def _block_key(name: str, others: tuple[int, ...], axes: tuple[int, int], row: i
     return (name, *index)
 
 
-def _region_taps(taps: AxisTaps, span: Span, scale: int = 1) -> AxisTaps:
-    """``taps`` of the span's outputs, rebased to its first input (``scale`` values per index).
+def _region_taps(taps: Any, span: Span, scale: int = 1) -> Any:
+    """``taps`` (any of the tap tuples) of the span's outputs, their input indices rebased to
+    its first input (``scale`` values per index).
 
     Read-only like the cached full-axis taps, so numba reuses the kernels compiled for those.
     """
     out_slice = slice(span.out_start * scale, span.out_stop * scale)
-    origin = span.in_start * scale
-    first, second = taps.first[out_slice] - origin, taps.second[out_slice] - origin
-    first.setflags(write=False)
-    second.setflags(write=False)
-    return type(taps)(first, second, taps.w_first[out_slice], taps.w_second[out_slice])
+    fields = []
+    for field, values in zip(taps._fields, taps):
+        values = values[out_slice]
+        if field in ("first", "second"):  # input indices; the rest are weights and counts
+            values = values - span.in_start * scale
+            values.setflags(write=False)
+        fields.append(values)
+    return type(taps)(*fields)
 
 
 def _index(ndim: int, axes: tuple[int, int], rows: slice, columns: slice) -> tuple[slice, ...]:
@@ -198,34 +221,57 @@ def _assemble(blocks: list[list[np.ndarray]], axes: tuple[int, int], rows: Span,
     return region
 
 
+def run_region(src: np.ndarray, target: np.ndarray, plan: Plan, row_taps: Any, column_taps: Any, rows_first: bool) -> None:
+    """Resize kernel-layout ``src`` into C-contiguous ``target`` (in the kernels' output dtype:
+    float32 for float16) with the given taps, as the table kernels of the whole request would.
+
+    The taps are those of ``plan`` (the whole array), sliced to ``target``'s rows and columns
+    and rebased to ``src``: everything that depends on sizes (the taps, the antialias pass
+    order ``rows_first``) comes from the whole array, never from the region. The plain taps of
+    a channels-last image with few channels must already be interleaved (see :func:`_resize_block`).
+    """
+    from . import _cpu  # numba loads with the first block, not with this module
+
+    src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
+    if plan.antialias:
+        from . import _antialias
+
+        channels = src.shape[3] if src.ndim == 4 else 1
+        flat_src = src.reshape(*src.shape[:2], -1)
+        flat_target = target.reshape(*target.shape[:2], -1)
+        rows_per_task, serial = _cpu.schedule(src.shape[0], target.shape[1], max(src.size, target.size))
+        run = _antialias.serial_antialias if serial else _antialias.parallel_antialias
+        with contextlib.nullcontext() if serial else parallel_launch():
+            run(flat_src, flat_target, row_taps, column_taps, None, channels, rows_first, rows_per_task,
+                _antialias.BLOCK_ROWS)  # fmt: skip
+        return
+    if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
+        src, target = src[..., np.newaxis], target[..., np.newaxis]
+    _cpu.run_tasks(src, target, row_taps, column_taps, *_cpu.schedule(src.shape[0], target.shape[1], target.size))
+
+
 def _resize_block(
-    plan: Plan, channels_first: bool, axes: tuple[int, int], rows: Span, columns: Span, blocks: list[list[np.ndarray]]
+    plan: Plan, channels_first: bool, axes: tuple[int, int], rows_first: bool, rows: Span, columns: Span,
+    blocks: list[list[np.ndarray]],
 ) -> np.ndarray:
     """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
     region = _assemble(blocks, axes, rows, columns)
     shape = list(region.shape)
     shape[axes[0]], shape[axes[1]] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
-    result = np.empty(shape, plan.out_dtype)
+    # The kernels store float16 results in float32 (as fastinterp.resize does), rounded once at the end.
+    result = np.empty(shape, np.float32 if plan.out_dtype == np.float16 else plan.out_dtype)
     layout, src = numpy_layout(region, channels_first)
-    _, dest = numpy_layout(result, channels_first)
-    ys, xs = plan.taps()
-    row_taps = _region_taps(ys, rows)
+    _, target = numpy_layout(result, channels_first)
+    ys, xs = _full_taps(plan)
     scale = 1
-    if layout == "pixels" and not plan.legacy and src.shape[3] <= INTERLEAVE_MAX_CHANNELS:
-        # run_cpu's interleaved path, done here because its taps must be sliced too: each
-        # image row is one flat row of W * C values, resized with the planes body.
+    if layout == "pixels" and not plan.legacy and not plan.antialias and src.shape[3] <= INTERLEAVE_MAX_CHANNELS:
+        # As fastinterp.resize does: each image row is one flat row of W * C values, resized
+        # with the planes body and interleaved taps (a few channels make too short an inner loop).
         scale = src.shape[3]
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, scale)
-        src, dest = src.reshape(*src.shape[:2], -1), dest.reshape(*dest.shape[:2], -1)
-        layout = "planes"
-    region_plan = _RegionPlan(
-        layout, src.shape[1], src.shape[2], dest.shape[1], dest.shape[2], plan.align, plan.legacy,
-        plan.dtype, plan.out_dtype, row_taps, _region_taps(xs, columns, scale),
-    )  # fmt: skip
-    from ._cpu_arrays import run_cpu  # numba loads with the first block, not with this module
-
-    run_cpu(src, dest, region_plan)
-    return result
+        src, target = src.reshape(*src.shape[:2], -1), target.reshape(*target.shape[:2], -1)
+    run_region(src, target, plan, _region_taps(ys, rows), _region_taps(xs, columns, scale), rows_first)
+    return result.astype(plan.out_dtype, copy=False)
 
 
 def resize(
@@ -237,13 +283,15 @@ def resize(
     size: tuple[int, int] | None = None,
     channels_first: bool = False,
     legacy: bool = False,
+    antialias: bool = False,
 ) -> da.Array:
     """Bilinear resize of a dask array, lazily, block by block: :func:`fastinterp.resize` for
     arrays that need not fit in memory.
 
     The options, layouts, output size and dtype are those of :func:`fastinterp.resize` on a
     numpy array: (H, W), (H, W, C) or (N, H, W, C), or with ``channels_first=True`` (C, H, W)
-    or (N, C, H, W). The result is bit-identical to :func:`fastinterp.resize` of the whole
+    or (N, C, H, W); ``antialias=True`` blends every input under the widened filter of a
+    downscaled axis, and each block then reads the wider region that filter covers. The result is bit-identical to :func:`fastinterp.resize` of the whole
     array in memory, whatever the input's chunks.
 
     The output's chunks follow the input's: chunk boundaries along H and W are the input's
@@ -263,11 +311,16 @@ def resize(
         raise TypeError(f"fastinterp.dask.resize needs numpy blocks, got blocks of {type(darr._meta).__name__}")
     if any(math.isnan(c) for chunks in darr.chunks for c in chunks):
         raise ValueError("the dask array has unknown chunk sizes; call compute_chunk_sizes() first")
-    plan = _make_plan(darr, w_rate, h_rate, size, align, legacy, channels_first)
+    plan = _make_plan(darr, w_rate, h_rate, size, align, legacy, antialias, channels_first)
     axes = _spatial_axes(darr.shape, channels_first)
     out_chunks = _output_chunks(darr, plan, axes, parse_bytes(dask.config.get("array.chunk-size")))
     name = "fastinterp-resize-" + tokenize(darr.name, plan, channels_first, out_chunks)
-    ys, xs = plan.taps()
+    ys, xs = _full_taps(plan)
+    rows_first = False
+    if plan.antialias:  # the whole array's pass order: its own sizes could choose the other, with other bits
+        from ._antialias import vertical_first
+
+        rows_first = vertical_first(plan.in_h, plan.in_w, ys, xs)
     row_axis, col_axis = axes
     row_spans = _spans(out_chunks[row_axis], ys, np.cumsum((0, *darr.chunks[row_axis])))
     column_spans = _spans(out_chunks[col_axis], xs, np.cumsum((0, *darr.chunks[col_axis])))
@@ -276,7 +329,7 @@ def resize(
     for (i, (rows, row_blocks)), (j, (columns, column_blocks)) in itertools.product(
         enumerate(row_spans), enumerate(column_spans)
     ):
-        job = functools.partial(_resize_block, plan, channels_first, axes, rows, columns)
+        job = functools.partial(_resize_block, plan, channels_first, axes, rows_first, rows, columns)
         for others in itertools.product(*(range(darr.numblocks[axis]) for axis in other_axes)):
             blocks = [[_block_key(darr.name, others, axes, r, c) for c in column_blocks] for r in row_blocks]
             graph[_block_key(name, others, axes, i, j)] = (job, blocks)
