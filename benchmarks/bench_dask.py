@@ -94,6 +94,18 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def process_usage() -> tuple[float, float, int]:
+    """(user s, system s, minor page faults) of the calling process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
+
+
+def spilled(dask_worker: Any) -> tuple[int, int]:
+    """(times, bytes) the worker wrote data to its spill directory so far."""
+    metrics = getattr(dask_worker.data, "cumulative_metrics", {})
+    return int(metrics.get(("disk-write", "count"), 0)), int(metrics.get(("disk-write", "bytes"), 0))
+
+
 def height_for(limit: int, width: int) -> int:
     """The smallest height, a multiple of 5, whose RGB image of ``width`` holds at least 4x ``limit`` bytes."""
     height = 5
@@ -179,14 +191,20 @@ def main(argv: list[str] | None = None) -> int:
             fastinterp.resize(generated_block(args.seed, (64, 64, CHANNELS), (0, 0, 0)), RATE)
             np.memmap(output_path, np.uint8, "w+", shape=lazy.shape).flush()
             cluster_processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+            (usage_before,) = client.run(process_usage).values()
             cpu_began, began = cpu_seconds(cluster_processes), time.perf_counter()
             da.store(lazy, MemmapTarget(output_path, lazy.shape, np.uint8), lock=False)
             dask_s, dask_cpu_s = time.perf_counter() - began, cpu_seconds(cluster_processes) - cpu_began
+            (usage_after,) = client.run(process_usage).values()
+            worker_user, worker_system, worker_faults = (b - a for a, b in zip(usage_before, usage_after))
+            (spills,) = client.run(spilled).values()
             (worker_peak,) = client.run(peak_rss_bytes).values()
             written = np.memmap(output_path, np.uint8, "r", shape=lazy.shape)
             regions = check_regions(source, written, args.chunk)
             del written
+        baseline_usage = process_usage()
         generate_s, resize_s, baseline_cpu_s = in_memory_baseline(height, args.width, args.chunk, args.seed)
+        baseline_user, baseline_system, baseline_faults = (b - a for a, b in zip(baseline_usage, process_usage()))
     finally:
         output_path.unlink(missing_ok=True)
         if args.scratch is None:
@@ -202,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
                    f"{lazy.npartitions} blocks, da.store into a numpy.memmap file"),
         ("dask run", f"{dask_s:.2f} s wall, {dask_cpu_s:.2f} s CPU (all cluster processes)"),
         ("in memory, per chunk", f"{baseline_s:.2f} s wall (generate {generate_s:.2f} s + fastinterp.resize "
-                                 f"{resize_s:.2f} s), {baseline_cpu_s:.2f} s CPU"),
+                                 f"{resize_s:.2f} s), {baseline_cpu_s:.2f} s CPU ({baseline_user:.2f} s user, "
+                                 f"{baseline_system:.2f} s system, {baseline_faults:,} minor page faults)"),
         ("ratio, wall", f"{ratio:.2f}x (target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'}); "
                         f"against the resize alone {dask_s / resize_s:.2f}x"),
         ("ratio, CPU", f"{dask_cpu_s / baseline_cpu_s:.2f}x"),
         ("worker peak RSS", f"{format_bytes(worker_peak)} of {format_bytes(limit)}"),
+        ("worker, dask run", f"{worker_user:.2f} s user, {worker_system:.2f} s system, {worker_faults:,} minor page "
+                             f"faults; spilled {spills[0]} times, {format_bytes(spills[1])}"),
         *((f"bit-identical: {name}", "yes" if same else "NO") for name, same in regions),
         ("machine", f"{len(os.sched_getaffinity(0))} cpus; load average before {load_before[0]:.2f}, "
                     f"after {os.getloadavg()[0]:.2f}; dask {dask.__version__}, fastinterp {fastinterp.__version__}"),
