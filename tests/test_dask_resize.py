@@ -17,8 +17,9 @@ import dask.core  # noqa: E402
 import fastinterp  # noqa: E402
 import fastinterp.dask  # noqa: E402
 from fastinterp import _cpu  # noqa: E402
-from fastinterp._plan import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: E402
+from fastinterp._antialias import antialias_taps, vertical_first  # noqa: E402
 from fastinterp._coords import axis_taps, legacy_axis_taps  # noqa: E402
+from fastinterp._plan import LEGACY_DTYPES, SUPPORTED_DTYPES  # noqa: E402
 
 #: layout name -> (user axes, channels_first)
 LAYOUTS = {
@@ -85,6 +86,65 @@ def check_against_memory(request: dict) -> None:
 @given(requests())
 def test_bit_identical_to_the_in_memory_resize(request):
     check_against_memory(request)
+
+
+@st.composite
+def antialias_requests(draw: st.DrawFn) -> dict:
+    """Requests with ``antialias=True``: downscales by up to 1/7 on one axis or both (the other
+    may be upscaled), so that windows span many pixels and several blocks."""
+    layout = draw(st.sampled_from(sorted(LAYOUTS)))
+    axes, channels_first = LAYOUTS[layout]
+    sizes = {"H": draw(st.integers(1, 40)), "W": draw(st.integers(1, 40)),
+             "C": draw(st.sampled_from([1, 3, 4, 17])), "N": draw(st.integers(1, 2))}  # fmt: skip
+    shape = tuple(sizes[axis] for axis in axes)
+    out_h, out_w = draw(st.integers(1, 45)), draw(st.integers(1, 45))
+    assume(out_h < sizes["H"] or out_w < sizes["W"])  # else the plain path runs (tested above)
+    chunks = tuple(draw(axis_chunks(n)) for n in shape)
+    return dict(shape=shape, chunks=chunks, dtype=draw(st.sampled_from(SUPPORTED_DTYPES)),
+                channels_first=channels_first, options=dict(size=(out_h, out_w), antialias=True),
+                seed=draw(st.integers(0, 2**32 - 1)))  # fmt: skip
+
+
+@given(antialias_requests())
+def test_antialias_is_bit_identical_to_the_in_memory_resize(request):
+    check_against_memory(request)
+
+
+def test_antialias_blocks_use_the_whole_arrays_pass_order():
+    """Blocks whose own sizes would choose the other pass order (columns first here, where the
+    whole 12x12 -> 14x3 resize blends rows first) give the whole array's bits, not their own."""
+    data = random_array(np.random.default_rng(5), (12, 12), np.float32)
+    ys, xs = antialias_taps(12, 14, np.dtype(np.float32)), antialias_taps(12, 3, np.dtype(np.float32))
+    assert not vertical_first(12, 12, ys, xs)
+    lazy = fastinterp.dask.resize(da.from_array(data, chunks=(3, 12)), size=(14, 3), antialias=True)
+    row_starts = np.cumsum((0, *lazy.chunks[0]))
+    own_choices = set()
+    for a, b in zip(row_starts[:-1], row_starts[1:]):
+        region_rows = (ys.first[b - 1] + ys.count[b - 1]) - ys.first[a]
+        block_ys = ys._replace(first=ys.first[a:b] - ys.first[a], count=ys.count[a:b], weights=ys.weights[a:b])
+        own_choices.add(bool(vertical_first(region_rows, 12, block_ys, xs)))
+    assert own_choices == {False, True}  # some blocks would choose differently on their own
+    want = fastinterp.resize(data, size=(14, 3), antialias=True)
+    assert np.array_equal(lazy.compute(scheduler="sync"), want)
+
+
+@pytest.mark.parametrize("shape, chunks, size", [((40, 37, 2), (7, 5, 1), (9, 30)), ((23, 60), (1, 11), (4, 7))])
+def test_antialias_blocks_depend_only_on_the_input_blocks_their_windows_read(shape, chunks, size):
+    source = da.zeros(shape, dtype=np.float32, chunks=chunks)
+    lazy = fastinterp.dask.resize(source, size=size, antialias=True)
+    ys = antialias_taps(shape[0], size[0], np.dtype(np.float32))
+    xs = antialias_taps(shape[1], size[1], np.dtype(np.float32))
+    graph = dict(lazy.dask)
+    row_starts, column_starts = np.cumsum((0, *lazy.chunks[0])), np.cumsum((0, *lazy.chunks[1]))
+    for key in (key for key in graph if key[0] == lazy.name):
+        i, j, *rest = key[1:]
+        rows = slice(row_starts[i], row_starts[i + 1])
+        columns = slice(column_starts[j], column_starts[j + 1])
+        wanted_rows = _overlapping_blocks(source.chunks[0], ys.first[rows].min(), (ys.first + ys.count)[rows].max())
+        wanted_columns = _overlapping_blocks(source.chunks[1], xs.first[columns].min(), (xs.first + xs.count)[columns].max())
+        expected = {(source.name, r, s, *rest) for r in wanted_rows for s in wanted_columns}
+        assert dask.core.get_dependencies(graph, key) == expected, key
+        assert len(wanted_rows) > 1 or len(wanted_columns) > 1 or lazy.numblocks == (1, 1)
 
 
 @pytest.mark.parametrize("rate", [0.3, 0.5, 1.0, 1.7, 4.0])
@@ -205,6 +265,7 @@ def test_on_a_local_cluster_of_two_processes(client):
         (image, (37, 410, 3), dict(size=(512, 333), align="corners"), False),
         (image, (100, 50, 3), dict(w_rate=0.75, legacy=True), False),
         (maps, (1, 2, 10, 48), dict(w_rate=4.5), True),
+        (image, (64, 100, 3), dict(size=(41, 123), antialias=True), False),
     ]
     lazies = [fastinterp.dask.resize(da.from_array(data, chunks=chunks), channels_first=cf, **options)
               for data, chunks, options, cf in cases]  # fmt: skip
@@ -235,6 +296,10 @@ def test_on_a_local_cluster_of_two_processes(client):
         (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, channels_first=1), TypeError, "channels_first"),
         (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 2, legacy="yes"), TypeError, "legacy must be"),
         (lambda: fastinterp.dask.resize(_unknown_chunks(), 2), ValueError, "compute_chunk_sizes"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 0.5, antialias=1), TypeError, "antialias must be"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 0.5, antialias=True, legacy=True), ValueError, "legacy"),
+        (lambda: fastinterp.dask.resize(da.zeros((4, 4)), 0.5, antialias=True, align="corners"), ValueError,
+         "antialias=True is defined only"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_computing(call, error, message):
