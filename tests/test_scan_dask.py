@@ -1,10 +1,18 @@
 """viz.scan on a real distributed.LocalCluster (2 worker processes): the same result as the
-in-process scan, a worker killed mid-scan, the CLI's --scheduler, an unreachable scheduler."""
+in-process scan, a worker killed mid-scan, the CLI's --scheduler, an unreachable scheduler, and
+resuming: after the client process is SIGKILLed with its LocalCluster, after the cluster goes
+away under a live client, and between in-process and cluster scans in both directions."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +21,11 @@ import torch
 
 distributed = pytest.importorskip("distributed")
 
-from test_scan import CLI_JOB, PREPROCESS, assert_same_scan, make_images, run_cli, tiny_model  # noqa: E402
+from test_scan import (  # noqa: E402
+    CLI_JOB, PREPROCESS, REPO, assert_same_scan, make_images, run_cli, saved_pieces, scanning, tiny_model,
+)
 from viz.errors import VizError  # noqa: E402
-from viz.scan import load_scan, scan  # noqa: E402
+from viz.scan import collect_scan_images, load_scan, scan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +89,57 @@ def test_a_worker_dying_mid_scan_is_retried(client, images, tmp_path):
     assert there.skipped == here.skipped
 
 
-def test_cluster_scan_needs_no_checkpoint(client, images, tmp_path):
-    with pytest.raises(VizError, match="not resumable"):
-        scan(tiny_model(), [images], ["2"], client=client, checkpoint_dir=tmp_path, preprocess=PREPROCESS)
+class StopsWhile(torch.nn.Module):
+    """The tiny model, but its 3rd forward in a process raises while ``marker`` exists: an
+    interrupted in-process scan. Its parameters are the tiny model's, so a resume accepts it."""
+
+    def __init__(self, marker: Path) -> None:
+        super().__init__()
+        self.inner = tiny_model()
+        self.marker = str(marker)
+        self.calls = 0
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 3 and os.path.exists(self.marker):
+            raise RuntimeError("interrupted")
+        return self.inner(batch)
+
+
+def test_an_in_process_state_resumes_on_the_cluster(client, images, tmp_path):
+    marker, out = tmp_path / "stop", tmp_path / "out"
+    marker.touch()
+    paths = collect_scan_images([images])
+    options = dict(top=5, batch_size=4, preprocess=PREPROCESS, progress=False)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        scan(StopsWhile(marker), paths, ["inner.2"], checkpoint_dir=out, checkpoint_every=1, **options)
+    assert saved_pieces(out) == [(0, 8)]  # two batches of four saved
+    marker.unlink()
+    with pytest.raises(VizError, match="differs in top") as error:  # the same refusals as in-process
+        scan(StopsWhile(marker), paths, ["inner.2"], client=client, checkpoint_dir=out, resume=True, **{**options, "top": 4})
+    assert "\n" not in str(error.value)
+    resumed = scan(StopsWhile(marker), paths, ["inner.2"], client=client, checkpoint_dir=out, resume=True,
+                   partition_size=7, **options)
+    assert saved_pieces(out) == [(0, 8), (8, 14), (14, 21), (21, 28), (28, 31)]  # cut at the multiples of 7
+    for start, stop in saved_pieces(out):  # each file holds its own images, whatever order they arrived in
+        readable = sum(not p.endswith("broken.png") for p in paths[start:stop])
+        with np.load(out / scanning.STATE_DIR / f"{scanning.PIECE_PREFIX}{start:012d}-{stop:012d}.npz") as piece:
+            assert int(piece["0.positions"]) == readable * 7 * 7
+    whole = scan(tiny_model(), paths, ["2"], **options)
+    assert resumed.skipped == whole.skipped
+    assert_same_scan(resumed.layers["inner.2"], whole.layers["2"])
+    # Resumed again, complete: nothing left to compute, the same tree of the same pieces, bit for bit.
+    again = scan(StopsWhile(marker), paths, ["inner.2"], client=client, checkpoint_dir=out, resume=True, **options)
+    assert_same_scan(again.layers["inner.2"], resumed.layers["inner.2"], rtol=0)
+    np.testing.assert_array_equal(again.layers["inner.2"].mean, resumed.layers["inner.2"].mean)
+
+
+def test_a_device_without_cuda_on_the_workers_is_one_line(client, images):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(VizError, match=r"--device cuda: CUDA is not available here .* \(on the Dask worker tcp://") as error:
+        scan(tiny_model(), [images], ["2"], device="cuda", client=client, preprocess=PREPROCESS, progress=False)
+    assert "\n" not in str(error.value)
 
 
 def test_cli_local_cluster_equals_in_process(images, tmp_path):
@@ -104,3 +162,101 @@ def test_cli_unreachable_scheduler_is_one_line(images, tmp_path):
     assert (code, stdout) == (2, "") and stderr.count("\n") == 1, stderr
     assert f"cannot reach the Dask scheduler tcp://127.0.0.1:{port} within 2 s" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def _cli_process(*argv) -> subprocess.Popen:
+    """``fastinterp-viz scan`` in a process of its own session: killing its group kills the
+    LocalCluster it started too."""
+    return subprocess.Popen([sys.executable, "-m", "viz", "scan", *map(str, argv)], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_group_when_saved(process: subprocess.Popen, out: Path, pieces: int) -> None:
+    """SIGKILL ``process``'s whole group as soon as ``pieces`` pieces are saved in ``out``."""
+    try:
+        while len(saved_pieces(out)) < pieces and process.poll() is None:
+            time.sleep(0.002)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+
+
+def covered(out: Path) -> int:
+    return sum(stop - start for start, stop in saved_pieces(out))
+
+
+def test_a_killed_cluster_scan_resumes_on_a_cluster_or_in_process(tmp_path):
+    images = make_images(tmp_path / "images", 40, seed=3)
+    whole, killed, copied = tmp_path / "whole", tmp_path / "killed", tmp_path / "copied"
+    reference = scan_in_process_cli(images, whole)
+    job = [images, *CLI_JOB, "--scheduler", "local:2", "--partition-size", "4", "--batch-size", "2"]
+    process = _cli_process(*job, "--out", killed)
+    _kill_group_when_saved(process, killed, 2)
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()  # killed mid-scan, not finished
+    pieces = saved_pieces(killed)
+    assert all(stop - start == 4 and start % 4 == 0 for start, stop in pieces) and 0 < covered(killed) < 41
+    assert not load_scan(killed).complete  # the partial view
+    shutil.copytree(killed, copied)
+    # A saved partition is not computed again: an image in it made unreadable now is not skipped.
+    first_saved = collect_scan_images([images])[pieces[0][0]]
+    Path(first_saved).write_bytes(b"no longer an image")
+
+    code, _, stderr = run_cli(*job, "--out", killed, "--resume", "--top", "5")
+    assert code == 2 and stderr.count("\n") == 1 and "differs in top" in stderr
+    code, _, stderr = run_cli(*job, "--out", killed, "--resume")
+    assert code == 0, stderr
+    code, _, stderr = run_cli(images, *CLI_JOB, "--out", copied, "--resume", "--workers", "0", "--batch-size", "3")
+    assert code == 0, stderr
+    for out in (killed, copied):
+        result = load_scan(out)
+        assert result.complete and result.images == reference.images and result.skipped == reference.skipped
+        assert_same_scan(result.layers["layer2"], reference.layers["layer2"])
+        assert sorted(p.name for p in out.iterdir()) == [".explorer", "index.html", "layer2", "scan.json"]
+        assert len(list((out / "layer2" / "strips").iterdir())) == 128
+
+
+def test_a_cluster_gone_mid_scan_is_one_line_then_resumes(tmp_path):
+    images = make_images(tmp_path / "images", 40, seed=5)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cluster = [
+        subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                          "--dashboard-address", ":0"], env=env, start_new_session=True, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1"],
+                         env=env, start_new_session=True, stderr=subprocess.DEVNULL),
+    ]
+    out = tmp_path / "out"
+
+    def stop_the_cluster() -> None:
+        try:
+            while not saved_pieces(out) and all(p.poll() is None for p in cluster):
+                time.sleep(0.002)
+        finally:
+            for process in cluster:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+
+    stopper = threading.Thread(target=stop_the_cluster)
+    stopper.start()
+    try:
+        code, stdout, stderr = run_cli(images, *CLI_JOB, "--out", out, "--scheduler", f"tcp://127.0.0.1:{port}",
+                                       "--scheduler-timeout", "60", "--partition-size", "4", "--batch-size", "2")
+    finally:
+        stopper.join()
+    done = covered(out)
+    assert (code, stdout) == (2, "") and stderr.count("\n") == 1, stderr
+    assert f"lost the Dask cluster after {done} of 41 images" in stderr and "--resume continues it" in stderr
+    assert 0 < done < 41
+    code, _, stderr = run_cli(images, *CLI_JOB, "--out", out, "--resume", "--workers", "0")
+    assert code == 0, stderr
+    whole = scan_in_process_cli(images, tmp_path / "whole")
+    assert load_scan(out).skipped == whole.skipped
+    assert_same_scan(load_scan(out).layers["layer2"], whole.layers["layer2"])
+
+
+def scan_in_process_cli(images: Path, out: Path):
+    code, _, stderr = run_cli(images, *CLI_JOB, "--out", out, "--workers", "0")
+    assert code == 0, stderr
+    return load_scan(out)

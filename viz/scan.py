@@ -613,6 +613,7 @@ class _OrderedFold:
         self._stack: list[tuple[int, _ScanState]] = []  # (height, merged subtree)
 
     def add(self, start: int, state: _ScanState) -> None:
+        """Take ``state`` (of the range from ``start``) over: later ranges are merged into it."""
         self._waiting[start] = state
         while self._next < len(self._order) and self._order[self._next] in self._waiting:
             merged, height = self._waiting.pop(self._order[self._next]), 0
@@ -931,9 +932,9 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
                 if future.status != "finished":  # cancelled: the scheduler went away
                     raise _lost_cluster(f"a partition's task was {future.status}", done, len(paths), checkpoint)
                 first, stop = bounds[future.key]
+                if checkpoint is not None:  # saved before the fold merges later ranges into it
+                    checkpoint.save(_Piece(first, stop, state), _merged_copy([*fold.states(), state]))
                 fold.add(first, state)
-                if checkpoint is not None:
-                    checkpoint.save(_Piece(first, stop, state), _merged_copy(fold.states()))
                 done += stop - first
                 bar.update(stop - first)
     except KilledWorker as exc:  # the same partition killed worker after worker
