@@ -675,7 +675,7 @@ class _Checkpoint:
             raise VizError(f"cannot read the saved scan state {self.folder / STATE_HEADER}: {exc}") from None
         if not isinstance(header, dict) or header.get("format") != STATE_FORMAT or header.get("version") != STATE_VERSION:
             raise VizError(f"{self.folder / STATE_HEADER} is not a {STATE_FORMAT} version {STATE_VERSION} file")
-        _check_same_scan(header["fingerprint"], self.fingerprint, self.out)
+        _check_same_scan(header.get("fingerprint") or {}, self.fingerprint, self.out)
         self.partition_size = header.get("partition_size")
         for leftover in self.folder.glob(TEMP_PREFIX + "*"):  # of a killed run: ours, by name
             _remove(self.folder, leftover)
