@@ -16,7 +16,9 @@ from PIL import Image
 
 import fastinterp
 from viz.errors import VizError
-from viz.render import RenderOptions, colormap_lut, palette_png, png_scanlines, render_layer, write_indexed
+from viz.render import (
+    RenderOptions, colormap_lut, palette_indices, palette_png, png_scanlines, quantize_planes, render_layer, write_indexed,
+)
 
 VIRIDIS = matplotlib.colormaps["viridis"]
 
@@ -223,3 +225,46 @@ def test_written_channels_have_pillows_pixels_and_palette(tmp_path, features):
         assert ours_palette == pillows_palette
     write_indexed(tmp_path / "single.png", upsampled[0].astype(np.uint8), colormap_lut("viridis"))
     np.testing.assert_array_equal(decoded_palette_png((tmp_path / "single.png").read_bytes())[0], upsampled[0].astype(np.uint8))
+
+
+def numpy_quantized(upsampled: np.ndarray, max_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The numpy path that quantize_planes replaces: each plane's range, its indices, the max map."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo, hi = upsampled.min(axis=(1, 2)), upsampled.max(axis=(1, 2))
+        indices = palette_indices(upsampled, lo[:, None, None], hi[:, None, None])
+        return indices, lo, hi, np.maximum(max_map, upsampled.max(axis=0))
+
+
+special_floats = st.sampled_from([0.0, -0.0, 1e-30, -3.5, 7.25, 1e30, -1e30, np.inf, -np.inf, np.nan])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
+           elements=st.one_of(st.floats(-1e6, 1e6, width=32), special_floats)),
+    st.booleans(),
+)
+def test_quantize_planes_equals_the_numpy_path_bit_for_bit(upsampled, one_constant_plane):
+    if one_constant_plane:
+        upsampled[0] = upsampled.flat[0]
+    max_map = np.full(upsampled.shape[1:], -np.inf, np.float32)
+    max_map[0, 0] = np.nan if np.isnan(upsampled).any() else 0.5
+    expected, expected_lo, expected_hi, expected_max = numpy_quantized(upsampled, max_map.copy())
+    lo, hi = np.empty(len(upsampled), np.float32), np.empty(len(upsampled), np.float32)
+    with np.errstate(invalid="ignore"):
+        indices = quantize_planes(upsampled, lo, hi, max_map, own_range=True)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_array_equal(lo, expected_lo)
+    np.testing.assert_array_equal(hi, expected_hi)
+    np.testing.assert_array_equal(max_map, expected_max)
+
+
+def test_quantize_planes_with_given_ranges_and_a_real_layer():
+    upsampled = fastinterp.resize(np.random.default_rng(5).standard_normal((6, 12, 12)).astype(np.float32), 8, channels_first=True)
+    lo = np.array([-2, -1, -0.5, 0, 0, -3], np.float32)
+    hi = np.array([2, 1, 0.5, 0, -1, 3], np.float32)  # the fourth range is flat, the fifth inverted: both give 0
+    max_map = np.full(upsampled.shape[1:], -np.inf, np.float32)
+    indices = quantize_planes(upsampled, lo.copy(), hi.copy(), max_map, own_range=False)
+    np.testing.assert_array_equal(indices, palette_indices(upsampled, lo[:, None, None], hi[:, None, None]))
+    assert not indices[3].any() and not indices[4].any() and indices[0].any()
+    np.testing.assert_array_equal(max_map, upsampled.max(axis=0))

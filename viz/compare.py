@@ -16,16 +16,16 @@ from .render import (
     Panel,
     PanelGroup,
     RenderOptions,
-    _finish,
-    _rounded,
-    _write_batch,
     channels_per_chunk,
     colormap_lut,
+    finish,
     mosaic,
     palette_indices,
+    rounded,
     save_figure,
     sheet_tile_size,
     upsample,
+    write_batch,
     write_indexed,
     write_map,
 )
@@ -83,14 +83,14 @@ def _write_channels(
             end = start + len(up_a)
             scales[start:end, 0], scales[start:end, 1], limits[start:end] = lo.ravel(), hi.ravel(), half.ravel()
             del up_a, up_b, difference
-            _finish(writing)  # at most one chunk is being written while the next one is computed
+            finish(writing)  # at most one chunk is being written while the next one is computed
             writing = [
-                pool.submit(_write_batch, [target / f for f in names[first : min(first + WRITE_BATCH, end)]],
+                pool.submit(write_batch, [target / f for f in names[first : min(first + WRITE_BATCH, end)]],
                             images[first - start : first - start + WRITE_BATCH], table, None)
                 for names, images, table in zip(files, indices, luts)
                 for first in range(start, end, WRITE_BATCH)
             ]
-        _finish(writing)
+        finish(writing)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return files, scales, limits
@@ -182,15 +182,15 @@ def compare_layer(
             "files_a": channel_files[0],
             "files_b": channel_files[1],
             "files_diff": channel_files[2],
-            "mean_a": _rounded(stats_a.mean),
-            "max_a": _rounded(stats_a.max),
-            "mean_b": _rounded(stats_b.mean),
-            "max_b": _rounded(stats_b.max),
-            "max_abs_diff": _rounded(largest_difference),
-            "scale_lo": _rounded(scales[:, 0]),
-            "scale_hi": _rounded(scales[:, 1]),
+            "mean_a": rounded(stats_a.mean),
+            "max_a": rounded(stats_a.max),
+            "mean_b": rounded(stats_b.mean),
+            "max_b": rounded(stats_b.max),
+            "max_abs_diff": rounded(largest_difference),
+            "scale_lo": rounded(scales[:, 0]),
+            "scale_hi": rounded(scales[:, 1]),
             "diff_cmap": DIFFERENCE_CMAP,
-            "diff_limit": _rounded(diff_limits),
+            "diff_limit": rounded(diff_limits),
         },
         "files": [
             *channel_files[0], *channel_files[1], *channel_files[2],

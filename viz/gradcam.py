@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import VizError
 from .layers import eval_mode, resolve_layer
-from .render import RenderOptions, colormap_lut, overlay, upsample, write_map
+from .render import PNG_COMPRESS_LEVEL, RenderOptions, colormap_lut, overlay, upsample, write_map
 from .tokens import MapReader
 
 #: Files :func:`write_gradcam` adds to a layer's folder (the map takes the channel images' format).
@@ -220,6 +220,6 @@ def write_gradcam(
     if image is not None:
         from PIL import Image
 
-        Image.fromarray(overlay(image, cam, lut, options.alpha)).save(target / GRADCAM_OVERLAY)
+        Image.fromarray(overlay(image, cam, lut, options.alpha)).save(target / GRADCAM_OVERLAY, compress_level=PNG_COMPRESS_LEVEL)
         entry["overlay"] = GRADCAM_OVERLAY
     return entry

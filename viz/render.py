@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from numba import njit
 
 import fastinterp
 
@@ -139,6 +140,50 @@ def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+@njit(cache=True, nogil=True)
+def _quantize_planes(upsampled, lo, hi, own_range, max_map, out):  # pragma: no cover - compiled
+    """:func:`palette_indices` of each (H, W) plane of ``upsampled`` on its ``lo``..``hi``, bit for
+    bit (the same float32 operations; NaN gives 0 as numpy's cast does on x86), into ``out``.
+
+    With ``own_range`` each plane's range is found here first and written to ``lo``/``hi`` (NaN
+    when the plane holds a NaN, as ``min``/``max`` give). ``max_map`` becomes the elementwise
+    maximum of itself and every plane (NaN wins, as in ``np.maximum``). One pass per plane
+    while it is in the cache, instead of numpy's five passes over a chunk and its temporaries.
+    """
+    lut_size, top = np.float32(LUT_SIZE), np.float32(LUT_SIZE - 1)
+    for c in range(upsampled.shape[0]):
+        plane = upsampled[c]
+        if own_range:
+            low, high, has_nan = np.float32(np.inf), np.float32(-np.inf), False
+            for y in range(plane.shape[0]):
+                for x in range(plane.shape[1]):
+                    value = plane[y, x]
+                    has_nan |= np.isnan(value)
+                    low, high = min(low, value), max(high, value)
+            lo[c], hi[c] = (np.float32(np.nan), np.float32(np.nan)) if has_nan else (low, high)
+        low = lo[c]
+        span = hi[c] - low
+        span = span if span > 0 else np.float32(np.inf)
+        for y in range(plane.shape[0]):
+            for x in range(plane.shape[1]):
+                value = plane[y, x]
+                scaled = (value - low) / span * lut_size
+                out[c, y, x] = np.uint8(min(scaled, top)) if scaled >= 0 else np.uint8(0)  # NaN fails the test: 0
+                if not (max_map[y, x] >= value or np.isnan(max_map[y, x])):  # np.maximum: NaN wins
+                    max_map[y, x] = value
+
+
+def quantize_planes(
+    upsampled: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_map: np.ndarray, *, own_range: bool
+) -> np.ndarray:
+    """(C, H, W) float32 maps to their uint8 palette indices (as :func:`palette_indices`, each
+    plane on its ``lo[c]``..``hi[c]``, found here when ``own_range``: the (C,) float32 arrays are
+    then filled in); ``max_map`` (H, W) float32 takes the elementwise maximum of the planes."""
+    out = np.empty(upsampled.shape, np.uint8)
+    _quantize_planes(upsampled, lo, hi, own_range, max_map, out)
+    return out
+
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG row filter 2, "Up": each byte minus the byte above. Upsampled maps change little from row
 #: to row, so the differences compress to ~70% of the unfiltered rows' size, in less time.
@@ -210,10 +255,13 @@ def warm_up_in_background() -> threading.Thread:
     return thread
 
 
-def upsample(maps: np.ndarray, size: tuple[int, int], device: str | None = None) -> np.ndarray:
+def upsample(maps: np.ndarray, size: tuple[int, int], device: str | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Bilinear upsampling (``fastinterp.resize``, align center) of a (C, h, w) or (h, w) array,
-    on the GPU when ``device`` names one (the result comes back to the host)."""
-    return fastinterp.resize(maps, size=size, channels_first=True, device=device)
+    on the GPU when ``device`` names one (the result comes back to the host), else into ``out``
+    when given (a reused buffer: fresh megabytes cost page faults)."""
+    if device is not None:
+        return fastinterp.resize(maps, size=size, channels_first=True, device=device)
+    return fastinterp.resize(maps, size=size, channels_first=True, out=out)
 
 
 @dataclass(frozen=True)
@@ -237,6 +285,7 @@ class ChannelStats:
 
 
 def _chunk_ranges(upsampled: np.ndarray, options: RenderOptions, layer_range: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each plane's lo, hi (float32): to be filled by :func:`quantize_planes` for ``channel``."""
     count = upsampled.shape[0]
     if options.norm == "layer":
         assert layer_range is not None
@@ -244,8 +293,8 @@ def _chunk_ranges(upsampled: np.ndarray, options: RenderOptions, layer_range: tu
     elif options.norm == "percentile":
         lo, hi = np.percentile(upsampled.reshape(count, -1), [options.clip, 100 - options.clip], axis=1)
     else:
-        lo, hi = upsampled.min(axis=(1, 2)), upsampled.max(axis=(1, 2))
-    return lo.astype(upsampled.dtype), hi.astype(upsampled.dtype)
+        return np.empty(count, np.float32), np.empty(count, np.float32)
+    return lo.astype(np.float32), hi.astype(np.float32)
 
 
 def channels_per_chunk(size: tuple[int, int], chunk_mb: float) -> int:
@@ -371,7 +420,7 @@ def save_figure(path: Path, title: str, groups: Sequence[PanelGroup]) -> None:
         for label_x, label_y, text in panel.labels if panel is not None else ():
             draw.text((left + label_x * zoom, top + label_y * zoom), text, fill="white", font=label_font,
                       stroke_width=1, stroke_fill="black")
-    canvas.save(path, optimize=False, compress_level=6)
+    canvas.save(path, optimize=False, compress_level=PNG_COMPRESS_LEVEL)
 
 
 def mosaic(maps: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
@@ -397,12 +446,14 @@ def overlay(image: np.ndarray, summary: np.ndarray, lut: np.ndarray, alpha: floa
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def _rounded(values: np.ndarray) -> list[float]:
+def rounded(values: np.ndarray) -> list[float]:
+    """Numbers for a manifest: each value to 7 significant digits (float32's precision)."""
     return [float(f"{v:.7g}") for v in np.asarray(values, np.float64)]
 
 
-def _write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, progress: Callable[[int], None] | None) -> None:
-    """One writer task: a few channels, so the pool's per-task overhead stays small."""
+def write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, progress: Callable[[int], None] | None) -> None:
+    """One writer task: the (n, h, w) index images to their n files (a few, so the pool's
+    per-task overhead stays small); then ``progress(n)``."""
     assert len(paths) == len(indices), "one file per channel"
     if paths and paths[0].suffix == ".png":
         palette = lut.tobytes()
@@ -427,8 +478,8 @@ def _write_file(path: Path, data: bytes) -> None:
         os.close(descriptor)
 
 
-def _finish(futures: Sequence[Future[None]]) -> None:
-    """Wait for the writes, raising the first error."""
+def finish(futures: Sequence[Future[None]]) -> None:
+    """Wait for the writer tasks, raising the first error."""
     for future in futures:
         future.result()
 
@@ -496,9 +547,12 @@ def render_layer(
     channel_files = [f"channels/{i:0{digits}d}.{options.image_format}" for i in range(count)]
     step = channels_per_chunk(size, options.chunk_mb)
 
+    buffer = np.empty((min(step, count), *size), np.float32)
+
     def chunks() -> Any:
         for start in range(0, count, step):
-            yield start, upsample(features[start : start + step], size, options.resize_device)
+            part = features[start : start + step]
+            yield start, upsample(part, size, options.resize_device, buffer[: len(part)])
 
     layer_range = None
     if options.norm == "layer":  # a first pass for the range keeps memory bounded
@@ -510,16 +564,14 @@ def render_layer(
     try:
         writing: list[Future[None]] = []
         for start, up in chunks():
-            np.maximum(max_map, up.max(axis=0), out=max_map)
             lo, hi = _chunk_ranges(up, options, layer_range)
+            indices = quantize_planes(up, lo, hi, max_map, own_range=options.norm == "channel")
             scales[start : start + len(up)] = np.stack([lo, hi], axis=1)
-            indices = palette_indices(up, lo[:, None, None], hi[:, None, None])
-            del up
-            _finish(writing)  # at most one chunk is being written while the next one is computed
+            finish(writing)  # at most one chunk is being written while the next one is computed
             end = start + len(indices)
             # each task's files end with the chunk, so progress counts exactly the channels written
             writing = [
-                pool.submit(_write_batch, [target / f for f in channel_files[first : min(first + WRITE_BATCH, end)]],
+                pool.submit(write_batch, [target / f for f in channel_files[first : min(first + WRITE_BATCH, end)]],
                             indices[first - start : first - start + WRITE_BATCH], lut, progress)
                 for first in range(start, end, WRITE_BATCH)
             ]
@@ -537,7 +589,7 @@ def render_layer(
             overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
             files.append("overlay.png")
         files += [*extra_files, "manifest.json"]
-        _finish(writing)
+        finish(writing)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -554,12 +606,12 @@ def render_layer(
         "overlay": overlay_info,
         "channels": {
             "files": channel_files,
-            "mean": _rounded(stats.mean),
-            "min": _rounded(stats.min),
-            "max": _rounded(stats.max),
-            "energy": _rounded(stats.energy),
-            "scale_lo": _rounded(scales[:, 0]),
-            "scale_hi": _rounded(scales[:, 1]),
+            "mean": rounded(stats.mean),
+            "min": rounded(stats.min),
+            "max": rounded(stats.max),
+            "energy": rounded(stats.energy),
+            "scale_lo": rounded(scales[:, 0]),
+            "scale_hi": rounded(scales[:, 1]),
         },
         **(extra or {}),
         "files": files,
