@@ -10,7 +10,10 @@
     against 1 worker x 1 thread (each cluster started, and warmed by a small scan, before the
     clock starts; shipping the model to the workers is timed). Target: at least 1.7x.
 
-``python -m benchmarks.bench_scan [--images N] [--batch-size B] [--json PATH]`` from the
+``--checkpoint`` runs both scans as the command line does, resumable: the state and the partial
+statistics saved in a scratch folder (in-process every 8 batches, on Dask every partition).
+
+``python -m benchmarks.bench_scan [--images N] [--batch-size B] [--checkpoint] [--json PATH]`` from the
 repository root prints the timings, the ratios, whether each target is met, and the load
 average before and after (the machine is shared: the load says how far to trust a ratio).
 """
@@ -53,7 +56,7 @@ def resnet50() -> Any:
     return torchvision.models.resnet50().eval()
 
 
-def bench_throughput(paths: list[str], batch_size: int, scratch: Path) -> dict[str, Any]:
+def bench_throughput(paths: list[str], batch_size: int, scratch: Path, checkpoint: bool) -> dict[str, Any]:
     """(a): forward passes alone, then the scan, over the same batches."""
     import torch
 
@@ -74,7 +77,8 @@ def bench_throughput(paths: list[str], batch_size: int, scratch: Path) -> dict[s
         model(batches[0][:2])  # first-call allocations out of the timing
     before = forward_passes_s()
     start = time.perf_counter()
-    result = scan(model, ImageList(paths), [LAYER], batch_size=batch_size, workers=1, preprocess=preprocess, progress=False)
+    result = scan(model, ImageList(paths), [LAYER], batch_size=batch_size, workers=1, preprocess=preprocess, progress=False,
+                  checkpoint_dir=scratch / "state-throughput" if checkpoint else None)
     scan_s = time.perf_counter() - start
     after = forward_passes_s()
     forward_s = (before + after) / 2  # the scan is bracketed: a load that drifts evenly cancels out
@@ -94,7 +98,7 @@ def _process_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _cluster_scan_s(workers: int, paths: list[str], batch_size: int) -> tuple[float, float]:
+def _cluster_scan_s(workers: int, paths: list[str], batch_size: int, checkpoint_dir: Path | None) -> tuple[float, float]:
     """Wall seconds of the scan on a fresh cluster, and the CPU seconds its workers used meanwhile."""
     import logging
 
@@ -111,17 +115,18 @@ def _cluster_scan_s(workers: int, paths: list[str], batch_size: int) -> tuple[fl
              preprocess=preprocess, progress=False)
         cpu_before = sum(client.run(_process_cpu_s).values())
         start = time.perf_counter()
-        scan(model, ImageList(paths), [LAYER], batch_size=batch_size, client=client, preprocess=preprocess, progress=False)
+        scan(model, ImageList(paths), [LAYER], batch_size=batch_size, client=client, preprocess=preprocess, progress=False,
+             checkpoint_dir=checkpoint_dir)
         wall = time.perf_counter() - start
         return wall, sum(client.run(_process_cpu_s).values()) - cpu_before
 
 
-def bench_scaling(paths: list[str], batch_size: int) -> dict[str, Any]:
+def bench_scaling(paths: list[str], batch_size: int, scratch: Path, checkpoint: bool) -> dict[str, Any]:
     """(b): 1 worker x 1 thread, then 2 workers x 1 thread, on the same scan. The workers' CPU
     seconds say whether the work itself grew with the workers (it should not) and how many
     cores the shared machine actually gave them (CPU seconds / wall seconds)."""
-    one, one_cpu = _cluster_scan_s(1, paths, batch_size)
-    two, two_cpu = _cluster_scan_s(2, paths, batch_size)
+    one, one_cpu = _cluster_scan_s(1, paths, batch_size, scratch / "state-one" if checkpoint else None)
+    two, two_cpu = _cluster_scan_s(2, paths, batch_size, scratch / "state-two" if checkpoint else None)
     return {"one_worker_s": one, "two_workers_s": two, "ratio": one / two, "target": SCALING_TARGET,
             "one_worker_cpu_s": one_cpu, "two_workers_cpu_s": two_cpu}
 
@@ -132,19 +137,20 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
     parser.add_argument("--skip-dask", action="store_true", help="only (a)")
     parser.add_argument("--skip-throughput", action="store_true", help="only (b)")
+    parser.add_argument("--checkpoint", action="store_true", help="resumable scans, as the command line runs them")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}
+    results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg(), "checkpoint": args.checkpoint}
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as scratch_dir:
         scratch = Path(scratch_dir)
         (scratch / "images").mkdir()
         paths = make_images(scratch / "images", args.images)
         if not args.skip_throughput:
-            results["throughput"] = bench_throughput(paths, args.batch_size, scratch)
+            results["throughput"] = bench_throughput(paths, args.batch_size, scratch, args.checkpoint)
         if not args.skip_dask:
-            results["scaling"] = bench_scaling(paths, args.batch_size)
+            results["scaling"] = bench_scaling(paths, args.batch_size, scratch, args.checkpoint)
     results["load_after"] = os.getloadavg()
-    print(f"cpus {results['cpus']}; load average (1 min) before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
+    print(f"cpus {results['cpus']}; {'resumable scans; ' if args.checkpoint else ''}load average (1 min) before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
     a = results.get("throughput")
     if a:
         print(f"(a) {a['images']} images, batch {a['batch_size']}, {a['torch_threads']} torch threads: forward alone "

@@ -4,6 +4,7 @@ and DataLoader workers, the on-disk format, resume after a real kill, and bad in
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import json
@@ -208,6 +209,28 @@ def test_layers_that_are_not_maps_and_wrong_vit_sizes_are_one_line(images):
         with pytest.raises(VizError, match=re.escape(message)) as error:
             scan(model, [images], layers, batch_size=5, preprocess=preprocess, progress=False)
         assert "\n" not in str(error.value)
+
+
+def test_partial_states_merge_alike_in_any_order(images):
+    """The fold of the partitions' states is one tree whatever order they arrive in: bit-identical
+    statistics; and a gap is cut at the multiples of the partition size."""
+    assert scanning._partitions([(3, 20), (21, 22)], 7) == [(3, 7), (7, 14), (14, 20), (21, 22)]
+    model, paths = tiny_model(), collect_scan_images([images])
+    job = scanning._ScanJob(("1", "2"), 4, 3, "cpu", PREPROCESS)
+    ranges = scanning._partitions([(0, len(paths))], 7)
+    states = {first: scanning._reduce_range(model, paths, first, stop, job, workers=0) for first, stop in ranges}
+    merged = []
+    for order in (ranges, ranges[::-1], [ranges[i] for i in (2, 0, 4, 1, 3)]):
+        fold = scanning._OrderedFold(first for first, _ in ranges)
+        for first, _ in order:
+            fold.add(first, copy.deepcopy(states[first]))
+        merged.append(fold.result())
+    whole = scan(model, paths, ["1", "2"], top=4, preprocess=PREPROCESS, progress=False)
+    for state in merged:
+        assert state.skipped == merged[0].skipped and [i for i, _ in state.skipped] == [paths.index(str(images / "broken.png"))]
+        for layer in ("1", "2"):
+            np.testing.assert_array_equal(state.layers[layer].sum, merged[0].layers[layer].sum)
+            assert_same_scan(state.layers[layer].result(), whole.layers[layer])
 
 
 def test_more_top_than_images_pads(images, tmp_path):

@@ -940,9 +940,6 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
     except KilledWorker as exc:  # the same partition killed worker after worker
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "KilledWorker"
         raise VizError(f"the Dask cluster lost a worker on every try of a task ({reason}); see the workers' logs") from None
-    except OSError as exc:  # the connection to the scheduler
-        raise _lost_cluster(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                            done, len(paths), checkpoint) from None
     return fold.result()
 
 
