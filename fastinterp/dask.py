@@ -2,18 +2,24 @@
 
 ``import fastinterp.dask`` needs the ``[dask]`` extra; ``import fastinterp`` never imports dask.
 
-Each output block is computed by one task from exactly the input rows and columns its taps
-read: for output rows ``[a, b)`` those are input rows ``min(first[a:b]) .. max(second[a:b])``
-of the full-axis taps (:mod:`fastinterp._coords`; with ``antialias=True`` the wider windows
+Each output block is computed from exactly the input rows and columns its taps read: for
+output rows ``[a, b)`` those are input rows ``min(first[a:b]) .. max(second[a:b])`` of the
+full-axis taps (:mod:`fastinterp._coords`; with ``antialias=True`` the wider windows
 ``first .. first + count`` of :func:`fastinterp._antialias.antialias_taps`), and the same for
-columns. The task concatenates the input blocks that hold that region, slices it out, and
-runs the table kernels of :mod:`fastinterp._cpu` (or :mod:`fastinterp._antialias`) on it with
-the whole array's taps, sliced to the block and rebased to the region (:func:`run_region`):
-never taps or shortcuts chosen from the region's own sizes, which would differ from the whole
-array's. Every output element is therefore computed from the same source values, weights and
-operations as :func:`fastinterp.resize` of the whole array: the result is bit-identical,
-whatever the chunking. The graph has one task per output block and no rechunk: each output
-block depends only on the input blocks its region overlaps.
+columns. The task runs the table kernels of :mod:`fastinterp._cpu` (or
+:mod:`fastinterp._antialias`) on that input with the whole array's taps, sliced to the block
+and rebased to the input it holds (:func:`run_region`): never taps, pass orders or shortcuts
+chosen from the region's own sizes, which would differ from the whole array's. Every output
+element is therefore computed from the same source values, weights and operations as
+:func:`fastinterp.resize` of the whole array: the result is bit-identical, whatever the
+chunking.
+
+The graph has one task per output block and no rechunk. Where output blocks map one to one
+onto input blocks and every block's region reaches at most into its neighbours (the usual
+case: output chunks are the input's scaled), each task reads its own input block widened by
+the halos, through dask's overlap layer, which dask runs row after row, holding few input
+blocks at once. Otherwise each task reads the input blocks its region overlaps and copies the
+region out of them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ from ._plan import (
 from ._threads import parallel_launch
 
 __all__ = ["resize"]
+
+#: Bytes of interpolated rows one task of the plain kernels buffers at most (about 1 MiB).
+TASK_SCRATCH_BYTES = 1 << 20
 
 
 class Span(NamedTuple):
@@ -163,6 +172,20 @@ def _spans(out_chunks: tuple[int, ...], taps: Any, in_bounds: np.ndarray) -> lis
     return result
 
 
+def _halo(spans: list[tuple[Span, range]], chunks: tuple[int, ...]) -> tuple[int, int] | None:
+    """Input indices (before, after) beyond its own input block that any output block reads
+    along one axis, where output blocks map one to one onto input blocks and only the next
+    blocks hold those (dask's overlap takes halos from the neighbours only); else None."""
+    if len(spans) != len(chunks):
+        return None
+    bounds = np.cumsum((0, *chunks))
+    before = max(0, *(int(bounds[b]) - span.in_start for b, (span, _) in enumerate(spans)))
+    after = max(0, *(span.in_stop - int(bounds[b + 1]) for b, (span, _) in enumerate(spans)))
+    if len(chunks) > 1 and (before > min(chunks[:-1]) or after > min(chunks[1:])):
+        return None
+    return before, after
+
+
 def _block_key(name: str, others: tuple[int, ...], axes: tuple[int, int], row: int, column: int) -> tuple:
     """The key of block (``row``, ``column``) along H and W and ``others`` along the other axes, in order."""
     index = list(others)
@@ -171,9 +194,9 @@ def _block_key(name: str, others: tuple[int, ...], axes: tuple[int, int], row: i
     return (name, *index)
 
 
-def _region_taps(taps: Any, span: Span, scale: int = 1) -> Any:
+def _region_taps(taps: Any, span: Span, origin: int, scale: int = 1) -> Any:
     """``taps`` (any of the tap tuples) of the span's outputs, their input indices rebased to
-    its first input (``scale`` values per index).
+    input index ``origin`` (``scale`` values per index).
 
     Read-only like the cached full-axis taps, so numba reuses the kernels compiled for those.
     """
@@ -182,7 +205,7 @@ def _region_taps(taps: Any, span: Span, scale: int = 1) -> Any:
     for field, values in zip(taps._fields, taps):
         values = values[out_slice]
         if field in ("first", "second"):  # input indices; the rest are weights and counts
-            values = values - span.in_start * scale
+            values = values - origin * scale
             values.setflags(write=False)
         fields.append(values)
     return type(taps)(*fields)
@@ -221,13 +244,17 @@ def _assemble(blocks: list[list[np.ndarray]], axes: tuple[int, int], rows: Span,
     return region
 
 
-def run_region(src: np.ndarray, target: np.ndarray, plan: Plan, row_taps: Any, column_taps: Any, rows_first: bool) -> None:
+def run_region(
+    src: np.ndarray, target: np.ndarray, plan: Plan, row_taps: Any, column_taps: Any, rows_first: bool,
+    scratch_bytes: int = TASK_SCRATCH_BYTES,
+) -> None:
     """Resize kernel-layout ``src`` into C-contiguous ``target`` (in the kernels' output dtype:
     float32 for float16) with the given taps, as the table kernels of the whole request would.
 
     The taps are those of ``plan`` (the whole array), sliced to ``target``'s rows and columns
     and rebased to ``src``: everything that depends on sizes (the taps, the antialias pass
-    order ``rows_first``) comes from the whole array, never from the region. The plain taps of
+    order ``rows_first``) comes from the whole array, never from the region. ``scratch_bytes``
+    bounds the rows a plain task buffers (:data:`TASK_SCRATCH_BYTES`). The plain taps of
     a channels-last image with few channels must already be interleaved (see :func:`_resize_block`).
     """
     from . import _cpu  # numba loads with the first block, not with this module
@@ -242,20 +269,27 @@ def run_region(src: np.ndarray, target: np.ndarray, plan: Plan, row_taps: Any, c
         rows_per_task, serial = _cpu.schedule(src.shape[0], target.shape[1], max(src.size, target.size))
         run = _antialias.serial_antialias if serial else _antialias.parallel_antialias
         with contextlib.nullcontext() if serial else parallel_launch():
-            run(flat_src, flat_target, row_taps, column_taps, None, channels, rows_first, rows_per_task,
+            # the table body (no fixed taps: they are found from an axis's own sizes)
+            run(flat_src, flat_target, row_taps, column_taps, (0, 0, 0), (), channels, rows_first, rows_per_task,
                 _antialias.BLOCK_ROWS)  # fmt: skip
         return
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
-    _cpu.run_tasks(src, target, row_taps, column_taps, *_cpu.schedule(src.shape[0], target.shape[1], target.size))
+    rows_per_task, serial = _cpu.schedule(src.shape[0], target.shape[1], target.size)
+    # A task buffers the input rows it reads, interpolated to the output's width: cap it, since
+    # one task for a whole block (one thread) would hold as many bytes as the block again, on
+    # a worker whose memory is what limits out-of-core work. The bits do not depend on it.
+    row_bytes = target[0, 0].size * plan.compute_dtype.itemsize * max(1, -(-src.shape[1] // target.shape[1]))
+    rows_per_task = max(1, min(rows_per_task, scratch_bytes // row_bytes))
+    _cpu.run_tasks(src, target, row_taps, column_taps, rows_per_task, serial)
 
 
-def _resize_block(
+def _resize_region(
     plan: Plan, channels_first: bool, axes: tuple[int, int], rows_first: bool, rows: Span, columns: Span,
-    blocks: list[list[np.ndarray]],
+    origin: tuple[int, int], region: np.ndarray,
 ) -> np.ndarray:
-    """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
-    region = _assemble(blocks, axes, rows, columns)
+    """One output block from ``region``, input rows and columns from ``origin`` that hold all
+    the block reads (:class:`Span` ``rows`` and ``columns``)."""
     shape = list(region.shape)
     shape[axes[0]], shape[axes[1]] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
     # The kernels store float16 results in float32 (as fastinterp.resize does), rounded once at the end.
@@ -270,8 +304,18 @@ def _resize_block(
         scale = src.shape[3]
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, scale)
         src, target = src.reshape(*src.shape[:2], -1), target.reshape(*target.shape[:2], -1)
-    run_region(src, target, plan, _region_taps(ys, rows), _region_taps(xs, columns, scale), rows_first)
+    row_taps, column_taps = _region_taps(ys, rows, origin[0]), _region_taps(xs, columns, origin[1], scale)
+    run_region(src, target, plan, row_taps, column_taps, rows_first)
     return result.astype(plan.out_dtype, copy=False)
+
+
+def _resize_blocks(
+    plan: Plan, channels_first: bool, axes: tuple[int, int], rows_first: bool, rows: Span, columns: Span,
+    blocks: list[list[np.ndarray]],
+) -> np.ndarray:
+    """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
+    region = _assemble(blocks, axes, rows, columns)
+    return _resize_region(plan, channels_first, axes, rows_first, rows, columns, (rows.in_start, columns.in_start), region)
 
 
 def resize(
@@ -325,13 +369,31 @@ def resize(
     row_spans = _spans(out_chunks[row_axis], ys, np.cumsum((0, *darr.chunks[row_axis])))
     column_spans = _spans(out_chunks[col_axis], xs, np.cumsum((0, *darr.chunks[col_axis])))
     other_axes = [axis for axis in range(darr.ndim) if axis not in axes]
+    others = list(itertools.product(*(range(darr.numblocks[axis]) for axis in other_axes)))
+    halos = _halo(row_spans, darr.chunks[row_axis]), _halo(column_spans, darr.chunks[col_axis])
     graph: dict[tuple, Any] = {}
-    for (i, (rows, row_blocks)), (j, (columns, column_blocks)) in itertools.product(
-        enumerate(row_spans), enumerate(column_spans)
-    ):
-        job = functools.partial(_resize_block, plan, channels_first, axes, rows_first, rows, columns)
-        for others in itertools.product(*(range(darr.numblocks[axis]) for axis in other_axes)):
-            blocks = [[_block_key(darr.name, others, axes, r, c) for c in column_blocks] for r in row_blocks]
-            graph[_block_key(name, others, axes, i, j)] = (job, blocks)
-    layer = HighLevelGraph.from_collections(name, graph, dependencies=[darr])
+    if None not in halos:
+        # Each output block from its own input block widened by the halos, through dask's
+        # overlap layer: dask orders that graph row after row, so few input blocks are held at
+        # once. (With one task reading the blocks themselves, it runs the outputs that read one
+        # block first all over the array and holds, then spills, most of the input.)
+        depth = {axis: halo for axis, halo in zip(axes, halos) if halo != (0, 0)}
+        source = da.overlap.overlap_internal(darr, depth) if depth else darr
+        row_origins = [start - (halos[0][0] if i else 0) for i, start in enumerate(np.cumsum((0, *darr.chunks[row_axis])))]
+        column_origins = [start - (halos[1][0] if j else 0) for j, start in enumerate(np.cumsum((0, *darr.chunks[col_axis])))]
+        for (i, (rows, _)), (j, (columns, _)) in itertools.product(enumerate(row_spans), enumerate(column_spans)):
+            origin = (int(row_origins[i]), int(column_origins[j]))
+            job = functools.partial(_resize_region, plan, channels_first, axes, rows_first, rows, columns, origin)
+            for index in others:
+                graph[_block_key(name, index, axes, i, j)] = (job, _block_key(source.name, index, axes, i, j))
+    else:  # one task per output block reads the input blocks its region overlaps
+        source = darr
+        for (i, (rows, row_blocks)), (j, (columns, column_blocks)) in itertools.product(
+            enumerate(row_spans), enumerate(column_spans)
+        ):
+            job = functools.partial(_resize_blocks, plan, channels_first, axes, rows_first, rows, columns)
+            for index in others:
+                blocks = [[_block_key(darr.name, index, axes, r, c) for c in column_blocks] for r in row_blocks]
+                graph[_block_key(name, index, axes, i, j)] = (job, blocks)
+    layer = HighLevelGraph.from_collections(name, graph, dependencies=[source])
     return da.Array(layer, name, out_chunks, meta=np.empty((0,) * darr.ndim, plan.out_dtype))
