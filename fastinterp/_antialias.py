@@ -10,20 +10,29 @@ is separable, so a task (one image or plane times a block of output rows) runs t
 * horizontal: each output element gathers its taps along the row; channels-last pixels
   gather channel vectors.
 
+At an integer downscale factor k (up to :data:`MAX_FIXED_FACTOR`) every output away from
+the ends of the width reads 2k neighbours with the same weights (halving: 1/8, 3/8, 3/8,
+1/8), ``k`` apart from one output to the next (:class:`FixedTaps`, read from the table). The
+horizontal pass then runs along each row with those fixed strided taps, which vectorises
+without a transpose; the table serves the ends (clipped, renormalised windows).
+
 Which pass runs first depends only on the sizes (:func:`vertical_first`), never on the
-layout, and every sum runs over its taps in ascending order from ``w[0] * x[0]``: both
-layouts give the same bits. float16 and integers are computed in float32; integers are
+layout or on fixed taps, and every sum runs over its taps in ascending order from
+``w[0] * x[0]``: both layouts and both horizontal passes give the same bits (as does the
+CUDA twin, which always uses the tables). float16 and integers are computed in float32; integers are
 rounded to nearest and saturated on the store, as the plain path does.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
 from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output
 from ._plan import check_antialias_align
@@ -36,6 +45,9 @@ TABLE_CACHE_BYTES = 64 << 20
 GATHER_COST = 1.5
 #: Output rows the kernels resize at once: the width of the horizontal pass's vectors.
 BLOCK_ROWS = 32
+#: The largest integer downscale factor of the width with its own kernel (2k taps, unrolled:
+#: each factor compiles once per dtype).
+MAX_FIXED_FACTOR = 8
 
 
 class AntialiasTaps(NamedTuple):
@@ -118,6 +130,54 @@ def antialias_taps(in_size: int, out_size: int, dtype: np.dtype, adjoint: bool =
         return _tables[key]
 
 
+class FixedTaps(NamedTuple):
+    """The interior of an axis where every output has the same taps, shifted: for ``d`` in
+    ``[start, stop)``, ``out[d] = sum(weights[k] * src[first + step * (d - start) + k])``
+    with ``step = len(weights) // 2`` (an integer factor k reads 2k taps).
+
+    ``weights`` is a tuple, so that the tap count, and with it the step, is a constant of the
+    compiled kernel: its loops unroll and its strided reads vectorise. The kernels take
+    ``(start, stop, first)`` and ``weights`` as two arguments: a parallel loop cannot take a
+    tuple inside a tuple.
+    """
+
+    start: int
+    stop: int
+    first: int
+    weights: tuple  # of the compute dtype's scalars, bit for bit the table's
+
+
+def _bit_view(array: np.ndarray) -> np.ndarray:
+    """``array`` as unsigned integers of its size: equal views mean equal bits (-0.0 is not 0.0)."""
+    return array.view(np.dtype(f"u{array.dtype.itemsize}"))
+
+
+@functools.lru_cache(maxsize=256)
+def fixed_taps(in_size: int, out_size: int, dtype: np.dtype, max_factor: int = MAX_FIXED_FACTOR) -> FixedTaps | None:
+    """The longest run of outputs around the middle whose rows of the table
+    (:func:`antialias_taps`) are the middle's, shifted by ``in_size // out_size`` each, at an
+    integer downscale factor of at most ``max_factor``; else None.
+
+    Read from the table, never recomputed: the fixed kernel gives the table kernel's bits.
+    """
+    factor, remainder = divmod(in_size, out_size)
+    if remainder or not 2 <= factor <= max_factor:
+        return None
+    taps = antialias_taps(in_size, out_size, dtype)
+    n_taps = 2 * factor
+    middle = out_size // 2
+    if taps.weights.shape[1] < n_taps or taps.count[middle] != n_taps:
+        return None
+    bits = _bit_view(taps.weights[:, :n_taps])
+    shift = taps.first - factor * np.arange(out_size)
+    same = (taps.count == n_taps) & (shift == shift[middle]) & (bits == bits[middle]).all(axis=1)
+    others = np.flatnonzero(~same)
+    start = int(others[others < middle].max(initial=-1)) + 1
+    stop = int(others[others > middle].min(initial=out_size))
+    weights = tuple(taps.weights[middle, :n_taps])
+    return FixedTaps(start, stop, int(taps.first[start]), weights)
+
+
 def vertical_first(in_h: int, in_w: int, ys: AntialiasTaps, xs: AntialiasTaps, gather_cost: float = GATHER_COST) -> bool:
     """Whether blending rows first does less work than gathering along rows first.
 
@@ -134,14 +194,28 @@ def vertical_first(in_h: int, in_w: int, ys: AntialiasTaps, xs: AntialiasTaps, g
 
 @njit(inline="always")
 def _blend_rows(rows, start, step, count, weights, total):
-    """``total[:] = sum(weights[k] * rows[start + k * step])``, in ascending ``k``."""
-    weight, row = weights[0], rows[start]
-    for x in range(total.shape[0]):
-        total[x] = _as_weight_type(row[x], weight) * weight
-    for k in range(1, count):
-        weight, row = weights[k], rows[start + k * step]
+    """``total[:] = sum(weights[k] * rows[start + k * step])``, in ascending ``k``.
+
+    Two rows per sweep over ``total`` (half its loads and stores): ``(t + a) + b`` is the
+    order one row per sweep would give, so the bits are the same.
+    """
+    first, row = weights[0], rows[start]
+    if count == 1:
         for x in range(total.shape[0]):
-            total[x] += _as_weight_type(row[x], weight) * weight
+            total[x] = _as_weight_type(row[x], first) * first
+        return
+    second, next_row = weights[1], rows[start + step]
+    for x in range(total.shape[0]):
+        total[x] = _as_weight_type(row[x], first) * first + _as_weight_type(next_row[x], second) * second
+    for k in range(2, count - 1, 2):
+        first, row = weights[k], rows[start + k * step]
+        second, next_row = weights[k + 1], rows[start + (k + 1) * step]
+        for x in range(total.shape[0]):
+            total[x] = (total[x] + _as_weight_type(row[x], first) * first) + _as_weight_type(next_row[x], second) * second
+    if count % 2 and count > 2:
+        first, row = weights[count - 1], rows[start + (count - 1) * step]
+        for x in range(total.shape[0]):
+            total[x] += _as_weight_type(row[x], first) * first
 
 
 @njit(inline="always")
@@ -198,21 +272,115 @@ def _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_p
                     target[x] = _to_output(row_sums[x], target)
 
 
+@njit(inline="always")
+def _table_outputs(line, target, xs, channels, start, stop):
+    """``target[j * C + c]`` for outputs ``j`` in ``[start, stop)`` from one row ``line`` of
+    ``channels`` (C) interleaved values, with the taps of the table ``xs``."""
+    for j in range(start, stop):
+        weights, base = xs.weights[j], xs.first[j] * channels
+        for c in range(channels):
+            total = _as_weight_type(line[base + c], weights[0]) * weights[0]
+            for k in range(1, xs.count[j]):
+                total += _as_weight_type(line[base + k * channels + c], weights[k]) * weights[k]
+            target[j * channels + c] = _to_output(total, target)
+
+
+@njit(inline="always")
+def _fixed_outputs(window, outputs, n_taps, weights):
+    """``outputs[j] = sum(weights[k] * window[step * j + k])`` with ``step = n_taps // 2``: the
+    outputs of :class:`FixedTaps`, whose weights are the same for all, from the first tap of
+    the first (indices from 0, so that numba's check for negative indices folds away). With
+    ``n_taps`` a constant the tap loop unrolls; on contiguous rows the reads vectorise."""
+    step = n_taps // 2
+    for j in range(outputs.shape[0]):
+        base = step * j
+        total = _as_weight_type(window[base], weights[0]) * weights[0]
+        for k in range(1, n_taps):
+            total += _as_weight_type(window[base + k], weights[k]) * weights[k]
+        outputs[j] = _to_output(total, outputs)
+
+
+@njit(inline="always")
+def _filter_row(line, target, xs, span, n_taps, weights, channels):
+    """The horizontal pass of one row of ``channels`` interleaved values: the table at both
+    ends, the fixed taps of ``span`` (start, stop, first) between, channel by channel."""
+    start, stop, first = span
+    _table_outputs(line, target, xs, channels, 0, start)
+    if channels == 1:  # contiguous: the fixed loop vectorises
+        _fixed_outputs(line[first:], target[start:stop], n_taps, weights)
+    else:
+        for c in range(channels):
+            _fixed_outputs(line[first * channels + c :: channels], target[start * channels + c : stop * channels : channels],
+                           n_taps, weights)  # fmt: skip
+    _table_outputs(line, target, xs, channels, stop, xs.first.shape[0])
+
+
 @njit(cache=True)
-def serial_antialias(src, out, ys, xs, channels, rows_first, rows_per_task, block_rows):
-    """Every task of :func:`_antialias_task`, in order, on the calling thread."""
+def _fixed_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows):
+    """:func:`_antialias_task` where the width has :class:`FixedTaps`: the horizontal pass runs
+    along each row (:func:`_filter_row`), with no transpose. Rows first, each output row
+    blends its source rows into one row, then filters it into ``out``; columns first, a block
+    filters the source rows it reads, then blends them into its output rows."""
+    item, row_start, row_stop = _task_rows(task, blocks, rows_per_task, out.shape[1])
+    dtype = xs.weights.dtype
+    n_taps, weights = len(fixed_weights), np.array(fixed_weights)
+    if rows_first:
+        column_sums = np.empty(src.shape[2], dtype=dtype)
+        for i in range(row_start, row_stop):
+            _blend_rows(src[item], ys.first[i], 1, ys.count[i], ys.weights[i], column_sums)
+            _filter_row(column_sums, out[item, i], xs, span, n_taps, weights, channels)
+        return
+    row_sums = np.empty(out.shape[2], dtype=dtype)
+    for block_start in range(row_start, row_stop, block_rows):
+        block_stop = min(block_start + block_rows, row_stop)
+        first_row = ys.first[block_start]
+        rows = np.empty((ys.first[block_stop - 1] + ys.count[block_stop - 1] - first_row, out.shape[2]), dtype=dtype)
+        for r in range(rows.shape[0]):
+            _filter_row(src[item, first_row + r], rows[r], xs, span, n_taps, weights, channels)
+        for i in range(block_start, block_stop):
+            _blend_rows(rows, ys.first[i] - first_row, 1, ys.count[i], ys.weights[i], row_sums)
+            target = out[item, i]
+            for x in range(target.shape[0]):
+                target[x] = _to_output(row_sums[x], target)
+
+
+def _run_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_run_task, inline="always")
+def _run_task_impl(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows):
+    """The task body: the table body for no ``fixed_weights`` (``()``), else the fixed-taps body."""
+    if len(fixed_weights) == 0:
+
+        def table_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows):
+            _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_per_task, block_rows)
+
+        return table_task
+
+    def fixed_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows):
+        _fixed_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows)
+
+    return fixed_task
+
+
+@njit(cache=True)
+def serial_antialias(src, out, ys, xs, span, fixed_weights, channels, rows_first, rows_per_task, block_rows):
+    """Every task, in order, on the calling thread: :func:`_fixed_task` where the width has
+    :class:`FixedTaps` (their ``span`` (start, stop, first) and ``fixed_weights``), else
+    (``fixed_weights`` ``()``) :func:`_antialias_task`."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in range(n_tasks):
-        _antialias_task(src, out, ys, xs, channels, rows_first, task, blocks, rows_per_task, block_rows)
+        _run_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows)
 
 
 @njit(cache=True, parallel=True)
-def parallel_antialias(src, out, ys, xs, channels, rows_first, rows_per_task, block_rows):
+def parallel_antialias(src, out, ys, xs, span, fixed_weights, channels, rows_first, rows_per_task, block_rows):
     """:func:`serial_antialias` on numba's thread pool."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in prange(n_tasks):
         # int64, so that both drivers share one compiled task body (see fastinterp._cpu)
-        _antialias_task(src, out, ys, xs, channels, rows_first, np.int64(task), blocks, rows_per_task, block_rows)
+        _run_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, np.int64(task), blocks, rows_per_task, block_rows)
 
 
 def run_antialias(
@@ -228,18 +396,21 @@ def run_antialias(
     serial: bool,
     gather_cost: float = GATHER_COST,
     block_rows: int = BLOCK_ROWS,
+    max_fixed_factor: int = MAX_FIXED_FACTOR,
 ) -> None:
     """Antialiased resize of C-contiguous kernel-layout ``src`` into C-contiguous ``dest``.
 
     ``src`` is (P, H, W) planes or (N, H, W, C) pixels, float32, float64 or an integer dtype
     (float16 converted to float32 by the caller); ``dest`` the same layout with the output's
     size, in float32, float64 or the input's integer dtype. ``rows_per_task`` and ``serial``
-    split the work as for the plain kernels (:func:`fastinterp._cpu.schedule`); ``gather_cost``
-    and ``block_rows`` are the tunables :data:`GATHER_COST` and :data:`BLOCK_ROWS`.
+    split the work as for the plain kernels (:func:`fastinterp._cpu.schedule`); ``gather_cost``,
+    ``block_rows`` and ``max_fixed_factor`` are the tunables :data:`GATHER_COST`,
+    :data:`BLOCK_ROWS` and :data:`MAX_FIXED_FACTOR`.
     """
     check_antialias_align(align)
     ys, xs = antialias_taps(in_h, out_h, compute_dtype), antialias_taps(in_w, out_w, compute_dtype)
-    _run(src, dest, ys, xs, rows_per_task, serial, gather_cost, block_rows)
+    fixed = fixed_taps(in_w, out_w, np.dtype(compute_dtype), max_fixed_factor)
+    _run(src, dest, ys, xs, fixed, rows_per_task, serial, gather_cost, block_rows)
 
 
 def run_antialias_adjoint(
@@ -263,21 +434,22 @@ def run_antialias_adjoint(
     out_h, out_w = grad_out.shape[1], grad_out.shape[2]
     ys = antialias_taps(in_h, out_h, compute_dtype, adjoint=True)
     xs = antialias_taps(in_w, out_w, compute_dtype, adjoint=True)
-    _run(grad_out, grad_in, ys, xs, rows_per_task, serial, gather_cost, block_rows)
+    _run(grad_out, grad_in, ys, xs, None, rows_per_task, serial, gather_cost, block_rows)
 
 
-def _run(src, dest, ys, xs, rows_per_task, serial, gather_cost, block_rows) -> None:
+def _run(src, dest, ys, xs, fixed, rows_per_task, serial, gather_cost, block_rows) -> None:
     """Resize ``src`` into ``dest`` with the tables ``ys`` and ``xs`` (one entry per row and
-    column of ``dest``)."""
+    column of ``dest``), and the :class:`FixedTaps` of ``xs`` (or None)."""
     if not (src.flags.c_contiguous and dest.flags.c_contiguous):
         raise ValueError("the antialias kernels need C-contiguous src and dest")
+    span, weights = ((fixed.start, fixed.stop, fixed.first), fixed.weights) if fixed else ((0, 0, 0), ())
     channels = src.shape[3] if src.ndim == 4 else 1
     (items, in_h, in_w), (out_h, out_w) = src.shape[:3], dest.shape[1:3]
     flat_src = src.reshape(items, in_h, in_w * channels)
     flat_dest = dest.reshape(dest.shape[0], out_h, out_w * channels)
     rows_first = vertical_first(in_h, in_w, ys, xs, gather_cost)
     if serial:
-        serial_antialias(flat_src, flat_dest, ys, xs, channels, rows_first, rows_per_task, block_rows)
+        serial_antialias(flat_src, flat_dest, ys, xs, span, weights, channels, rows_first, rows_per_task, block_rows)
     else:
         with parallel_launch():
-            parallel_antialias(flat_src, flat_dest, ys, xs, channels, rows_first, rows_per_task, block_rows)
+            parallel_antialias(flat_src, flat_dest, ys, xs, span, weights, channels, rows_first, rows_per_task, block_rows)

@@ -13,15 +13,19 @@ from skimage import data
 
 import fastinterp
 from fastinterp import _antialias, reference
-from fastinterp._antialias import antialias_taps, parallel_antialias, run_antialias, run_antialias_adjoint, serial_antialias
+from fastinterp._antialias import (
+    antialias_taps, fixed_taps, parallel_antialias, run_antialias, run_antialias_adjoint, serial_antialias,
+)
 from sampling import sample
 
 DTYPES = [np.float32, np.float64, np.float16, np.uint8, np.uint16, np.int16]
 
 
-def kernel_resize(src, out_h, out_w, *, rows_first=None, rows_per_task=None, serial=True, block_rows=32):
+def kernel_resize(src, out_h, out_w, *, rows_first=None, fixed=None, rows_per_task=None, serial=True, block_rows=32):
     """Resize kernel-layout ``src`` ((P, H, W) or (N, H, W, C)) as the front's run_cpu will:
-    float16 through float32, integers computed in float32. ``rows_first`` forces a pass order."""
+    float16 through float32, integers computed in float32. ``rows_first`` forces a pass order,
+    ``fixed`` the horizontal pass: True the fixed-taps kernel (the width must have
+    :class:`FixedTaps`), False the table kernel; None for both: what run_antialias picks."""
     dtype = src.dtype
     compute = np.dtype(np.float64 if dtype == np.float64 else np.float32)
     work_dtype = np.float32 if dtype == np.float16 else dtype
@@ -29,14 +33,20 @@ def kernel_resize(src, out_h, out_w, *, rows_first=None, rows_per_task=None, ser
     target = np.empty((src.shape[0], out_h, out_w, *src.shape[3:]), work_dtype)
     rows_per_task = rows_per_task or out_h
     in_h, in_w = src.shape[1], src.shape[2]
-    if rows_first is None:
+    ys, xs = antialias_taps(in_h, out_h, compute), antialias_taps(in_w, out_w, compute)
+    if rows_first is None and fixed is None:
         run_antialias(src, target, in_h, in_w, out_h, out_w, "center", compute, rows_per_task, serial, block_rows=block_rows)
     else:
+        if rows_first is None:
+            rows_first = _antialias.vertical_first(in_h, in_w, ys, xs)
+        span, weights = (0, 0, 0), ()
+        if fixed or (fixed is None and fixed_taps(in_w, out_w, compute)):
+            taps = fixed_taps(in_w, out_w, compute)
+            span, weights = (taps.start, taps.stop, taps.first), taps.weights
         channels = src.shape[3] if src.ndim == 4 else 1
         driver = serial_antialias if serial else parallel_antialias
         driver(
-            src.reshape(src.shape[0], in_h, -1), target.reshape(target.shape[0], out_h, -1),
-            antialias_taps(in_h, out_h, compute), antialias_taps(in_w, out_w, compute),
+            src.reshape(src.shape[0], in_h, -1), target.reshape(target.shape[0], out_h, -1), ys, xs, span, weights,
             channels, rows_first, rows_per_task, block_rows,
         )  # fmt: skip
     return target.astype(dtype) if dtype == np.float16 else target
