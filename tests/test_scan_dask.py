@@ -109,12 +109,15 @@ class StopsWhile(torch.nn.Module):
 def test_an_in_process_state_resumes_on_the_cluster(client, images, tmp_path):
     marker, out = tmp_path / "stop", tmp_path / "out"
     marker.touch()
-    paths = collect_scan_images([images])
+    paths = collect_scan_images([shutil.copytree(images, tmp_path / "images")])
     options = dict(top=5, batch_size=4, preprocess=PREPROCESS, progress=False)
+    whole = scan(tiny_model(), paths, ["2"], **options)
     with pytest.raises(RuntimeError, match="interrupted"):
         scan(StopsWhile(marker), paths, ["inner.2"], checkpoint_dir=out, checkpoint_every=1, **options)
     assert saved_pieces(out) == [(0, 8)]  # two batches of four saved
     marker.unlink()
+    # What is saved is not computed again: an image of the saved piece made unreadable now is not skipped.
+    Path(paths[3]).write_bytes(b"no longer an image")
     with pytest.raises(VizError, match="differs in top") as error:  # the same refusals as in-process
         scan(StopsWhile(marker), paths, ["inner.2"], client=client, checkpoint_dir=out, resume=True, **{**options, "top": 4})
     assert "\n" not in str(error.value)
@@ -125,11 +128,13 @@ def test_an_in_process_state_resumes_on_the_cluster(client, images, tmp_path):
         readable = sum(not p.endswith("broken.png") for p in paths[start:stop])
         with np.load(out / scanning.STATE_DIR / f"{scanning.PIECE_PREFIX}{start:012d}-{stop:012d}.npz") as piece:
             assert int(piece["0.positions"]) == readable * 7 * 7
-    whole = scan(tiny_model(), paths, ["2"], **options)
     assert resumed.skipped == whole.skipped
     assert_same_scan(resumed.layers["inner.2"], whole.layers["2"])
-    # Resumed again, complete: nothing left to compute, the same tree of the same pieces, bit for bit.
+    # Resumed again, complete: nothing computed again (an image of a piece the cluster saved made
+    # unreadable is not skipped), the same tree of the same pieces, bit for bit.
+    Path(paths[20]).write_bytes(b"no longer an image")
     again = scan(StopsWhile(marker), paths, ["inner.2"], client=client, checkpoint_dir=out, resume=True, **options)
+    assert again.skipped == whole.skipped
     assert_same_scan(again.layers["inner.2"], resumed.layers["inner.2"], rtol=0)
     np.testing.assert_array_equal(again.layers["inner.2"].mean, resumed.layers["inner.2"].mean)
 
@@ -197,9 +202,6 @@ def test_a_killed_cluster_scan_resumes_on_a_cluster_or_in_process(tmp_path):
     assert all(stop - start == 4 and start % 4 == 0 for start, stop in pieces) and 0 < covered(killed) < 41
     assert not load_scan(killed).complete  # the partial view
     shutil.copytree(killed, copied)
-    # A saved partition is not computed again: an image in it made unreadable now is not skipped.
-    first_saved = collect_scan_images([images])[pieces[0][0]]
-    Path(first_saved).write_bytes(b"no longer an image")
 
     code, _, stderr = run_cli(*job, "--out", killed, "--resume", "--top", "5")
     assert code == 2 and stderr.count("\n") == 1 and "differs in top" in stderr
