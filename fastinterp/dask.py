@@ -315,7 +315,8 @@ def _resize_blocks(
 ) -> np.ndarray:
     """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
     region = _assemble(blocks, axes, rows, columns)
-    return _resize_region(plan, channels_first, axes, rows_first, rows, columns, (rows.in_start, columns.in_start), region)
+    origin = (rows.in_start, columns.in_start)
+    return _resize_region(plan, channels_first, axes, rows_first, rows, columns, origin, region)
 
 
 def resize(
@@ -335,8 +336,9 @@ def resize(
     The options, layouts, output size and dtype are those of :func:`fastinterp.resize` on a
     numpy array: (H, W), (H, W, C) or (N, H, W, C), or with ``channels_first=True`` (C, H, W)
     or (N, C, H, W); ``antialias=True`` blends every input under the widened filter of a
-    downscaled axis, and each block then reads the wider region that filter covers. The result is bit-identical to :func:`fastinterp.resize` of the whole
-    array in memory, whatever the input's chunks.
+    downscaled axis, and each block then reads the wider region that filter covers. The
+    result is bit-identical to :func:`fastinterp.resize` of the whole array in memory,
+    whatever the input's chunks.
 
     The output's chunks follow the input's: chunk boundaries along H and W are the input's
     scaled by the rate (rounded), and blocks larger than dask's ``array.chunk-size`` setting
@@ -379,10 +381,13 @@ def resize(
         # block first all over the array and holds, then spills, most of the input.)
         depth = {axis: halo for axis, halo in zip(axes, halos) if halo != (0, 0)}
         source = da.overlap.overlap_internal(darr, depth) if depth else darr
-        row_origins = [start - (halos[0][0] if i else 0) for i, start in enumerate(np.cumsum((0, *darr.chunks[row_axis])))]
-        column_origins = [start - (halos[1][0] if j else 0) for j, start in enumerate(np.cumsum((0, *darr.chunks[col_axis])))]
+        # where each widened block begins: its own block's start, less the halo before it (none for the first)
+        origins = [
+            [int(start) - (halo[0] if k else 0) for k, start in enumerate(np.cumsum((0, *darr.chunks[axis])))]
+            for axis, halo in zip(axes, halos)
+        ]
         for (i, (rows, _)), (j, (columns, _)) in itertools.product(enumerate(row_spans), enumerate(column_spans)):
-            origin = (int(row_origins[i]), int(column_origins[j]))
+            origin = (origins[0][i], origins[1][j])
             job = functools.partial(_resize_region, plan, channels_first, axes, rows_first, rows, columns, origin)
             for index in others:
                 graph[_block_key(name, index, axes, i, j)] = (job, _block_key(source.name, index, axes, i, j))
