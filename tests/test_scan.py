@@ -389,6 +389,9 @@ def test_cli_errors_are_one_line_exit_2(images, tmp_path):
         code, stdout, stderr = run_cli(*CLI_JOB, *argv)
         assert (code, stdout) == (2, ""), stderr
         assert stderr.count("\n") == 1 and message in stderr and stderr.startswith("fastinterp-viz scan: error: ")
+    # A ViT at another input size, its default layer asked for (a forward pass): one line, not torch's assertion.
+    code, stdout, stderr = run_cli(images, "--out", out, "--model", "vit_b_16", "--weights", "none", "--input-size", "64")
+    assert (code, stdout, stderr.count("\n")) == (2, "", 1) and "VisionTransformer takes only 224x224 inputs" in stderr, stderr
     assert not out.exists()  # no bad run created anything
     code, _, stderr = run_cli(images, "--top", "many")
     assert code == 2 and stderr.count("\n") == 1 and "--top: invalid int value" in stderr

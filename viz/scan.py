@@ -992,8 +992,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to wait for the scheduler to answer (default: %(default)s)")
     run.add_argument("--partition-size", type=int, metavar="N", help="images per Dask task (default: about 4 per worker thread)")
     run.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
-                     help="batches between saves of the resumable state (default: %(default)s)")
-    run.add_argument("--resume", action="store_true", help="continue the interrupted scan in --out")
+                     help="batches between saves of the resumable state in-process; a cluster scan saves each partition "
+                     "(default: %(default)s)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the interrupted scan in --out, in-process or with --scheduler (whichever saved it)")
     run.add_argument("--out", type=Path, default=Path(DEFAULT_OUT_DIR), metavar="DIR", help="output directory (default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="replace a scan already in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
@@ -1079,6 +1081,7 @@ def _layers(args: argparse.Namespace, model: Any, preprocess: Preprocess) -> lis
 def run(args: argparse.Namespace) -> ScanResult:
     """Carry out a parsed ``scan`` command line; raises :class:`VizError` for the user's mistakes."""
     from .api import check_device
+    from .tokens import check_input_size
 
     if args.top < 1 or args.batch_size < 1 or args.workers < 0 or args.checkpoint_every < 1:
         raise VizError("--top, --batch-size and --checkpoint-every must be >= 1, --workers >= 0")
@@ -1088,6 +1091,8 @@ def run(args: argparse.Namespace) -> ScanResult:
     paths = collect_scan_images(args.images)  # fail on a bad argument before loading the model
     loaded = _load_model(args)
     preprocess = _preprocess(args, loaded)
+    if preprocess.input_size is not None:  # before the default layer's forward pass: one line, not the model's assertion
+        check_input_size(loaded.model, preprocess.input_size, loaded.tv_weights)
     layers = _layers(args, loaded.model, preprocess)
     if not args.resume and not args.overwrite:
         from .layers import resolve_layer
