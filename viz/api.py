@@ -6,6 +6,7 @@ import math
 import os
 import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -324,6 +325,45 @@ def _blank_gradcam(cam: np.ndarray, layer: str) -> None:
             "with random weights, whose head starts at zero)"), stacklevel=3)
 
 
+@dataclass
+class _BatchJob:
+    """One forward pass's results, to be rendered into the staged job folders."""
+
+    plan: _Plan
+    first: int
+    batch: Any
+    found: Any
+    targets: dict[tuple[str, str], Path]
+    finals: dict[tuple[str, str], Path]
+
+
+def _render_batch(job: _BatchJob, options: RenderOptions, preprocess: Preprocess, context: dict[str, Any], device: str,
+                  class_names: Sequence[str] | None, display: RunProgress, results: list[LayerOutput]) -> None:
+    """Every (image, layer) job of one batch: its Grad-CAM files, then :func:`viz.render.render_layer`."""
+    plan, found, batch = job.plan, job.found, job.batch
+    for offset in range(len(batch)):
+        index = job.first + offset
+        path, name = plan.paths[index], plan.names[index]
+        shown = preprocess.display_image(batch[offset : offset + 1])
+        for layer in plan.layers:
+            display.stage(f"render {name}/{layer}")
+            target = job.targets[name, layer]
+            extra, extra_files = {}, []
+            if found.cams is not None:
+                cam = found.cams[layer]
+                chosen = int(cam.class_index[offset])
+                entry = write_gradcam(
+                    cam.cam[offset], target, options, class_index=chosen, score=float(cam.score[offset]), image=shown,
+                    class_name=class_names[chosen] if class_names is not None and chosen < len(class_names) else None,
+                )
+                extra, extra_files = {"gradcam": entry}, [entry["file"], *([entry["overlay"]] if entry["overlay"] else [])]
+            context_of_job = {**context, "image": str(path), "input_shape": [1, *batch.shape[1:]],
+                              "preprocess": preprocess.description, "layer": layer, "device": device}
+            manifest = render_layer(found.maps[layer][offset].numpy(), target, options, image=shown, context=context_of_job,
+                                    progress=display.update, extra=extra, extra_files=extra_files)
+            results.append(LayerOutput(path, layer, job.finals[name, layer], manifest))
+
+
 def visualize(
     model: Any,
     images: Sequence[Path | str],
@@ -374,45 +414,40 @@ def visualize(
         display.stage("finding the default layer" if layers is None else "checking")
         plan = _plan([model], images, layers, device, preprocess, batch_size, model_dir)
         context = {"model": type(model).__name__, **(context or {})}
-        results = []
+        results: list[LayerOutput] = []
         blank: set[str] = set()
         with OutputStaging(out_dir, overwrite=overwrite) as staging:
             jobs = plan.jobs()
             targets = {job: staging.claim(relative) for job, relative in jobs.items()}
+            finals = {job: staging.out_dir / relative for job, relative in jobs.items()}
             planned = 0.0
-            for first, batch in _batches(plan, preprocess, device, batch_size, _input_dtype(model)):
-                last = first + len(batch)
-                display.stage(f"forward {first + 1}-{last}/{len(plan.paths)}" if len(batch) > 1 else f"forward {last}/{len(plan.paths)}")
-                found = layer_maps(model, batch, plan.layers, cams=gradcam, target_class=target_class)
-                if first == 0:
-                    display.expect(len(plan.paths) * sum(found.maps[layer].shape[1] for layer in plan.layers))
-                for offset in range(len(batch)):
-                    index = first + offset
-                    path, name = plan.paths[index], plan.names[index]
-                    shown = preprocess.display_image(batch[offset : offset + 1])
-                    maps = {layer: found.maps[layer][offset].numpy() for layer in plan.layers}
-                    estimates = [render_estimate(f"{name}/{layer}", maps[layer].shape, options, shown.shape[:2]) for layer in plan.layers]
-                    planned = check_limits(estimates, limits or Limits(), repeats=_alike(plan, preprocess, index), before=planned)
-                    for layer in plan.layers:
-                        display.stage(f"render {name}/{layer}")
-                        target = targets[name, layer]
-                        extra, extra_files = {}, []
-                        if found.cams is not None:
-                            cam = found.cams[layer]
-                            if layer not in blank and not cam.cam[offset].any():
+            # Batch k is rendered on this thread while batch k + 1 runs through the model (torch,
+            # numba and zlib release the GIL): at most two batches of maps are held at once.
+            renderer = ThreadPoolExecutor(1, thread_name_prefix="viz-render")
+            rendering: Future[None] | None = None
+            try:
+                for first, batch in _batches(plan, preprocess, device, batch_size, _input_dtype(model)):
+                    last = first + len(batch)
+                    display.stage(f"forward {first + 1}-{last}/{len(plan.paths)}" if len(batch) > 1 else f"forward {last}/{len(plan.paths)}")
+                    found = layer_maps(model, batch, plan.layers, cams=gradcam, target_class=target_class)
+                    if first == 0:
+                        display.expect(len(plan.paths) * sum(found.maps[layer].shape[1] for layer in plan.layers))
+                    for index in range(first, last):  # what can fail is checked before the batch is rendered
+                        estimates = [render_estimate(f"{plan.names[index]}/{layer}", found.maps[layer].shape[1:], options,
+                                                     tuple(batch.shape[-2:])) for layer in plan.layers]
+                        planned = check_limits(estimates, limits or Limits(), repeats=_alike(plan, preprocess, index), before=planned)
+                        for layer, cam in (found.cams or {}).items():
+                            if layer not in blank and not cam.cam[index - first].any():
                                 blank.add(layer)
-                                _blank_gradcam(cam.cam[offset], layer)
-                            chosen = int(cam.class_index[offset])
-                            entry = write_gradcam(
-                                cam.cam[offset], target, options, class_index=chosen, score=float(cam.score[offset]), image=shown,
-                                class_name=class_names[chosen] if class_names is not None and chosen < len(class_names) else None,
-                            )
-                            extra, extra_files = {"gradcam": entry}, [entry["file"], *([entry["overlay"]] if entry["overlay"] else [])]
-                        job = {**context, "image": str(path), "input_shape": [1, *batch.shape[1:]],
-                               "preprocess": preprocess.description, "layer": layer, "device": device}
-                        manifest = render_layer(maps.pop(layer), target, options, image=shown, context=job, progress=display.update,
-                                                extra=extra, extra_files=extra_files)
-                        results.append(LayerOutput(path, layer, staging.out_dir / jobs[name, layer], manifest))
+                                _blank_gradcam(cam.cam[index - first], layer)
+                    if rendering is not None:
+                        rendering.result()
+                    rendering = renderer.submit(_render_batch, _BatchJob(plan, first, batch, found, targets, finals), options,
+                                                preprocess, context, device, class_names, display, results)
+                if rendering is not None:
+                    rendering.result()
+            finally:
+                renderer.shutdown(wait=True, cancel_futures=True)  # the staging folder goes only once nothing writes to it
         display.stage("explorer page")
         _write_index(Path(out_dir))
         display.stage("done")
