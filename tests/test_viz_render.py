@@ -16,8 +16,9 @@ from PIL import Image
 
 import fastinterp
 from viz.errors import VizError
+from viz.render import _huffman_lengths
 from viz.render import (
-    RenderOptions, colormap_lut, palette_indices, palette_png, png_scanlines, quantize_planes, render_layer, write_indexed,
+    RenderOptions, colormap_lut, palette_indices, palette_png, palette_pngs, quantize_planes, render_layer, write_indexed,
 )
 
 VIRIDIS = matplotlib.colormaps["viridis"]
@@ -182,7 +183,7 @@ def pillow_palette_png(indices: np.ndarray, palette: bytes) -> bytes:
 
 def check_palette_png_round_trip(indices: np.ndarray) -> None:
     palette = colormap_lut("magma").tobytes()
-    ours, ours_palette = decoded_palette_png(palette_png(png_scanlines(indices), palette))
+    ours, ours_palette = decoded_palette_png(palette_png(indices, palette))
     pillows, pillows_palette = decoded_palette_png(pillow_palette_png(indices, palette))
     np.testing.assert_array_equal(ours, indices)
     np.testing.assert_array_equal(ours, pillows)
@@ -204,12 +205,35 @@ def test_palette_png_round_trips_any_shape(indices):
     check_palette_png_round_trip(indices)
 
 
-def test_scanlines_of_a_stack_equal_those_of_each_image():
+def test_the_files_of_a_stack_equal_those_of_each_image():
     stack = np.random.default_rng(3).integers(0, 256, (4, 5, 6), dtype=np.uint8)
-    rows = png_scanlines(stack)
-    for image, image_rows in zip(stack, rows):
-        np.testing.assert_array_equal(image_rows, png_scanlines(image))
+    stack[1] = 9  # a constant image: one literal and the end of block
+    palette = colormap_lut("magma").tobytes()
+    files = palette_pngs(stack, palette)
+    for image, file in zip(stack, files):
+        assert bytes(file) == palette_png(image, palette)
         check_palette_png_round_trip(image)
+
+
+def test_a_skewed_histogram_gets_a_code_of_at_most_15_bits():
+    """Counts 1, 2, 4, ... 2**15 make an unlimited Huffman code 17 bits deep (with the filter
+    byte and the end of block): the encoder must limit it to deflate's 15. One row is filtered
+    against its left neighbour only, so its differences are the coded residuals."""
+    counts = 2 ** np.arange(16)
+    assert _huffman_lengths(np.append(np.append(counts, 1), 1), 99).max() > 15
+    assert _huffman_lengths(np.append(np.append(counts, 1), 1), 15).max() == 15
+    residuals = np.repeat(np.arange(16) * 3 + 1, counts)
+    np.random.default_rng(0).shuffle(residuals)
+    row = (np.cumsum(residuals) % 256).astype(np.uint8)[None, :]
+    check_palette_png_round_trip(row)
+
+
+def test_channel_files_are_smaller_than_the_rows_they_hold():
+    """Real upsampled maps: the Huffman code earns its keep (a stored file would be ~10 kB)."""
+    maps = fastinterp.resize(np.random.default_rng(2).standard_normal((8, 12, 12)).astype(np.float32), 8, channels_first=True)
+    lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+    files = palette_pngs(palette_indices(maps, lo, hi), colormap_lut("viridis").tobytes())
+    assert all(len(file) < 0.6 * 96 * 97 for file in files)
 
 
 def test_written_channels_have_pillows_pixels_and_palette(tmp_path, features):
