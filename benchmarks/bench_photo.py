@@ -93,7 +93,7 @@ def rotating_medians(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_photo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="threads for numba, torch and OpenCV (default: all cores)")
+    parser.add_argument("--threads", type=int, help="threads for numba, torch and OpenCV (default: all cores)")
     parser.add_argument("--rounds", type=int, default=15, help="rotating rounds per case")
     args = parser.parse_args()
     if args.threads:

@@ -37,9 +37,7 @@ from ._plan import Plan
 from ._threads import parallel_launch
 
 UPSCALE, HALVE = 2, -2
-
-
-#: Integer weights are floats ones times this: 1/4, 3/4, 1/2 and 1 become 1, 3, 2 and 4.
+#: Integer weights are the float ones times this: 1/4, 3/4, 1/2 and 1 become 1, 3, 2 and 4.
 INTEGER_WEIGHT_SCALE = 4
 
 
@@ -173,6 +171,13 @@ def _upscale_task(src, out, task, blocks_per_image, rows_per_task, channels, one
             target[j] = _result(upper[j] * w_top + lower[j] * w_bottom, one, out)
 
 
+@njit(inline="always")
+def _halved(a, b, c, d, half, one, out):
+    """The stored mean of a 2x2 block (a b / c d), blended as the table path blends it."""
+    upper_pair, lower_pair = _as_weight_type(a * half + b * half, one), _as_weight_type(c * half + d * half, one)
+    return _result(upper_pair * half + lower_pair * half, one, out)
+
+
 @njit(cache=True)
 def _halve_task(src, out, task, blocks_per_image, rows_per_task, channels, one):
     out_size = out.shape[2]
@@ -184,16 +189,14 @@ def _halve_task(src, out, task, blocks_per_image, rows_per_task, channels, one):
             for j in range(out_size):
                 a, b = _as_weight_type(upper[2 * j], one), _as_weight_type(upper[2 * j + 1], one)
                 c, d = _as_weight_type(lower[2 * j], one), _as_weight_type(lower[2 * j + 1], one)
-                upper_pair, lower_pair = _as_weight_type(a * half + b * half, one), _as_weight_type(c * half + d * half, one)
-                target[j] = _result(upper_pair * half + lower_pair * half, one, out)
+                target[j] = _halved(a, b, c, d, half, one, out)
         else:
             for k in range(out_size // channels):
                 for channel in range(channels):
                     m = 2 * k * channels + channel
                     a, b = _as_weight_type(upper[m], one), _as_weight_type(upper[m + channels], one)
                     c, d = _as_weight_type(lower[m], one), _as_weight_type(lower[m + channels], one)
-                    value = (a * half + b * half) * half + (c * half + d * half) * half
-                    target[k * channels + channel] = _result(value, one, out)
+                    target[k * channels + channel] = _halved(a, b, c, d, half, one, out)
 
 
 @njit(inline="always")
