@@ -6,7 +6,7 @@ its arguments' types, one per memory pattern:
 
 * planes (P, H, W), channels-first, separable: a task interpolates the input rows it needs
   horizontally into a small scratch buffer, then blends pairs of those rows vertically, so
-  the inner loops run over contiguous memory and vectorise; large float outputs are blended
+  the inner loops run over contiguous memory and vectorise; large outputs are blended
   in a cached block and streamed out (:data:`STREAM_MIN_BYTES`);
 * pixels (N, H, W, C), channels-last: the same two passes on vectors of contiguous channels
   (the inner loop runs over channels), the horizontal pass of an output column shared by the
@@ -19,7 +19,7 @@ its arguments' types, one per memory pattern:
   there are no atomics and the result is deterministic.
 
 The taps come from :mod:`fastinterp._coords`. :func:`run_tasks` runs small work serially: it
-is not worth waking the thread pool, and writes large float outputs with streaming stores
+is not worth waking the thread pool, and writes large planes outputs with streaming stores
 (:data:`STREAM_MIN_BYTES`).
 """
 
@@ -41,7 +41,7 @@ from ._threads import get_num_threads, parallel_launch
 SERIAL_THRESHOLD = 1 << 16
 #: Target number of tasks per thread, so that uneven tasks still balance.
 TASKS_PER_THREAD = 8
-#: Float outputs of at least this many bytes are written with streaming (non-temporal) stores.
+#: Planes outputs of at least this many bytes are written with streaming (non-temporal) stores.
 #: An ordinary store to a line that is not cached first reads the line from memory, so a large
 #: output costs twice its size in memory traffic (the parallel fill of the benchmarks pays
 #: that too); streaming stores write it once, but bypass the caches, which a small output that
@@ -426,7 +426,7 @@ def _task_count(src, out, rows_per_task):
 @njit(cache=True)
 def serial_tasks(src, out, ys, xs, rows_per_task, stream=False):
     """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``,
-    in order; with ``stream``, float planes are written with streaming stores."""
+    in order; with ``stream``, planes are written with streaming stores."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in range(n_tasks):
         _run_task(src, out, ys, xs, task, blocks, rows_per_task, stream)
