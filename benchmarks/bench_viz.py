@@ -23,7 +23,8 @@
     the CLI with ``--batch-size 8`` and with ``--batch-size 1`` (one image at a time, the
     baseline to beat), against a process that only imports torch/torchvision/viz, builds the
     model and runs the same forward passes in batches of 8 (same images, same preprocessing).
-    Target: CLI total <= 1.3x that floor.
+    Target: CLI total <= 1.3x that floor. Each process's CPU seconds are printed too: on a
+    shared machine they say more than wall times about the work added to the forward passes.
 
 ``python -m benchmarks.bench_viz [--rounds N] [--scratch DIR] [--json PATH] [--families] [--folder
 [--images N]]`` from the repository root prints the numbers (wall and CPU seconds, machine load)
@@ -183,10 +184,12 @@ def bench_families(scratch: Path) -> dict[str, Any]:
     return results
 
 
-def _timed(command: list[str]) -> float:
-    wall = time.perf_counter()
+def _timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, all threads) of a process."""
+    wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, check=True, env=_environment(), cwd=REPOSITORY, capture_output=True)
-    return time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def make_folder(folder: Path, count: int) -> None:
@@ -208,13 +211,16 @@ def bench_folder(scratch: Path, count: int) -> dict[str, Any]:
     folder = scratch / "folder"
     make_folder(folder, count)
     cli = [sys.executable, "-m", "viz", str(folder), "--model", "resnet50", "--weights", "none", "--layer", "layer4", "--quiet"]
-    floor_s = _timed([sys.executable, "-c", FORWARD_ONLY, str(folder), str(FOLDER_BATCH)])
-    batched_s = _timed([*cli, "--batch-size", str(FOLDER_BATCH), "--out", str(scratch / "folder-batched")])
-    single_s = _timed([*cli, "--batch-size", "1", "--out", str(scratch / "folder-single")])
+    floor_s, floor_cpu_s = _timed([sys.executable, "-c", FORWARD_ONLY, str(folder), str(FOLDER_BATCH)])
+    batched_s, batched_cpu_s = _timed([*cli, "--batch-size", str(FOLDER_BATCH), "--out", str(scratch / "folder-batched")])
+    single_s, single_cpu_s = _timed([*cli, "--batch-size", "1", "--out", str(scratch / "folder-single")])
+    channels = list((scratch / "folder-batched" / "resnet50").glob("*/layer4/channels/*.png"))
     written = len(list((scratch / "folder-batched" / "resnet50").glob("*/layer4/manifest.json")))
     assert written == count, written
     return {"images": count, "forward_floor_s": floor_s, "cli_batched_s": batched_s, "cli_one_at_a_time_s": single_s,
-            "ratio_batched": batched_s / floor_s, "ratio_one_at_a_time": single_s / floor_s, "target": FOLDER_TARGET}
+            "ratio_batched": batched_s / floor_s, "ratio_one_at_a_time": single_s / floor_s, "target": FOLDER_TARGET,
+            "cpu_s": {"floor": floor_cpu_s, "batched": batched_cpu_s, "one_at_a_time": single_cpu_s},
+            "channel_png_mean_bytes": sum(path.stat().st_size for path in channels) / len(channels)}
 
 
 def main() -> int:
@@ -281,6 +287,9 @@ def _parts(args: argparse.Namespace) -> int:
         print(f"(d) {folder['images']} images, resnet50 layer4: imports + build + forward passes {folder['forward_floor_s']:.1f} s; "
               f"CLI --batch-size {FOLDER_BATCH} {folder['cli_batched_s']:.1f} s ({folder['ratio_batched']:.2f}x), one at a time "
               f"{folder['cli_one_at_a_time_s']:.1f} s ({folder['ratio_one_at_a_time']:.2f}x); target <= {folder['target']}x: {met}")
+        cpu = folder["cpu_s"]
+        print(f"    CPU seconds (user + system): floor {cpu['floor']:.1f}, CLI --batch-size {FOLDER_BATCH} {cpu['batched']:.1f}, "
+              f"one at a time {cpu['one_at_a_time']:.1f}; channel PNGs {folder['channel_png_mean_bytes'] / 1000:.2f} kB on average")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 1 if failed else 0
