@@ -47,8 +47,6 @@ TASKS_PER_THREAD = 8
 #: that too); streaming stores write it once, but bypass the caches, which a small output that
 #: is read right after the call would miss.
 STREAM_MIN_BYTES = 1 << 25
-#: The pixels body streams its output where one pixel's channels span this many cache lines.
-PIXEL_STREAM_MIN_LINES = 16
 #: From this many rows on, the planes body's horizontal pass runs column by column (see
 #: :func:`_horizontal_by_columns`): a vector of float32 rows in one AVX register.
 COLUMNS_MIN_ROWS = 8
@@ -185,8 +183,7 @@ def _stream_out(target, at, source):
     the range in streaming stores, the partial lines at its ends (which neighbouring tasks also
     write) in ordinary ones. Each line takes one kind of store only: a streaming store to a
     line that an ordinary store has cached flushes it (writing rows in place this way, with a
-    partial line at every row's end, cost as much as ordinary stores). The caller ends its
-    task with :func:`_store_fence`."""
+    partial line at every row's end, cost as much as ordinary stores)."""
     lanes = STREAM_BYTES // target.itemsize
     head = min(source.size, _misalignment(target, at))
     vectors = (source.size - head) // (CACHE_LINE_BYTES // target.itemsize) * (CACHE_LINE_BYTES // STREAM_BYTES)
@@ -196,6 +193,7 @@ def _stream_out(target, at, source):
         _stream_copy(target, at + head + k * lanes, source, head + k * lanes)
     for j in range(head + vectors * lanes, source.size):
         target[at + j] = source[j]
+    _store_fence()
 
 
 @njit(inline="always")
@@ -279,7 +277,6 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, stream)
                 target[j] = _to_output(top[j] * w_top + bottom[j] * w_bottom, out)
     if stream:
         _stream_out(out.reshape(out.size), (plane * out_h + row_start) * out_w, block.reshape(block.size))
-        _store_fence()
 
 
 @njit(inline="always")
@@ -305,18 +302,17 @@ def _horizontal_pixels(line, left, right, w_left, w_right, result):
             result[c] = _as_weight_type(first[c], w_left) * w_left + _as_weight_type(second[c], w_left) * w_right
 
 
-def _pixel_rows(src, out, ys, xs, image, row_start, row_stop, stream):  # pragma: no cover - see the overload
+def _pixel_rows(src, out, ys, xs, image, row_start, row_stop):  # pragma: no cover - see the overload
     raise NotImplementedError
 
 
 @overload(_pixel_rows, inline="always")
-def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop, stream):
-    """Output rows ``row_start:row_stop`` of one (H, W, C) image: separable (each pixel's channels
-    streamed out with ``stream``, see :func:`_stream_out`), or with taps of type
+def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop):
+    """Output rows ``row_start:row_stop`` of one (H, W, C) image: separable, or with taps of type
     :class:`~fastinterp._coords.LegacyAxisTaps` the original script's expression."""
     if getattr(ys, "instance_class", None) is LegacyAxisTaps:
 
-        def original_expression(src, out, ys, xs, image, row_start, row_stop, stream):
+        def original_expression(src, out, ys, xs, image, row_start, row_stop):
             for i in range(row_start, row_stop):
                 upper, lower = src[image, ys.first[i]], src[image, ys.second[i]]
                 w_top, w_bottom = ys.w_first[i], ys.w_second[i]
@@ -334,14 +330,12 @@ def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop, stream):
 
         return original_expression
 
-    def separable(src, out, ys, xs, image, row_start, row_stop, stream):
+    def separable(src, out, ys, xs, image, row_start, row_stop):
         # The same operations, in the same order and precision, as the planes body (bit-identical
         # results in both layouts). Consecutive output rows that read the same two input rows
         # (8 at a time when upscaling by 8) share the horizontal pass of each output column.
         upper_row = np.empty(out.shape[3], dtype=xs.w_first.dtype)
         lower_row = np.empty(out.shape[3], dtype=xs.w_first.dtype)
-        pixel = np.empty(out.shape[3], dtype=out.dtype)  # streamed out from here
-        flat = out.reshape(out.size)
         i = row_start
         while i < row_stop:
             group_stop = i + 1
@@ -354,7 +348,7 @@ def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop, stream):
                 if not y_clamped:
                     _horizontal_pixels(src[image, ys.second[i]], left, right, w_left, w_right, lower_row)
                 for r in range(i, group_stop):
-                    target = pixel if stream else out[image, r, j]
+                    target = out[image, r, j]
                     if y_clamped:  # a clamped row: the row itself (see _unclamped_count)
                         for c in range(target.shape[0]):
                             target[c] = _to_output(upper_row[c], out)
@@ -362,8 +356,6 @@ def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop, stream):
                         w_top, w_bottom = ys.w_first[r], ys.w_second[r]
                         for c in range(target.shape[0]):
                             target[c] = _to_output(upper_row[c] * w_top + lower_row[c] * w_bottom, out)
-                    if stream:
-                        _stream_out(flat, ((image * out.shape[1] + r) * out.shape[2] + j) * out.shape[3], pixel)
             i = group_stop
 
     return separable
@@ -372,12 +364,7 @@ def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop, stream):
 @njit(cache=True)
 def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task, stream):
     image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out.shape[1])
-    # A pixel's channels are streamed out whole: only when they span many cache lines are the
-    # partial lines at their ends (ordinary stores) few.
-    stream = stream and out.shape[3] * out.itemsize >= PIXEL_STREAM_MIN_LINES * CACHE_LINE_BYTES
-    _pixel_rows(src, out, ys, xs, image, row_start, row_stop, stream)
-    if stream:
-        _store_fence()
+    _pixel_rows(src, out, ys, xs, image, row_start, row_stop)
 
 
 @njit(inline="always")
@@ -455,15 +442,22 @@ def parallel_tasks(src, out, ys, xs, rows_per_task, stream=False):
         _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task, stream)
 
 
-def streams(out: np.ndarray, min_bytes: int = STREAM_MIN_BYTES) -> bool:
+def streams(out: np.ndarray, min_bytes: int = STREAM_MIN_BYTES, fresh_output: bool = False) -> bool:
     """Whether the kernels write ``out`` with streaming stores: large enough to leave the caches
-    anyway (see :data:`STREAM_MIN_BYTES`), and aligned to its items (numpy allows less)."""
-    return out.nbytes >= min_bytes and out.ctypes.data % out.itemsize == 0
+    anyway (see :data:`STREAM_MIN_BYTES`), aligned to its items (numpy allows less), and not
+    just allocated (``fresh_output``): the kernel zeroes each new page through the cache on the
+    first write, and streaming stores over those cached lines cost more than ordinary ones (a
+    fresh (2048, 192, 192) float32 output: 1.10x and 1.13x in two paired runs)."""
+    return not fresh_output and out.nbytes >= min_bytes and out.ctypes.data % out.itemsize == 0
 
 
-def run_tasks(src, out, ys, xs, rows_per_task: int, serial: bool, stream_min_bytes: int = STREAM_MIN_BYTES) -> None:
-    """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard."""
-    stream = streams(out, stream_min_bytes)
+def run_tasks(
+    src, out, ys, xs, rows_per_task: int, serial: bool, stream_min_bytes: int = STREAM_MIN_BYTES,
+    fresh_output: bool = False,
+) -> None:
+    """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard.
+    ``stream_min_bytes`` and ``fresh_output``: see :func:`streams`."""
+    stream = streams(out, stream_min_bytes, fresh_output)
     if serial:
         serial_tasks(src, out, ys, xs, rows_per_task, stream)
     else:
