@@ -152,6 +152,89 @@ def test_pass_order_follows_the_work():
     assert not _antialias.vertical_first(100, 1000, antialias_taps(100, 1000, dtype), antialias_taps(1000, 100, dtype))
 
 
+# ------------------------------------------------------- fixed taps at integer width factors
+
+
+def assert_same_bits(got, expected):
+    """Equal values, NaN where NaN, and equal signs (of zeros too) where not NaN."""
+    np.testing.assert_array_equal(got, expected)
+    if got.dtype.kind == "f":
+        numbers = ~np.isnan(expected)
+        np.testing.assert_array_equal(np.signbit(got[numbers]), np.signbit(expected[numbers]))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fixed_taps_are_the_tables_rows(factor, dtype):
+    """Every output of the run reads the table's taps: same first tap, count and weight bits."""
+    out_size = 13
+    table, fixed = antialias_taps(factor * out_size, out_size, dtype), fixed_taps(factor * out_size, out_size, np.dtype(dtype))
+    assert len(fixed.weights) == 2 * factor and 0 < fixed.start < fixed.stop < out_size  # both ends are clipped
+    for d in range(fixed.start, fixed.stop):
+        assert table.first[d] == fixed.first + factor * (d - fixed.start) and table.count[d] == 2 * factor
+        assert table.weights[d, : 2 * factor].tobytes() == np.array(fixed.weights, dtype).tobytes()
+    for d in (fixed.start - 1, fixed.stop):  # the run is as long as it can be
+        assert table.count[d] != 2 * factor or table.first[d] != fixed.first + factor * (d - fixed.start)
+    if factor == 2:
+        assert fixed.weights == (0.125, 0.375, 0.375, 0.125)
+
+
+@pytest.mark.parametrize("in_size, out_size", [(101, 50), (20, 10 + 1), (18, 2), (9, 1), (40, 40), (20, 40), (90, 10)])
+def test_no_fixed_taps_where_the_factor_is_not_a_small_integer(in_size, out_size):
+    """Not a whole factor, factor 9 (past MAX_FIXED_FACTOR), upscales, copies; 2 or 1 outputs at
+    factor 9 or under have no interior (every window is clipped)."""
+    assert fixed_taps(in_size, out_size, np.dtype(np.float32)) is None
+
+
+@given(
+    data=st.data(),
+    factor=st.sampled_from([2, 3, 4, 8]),
+    out_w=st.integers(1, 12),
+    extra=st.sampled_from([0, 0, 0, 1]),  # 1: the factor does not divide the width, the table path runs
+    in_h=st.integers(1, 20),
+    out_h=st.integers(1, 20),
+    dtype=st.sampled_from(DTYPES),
+    channels=st.sampled_from([None, 1, 3]),  # None: (P, H, W) planes; else (N, H, W, C) pixels
+    rows_first=st.booleans(),
+    bad=st.sampled_from([None, np.nan, np.inf, -np.inf]),
+)
+def test_fixed_path_gives_the_table_paths_bits(data, factor, out_w, extra, in_h, out_h, dtype, channels, rows_first, bad):
+    """The fixed-taps kernel against the table kernel: the same bits in every dtype and layout,
+    both pass orders, any task and block split, NaN and infinities anywhere (at the ends too)."""
+    in_w = factor * out_w + extra
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    shape = (2, in_h, in_w) if channels is None else (2, in_h, in_w, channels)
+    src = sample(rng, shape, dtype)
+    if bad is not None and np.dtype(dtype).kind == "f":
+        for _ in range(data.draw(st.integers(1, 3), label="bad values")):
+            src[tuple(int(rng.integers(n)) for n in shape)] = bad
+    split = {
+        "rows_per_task": data.draw(st.integers(1, out_h), label="rows_per_task"),
+        "block_rows": data.draw(st.integers(1, 5), label="block_rows"),
+        "serial": data.draw(st.booleans(), label="serial"),
+    }
+    expected = kernel_resize(src, out_h, out_w, rows_first=rows_first, fixed=False, **split)
+    compute = np.dtype(np.float64 if dtype == np.float64 else np.float32)
+    if fixed_taps(in_w, out_w, compute) is None:
+        assert extra or out_w <= 2
+        return
+    assert_same_bits(kernel_resize(src, out_h, out_w, rows_first=rows_first, fixed=True, **split), expected)
+
+
+@pytest.mark.parametrize("in_size, out_size", [((1080, 1920), (540, 960)), ((96, 96), (24, 24)), ((61, 90), (200, 30))])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_the_front_takes_the_fixed_path_with_the_table_paths_bits(in_size, out_size, dtype):
+    """fastinterp.resize at the benchmark's sizes (and a height upscaled: columns first) equals
+    the table kernel, planes and pixels, in parallel."""
+    compute = np.dtype(np.float32)
+    assert fixed_taps(in_size[1], out_size[1], compute) is not None
+    planes = sample(np.random.default_rng(16), (3, *in_size), dtype)
+    expected = kernel_resize(planes, *out_size, fixed=False, serial=False, rows_per_task=7)
+    assert_same_bits(fastinterp.resize(planes, size=out_size, channels_first=True, antialias=True), expected)
+    pixels = np.ascontiguousarray(planes.transpose(1, 2, 0))
+    assert_same_bits(fastinterp.resize(pixels, size=out_size, antialias=True), expected.transpose(1, 2, 0))
+
+
 # ------------------------------------------------------------------------------ torch parity
 
 
