@@ -1,18 +1,13 @@
 """The memory floor: the time to write an output of a given size with every thread.
 
 No resize can finish faster than it can write its output, so a parallel fill of an array of
-the output's size and dtype is the yardstick the kernels are measured against. Ordinary stores
-read every line of the output from memory before writing it; fastinterp writes large outputs
-with streaming stores instead (:data:`fastinterp._cpu.STREAM_MIN_BYTES`), whose own floor is
-:func:`stream_fill`.
+the output's size and dtype is the yardstick the kernels are measured against.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-
-from fastinterp._cpu import _stream_out
 
 #: Elements per parallel task: big enough to amortise scheduling, small enough to balance.
 _BLOCK = 1 << 16
@@ -28,22 +23,6 @@ def _fill_blocks(flat, value, block_size):
         part = flat[start : min(start + block_size, flat.size)]
         for i in range(part.size):
             part[i] = value
-
-
-@njit(parallel=True, cache=True)
-def _stream_blocks(flat, block):
-    n_blocks = (flat.size + block.size - 1) // block.size
-    for index in prange(n_blocks):
-        start = index * block.size
-        _stream_out(flat, start, block[: min(block.size, flat.size - start)])
-
-
-def stream_fill(out: np.ndarray) -> np.ndarray:
-    """Write 1 into every element of the C-contiguous array ``out`` with all numba threads, in
-    streaming stores: a cached block of ones streamed out by fastinterp's own routine, as its
-    planes kernel streams each blended block."""
-    _stream_blocks(out.reshape(-1), np.ones(_BLOCK, out.dtype))
-    return out
 
 
 def fill(out: np.ndarray) -> np.ndarray:

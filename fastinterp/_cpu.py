@@ -6,11 +6,9 @@ its arguments' types, one per memory pattern:
 
 * planes (P, H, W), channels-first, separable: a task interpolates the input rows it needs
   horizontally into a small scratch buffer, then blends pairs of those rows vertically, so
-  the inner loops run over contiguous memory and vectorise; large outputs are blended
-  in a cached block and streamed out (:data:`STREAM_MIN_BYTES`);
-* pixels (N, H, W, C), channels-last: the same two passes on vectors of contiguous channels
-  (the inner loop runs over channels), the horizontal pass of an output column shared by the
-  output rows that read the same two input rows. With taps of type
+  the inner loops run over contiguous memory and vectorise;
+* pixels (N, H, W, C), channels-last: each output pixel blends four contiguous channel
+  vectors; the inner loop runs over channels. With taps of type
   :class:`~fastinterp._coords.LegacyAxisTaps` it computes the original script's expression
   and uint8 store instead, bit for bit;
 * adjoint (taps of type :class:`~fastinterp._coords.InverseTaps`): the gradient of a resize
@@ -19,19 +17,14 @@ its arguments' types, one per memory pattern:
   there are no atomics and the result is deterministic.
 
 The taps come from :mod:`fastinterp._coords`. :func:`run_tasks` runs small work serially: it
-is not worth waking the thread pool, and writes large planes outputs with streaming stores
-(:data:`STREAM_MIN_BYTES`).
+is not worth waking the thread pool.
 """
 
 from __future__ import annotations
 
-import platform
-
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
 from ._coords import InverseTaps, LegacyAxisTaps
@@ -41,21 +34,6 @@ from ._threads import get_num_threads, parallel_launch
 SERIAL_THRESHOLD = 1 << 16
 #: Target number of tasks per thread, so that uneven tasks still balance.
 TASKS_PER_THREAD = 8
-#: Planes outputs of at least this many bytes are written with streaming (non-temporal) stores.
-#: An ordinary store to a line that is not cached first reads the line from memory, so a large
-#: output costs twice its size in memory traffic (the parallel fill of the benchmarks pays
-#: that too); streaming stores write it once, but bypass the caches, which a small output that
-#: is read right after the call would miss.
-STREAM_MIN_BYTES = 1 << 25
-#: From this many rows on, the planes body's horizontal pass runs column by column (see
-#: :func:`_horizontal_by_columns`): a vector of float32 rows in one AVX register.
-COLUMNS_MIN_ROWS = 8
-#: Bytes of one streaming store: one AVX register, aligned to its size.
-STREAM_BYTES = 32
-#: Streaming stores write whole cache lines: a line that also takes an ordinary store (the
-#: ends of a row) is read into the cache, and a streaming store to it then flushes it (this
-#: made a (2048, 192, 192) output 5x slower than with ordinary stores).
-CACHE_LINE_BYTES = 64
 
 
 def schedule(outer: int, out_h: int, out_elements: int) -> tuple[int, bool]:
@@ -106,96 +84,6 @@ def _as_weight_type_impl(value, weight):
     return lambda value, weight: weight_type(value)
 
 
-def _vector_pointer(context, builder, array_type, array, index):
-    """Pointer to the ``STREAM_BYTES`` of the 1-D ``array`` from element ``index`` on, as one vector."""
-    data = context.make_array(array_type)(context, builder, array).data
-    element = context.get_data_type(array_type.dtype)
-    vector = ir.VectorType(element, STREAM_BYTES // context.get_abi_sizeof(element))
-    return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
-
-
-def _load_lanes(context, builder, array_type, array, index):
-    pointer = _vector_pointer(context, builder, array_type, array, index)
-    return builder.load(pointer, align=context.get_abi_sizeof(pointer.type.pointee.element))
-
-
-def _splat(builder, value, vector_type):
-    vector = ir.Constant(vector_type, ir.Undefined)
-    for lane in range(vector_type.count):
-        vector = builder.insert_element(vector, value, ir.IntType(32)(lane))
-    return vector
-
-
-def _stream_store(builder, value, pointer):
-    store = builder.store(value, pointer, align=STREAM_BYTES)
-    store.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
-
-
-@intrinsic
-def _stream_copy(typingctx, target, at, source, start):
-    """``target[at:at + lanes] = source[start:start + lanes]`` in one streaming store
-    (``target`` aligned to ``STREAM_BYTES`` at ``at``)."""
-
-    def codegen(context, builder, signature, args):
-        target_type, _, source_type, _ = signature.args
-        value = _load_lanes(context, builder, source_type, args[2], args[3])
-        _stream_store(builder, value, _vector_pointer(context, builder, target_type, args[0], args[1]))
-        return context.get_dummy_value()
-
-    return types.void(target, at, source, start), codegen
-
-
-@intrinsic
-def _misalignment(typingctx, array, at):
-    """Elements from ``array[at]`` to the next cache-line boundary of the 1-D ``array``."""
-
-    def codegen(context, builder, signature, args):
-        array_type = signature.args[0]
-        data = context.make_array(array_type)(context, builder, args[0]).data
-        address = builder.ptrtoint(builder.gep(data, [args[1]]), context.get_value_type(types.intp))
-        line = ir.Constant(address.type, CACHE_LINE_BYTES)
-        gap = builder.urem(builder.sub(line, builder.urem(address, line)), line)
-        itemsize = context.get_abi_sizeof(context.get_data_type(array_type.dtype))
-        return builder.udiv(gap, ir.Constant(address.type, itemsize))
-
-    return types.intp(array, at), codegen
-
-
-@intrinsic
-def _store_fence(typingctx):
-    """Order this thread's streaming stores before anything it does next: they are weakly
-    ordered, and a locked instruction (all a ``seq_cst`` fence is on x86) does not order them."""
-
-    def codegen(context, builder, signature, args):
-        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-            function_type = ir.FunctionType(ir.VoidType(), [])
-            builder.call(cgutils.get_or_insert_function(builder.module, function_type, "llvm.x86.sse.sfence"), [])
-        else:
-            builder.fence("seq_cst")
-        return context.get_dummy_value()
-
-    return types.void(), codegen
-
-
-@njit(inline="always")
-def _stream_out(target, at, source):
-    """``target[at:at + source.size] = source``, both flat: the cache lines that lie wholly in
-    the range in streaming stores, the partial lines at its ends (which neighbouring tasks also
-    write) in ordinary ones. Each line takes one kind of store only: a streaming store to a
-    line that an ordinary store has cached flushes it (writing rows in place this way, with a
-    partial line at every row's end, cost as much as ordinary stores)."""
-    lanes = STREAM_BYTES // target.itemsize
-    head = min(source.size, _misalignment(target, at))
-    vectors = (source.size - head) // (CACHE_LINE_BYTES // target.itemsize) * (CACHE_LINE_BYTES // STREAM_BYTES)
-    for j in range(head):
-        target[at + j] = source[j]
-    for k in range(vectors):
-        _stream_copy(target, at + head + k * lanes, source, head + k * lanes)
-    for j in range(head + vectors * lanes, source.size):
-        target[at + j] = source[j]
-    _store_fence()
-
-
 @njit(inline="always")
 def _task_rows(task, blocks_per_outer, rows_per_task, out_h):
     outer = task // blocks_per_outer
@@ -214,69 +102,31 @@ def _unclamped_count(taps):
     return n
 
 
-@njit(inline="always")
-def _horizontal_by_rows(lines, xs, rows):
-    """``rows[r]`` = ``lines[r]`` interpolated along the row, row by row (a gather per element)."""
-    blended_columns = _unclamped_count(xs)
-    for r in range(rows.shape[0]):
-        line = lines[r]
-        for j in range(blended_columns):
-            w_left, w_right = xs.w_first[j], xs.w_second[j]
-            left, right = _as_weight_type(line[xs.first[j]], w_left), _as_weight_type(line[xs.second[j]], w_left)
-            rows[r, j] = left * w_left + right * w_right
-        for j in range(blended_columns, rows.shape[1]):
-            rows[r, j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
-
-
-@njit(inline="always")
-def _horizontal_by_columns(lines, xs, rows):
-    """:func:`_horizontal_by_rows` column by column: each output column blends two input
-    columns over every row at once, a vector operation where the row-by-row pass gathers one
-    element at a time; the price is two small transposes. The same operations on the same
-    values, so the same bits."""
-    n_rows, in_w, out_w = rows.shape[0], lines.shape[1], rows.shape[1]
-    columns = np.empty((in_w, n_rows), dtype=rows.dtype)
-    for r in range(n_rows):
-        for c in range(in_w):
-            columns[c, r] = _as_weight_type(lines[r, c], xs.w_first[0])
-    blended = np.empty((out_w, n_rows), dtype=rows.dtype)
-    blended_columns = _unclamped_count(xs)
-    for j in range(blended_columns):
-        left, right, column = columns[xs.first[j]], columns[xs.second[j]], blended[j]
-        w_left, w_right = xs.w_first[j], xs.w_second[j]
-        for r in range(n_rows):
-            column[r] = left[r] * w_left + right[r] * w_right
-    for j in range(blended_columns, out_w):
-        blended[j] = columns[xs.first[j]]
-    for r in range(n_rows):
-        for j in range(out_w):
-            rows[r, j] = blended[j, r]
-
-
 @njit(cache=True)
-def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, stream):
+def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task):
     out_h, out_w = out.shape[1], out.shape[2]
     plane, row_start, row_stop = _task_rows(task, blocks_per_plane, rows_per_task, out_h)
     first_row = ys.first[row_start]
     rows = np.empty((ys.second[row_stop - 1] - first_row + 1, out_w), dtype=xs.w_first.dtype)
-    if rows.shape[0] >= COLUMNS_MIN_ROWS:
-        _horizontal_by_columns(src[plane, first_row : first_row + rows.shape[0]], xs, rows)
-    else:
-        _horizontal_by_rows(src[plane, first_row : first_row + rows.shape[0]], xs, rows)
-    # Streaming: the block is blended in a cached buffer, then streamed out (see _stream_out).
-    block = np.empty((row_stop - row_start, out_w), out.dtype) if stream else out[plane, row_start:row_stop]
+    blended_columns = _unclamped_count(xs)
+    for r in range(rows.shape[0]):
+        line = src[plane, first_row + r]
+        for j in range(blended_columns):
+            w_left, w_right = xs.w_first[j], xs.w_second[j]
+            left, right = _as_weight_type(line[xs.first[j]], w_left), _as_weight_type(line[xs.second[j]], w_left)
+            rows[r, j] = left * w_left + right * w_right
+        for j in range(blended_columns, out_w):
+            rows[r, j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
     for i in range(row_start, row_stop):
         top, bottom = rows[ys.first[i] - first_row], rows[ys.second[i] - first_row]
         w_top, w_bottom = ys.w_first[i], ys.w_second[i]
-        target = block[i - row_start]
+        target = out[plane, i]
         if ys.first[i] == ys.second[i]:  # a clamped row: the row itself (see _unclamped_count)
             for j in range(out_w):
                 target[j] = _to_output(top[j], out)
         else:
             for j in range(out_w):
                 target[j] = _to_output(top[j] * w_top + bottom[j] * w_bottom, out)
-    if stream:
-        _stream_out(out.reshape(out.size), (plane * out_h + row_start) * out_w, block.reshape(block.size))
 
 
 @njit(inline="always")
@@ -288,83 +138,54 @@ def _legacy_uint8(value):
     return np.uint8(np.int32(value) & 0xFF)
 
 
-@njit(inline="always")
-def _horizontal_pixels(line, left, right, w_left, w_right, result):
-    """``result`` = the channels of pixel ``left`` of the image row ``line`` (W, C) blended with
-    those of pixel ``right``; pixel ``left`` alone where the columns are clamped (see
-    :func:`_unclamped_count`). The planes body's row operations, channel by channel."""
-    first, second = line[left], line[right]
-    if left == right:
-        for c in range(result.shape[0]):
-            result[c] = _as_weight_type(first[c], w_left)
-    else:
-        for c in range(result.shape[0]):
-            result[c] = _as_weight_type(first[c], w_left) * w_left + _as_weight_type(second[c], w_left) * w_right
-
-
-def _pixel_rows(src, out, ys, xs, image, row_start, row_stop):  # pragma: no cover - see the overload
+def _blend(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):  # pragma: no cover
     raise NotImplementedError
 
 
-@overload(_pixel_rows, inline="always")
-def _pixel_rows_impl(src, out, ys, xs, image, row_start, row_stop):
-    """Output rows ``row_start:row_stop`` of one (H, W, C) image: separable, or with taps of type
-    :class:`~fastinterp._coords.LegacyAxisTaps` the original script's expression."""
+@overload(_blend, inline="always")
+def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):
+    """The stored value of one output element from its four taps (a b / c d) and weights;
+    a clamped axis reads its first tap alone (see :func:`_unclamped_count`)."""
     if getattr(ys, "instance_class", None) is LegacyAxisTaps:
 
-        def original_expression(src, out, ys, xs, image, row_start, row_stop):
-            for i in range(row_start, row_stop):
-                upper, lower = src[image, ys.first[i]], src[image, ys.second[i]]
-                w_top, w_bottom = ys.w_first[i], ys.w_second[i]
-                for j in range(out.shape[2]):
-                    left, right = xs.first[j], xs.second[j]
-                    w_left, w_right = xs.w_first[j], xs.w_second[j]
-                    target = out[image, i, j]
-                    for c in range(out.shape[3]):
-                        # img[i1,j1]*x2_x*y2_y + img[i1,j2]*x_x1*y2_y + img[i2,j1]*x2_x*y_y1 + img[i2,j2]*x_x1*y_y1,
-                        # term by term and left to right, as numpy evaluates it in the original.
-                        target[c] = _legacy_uint8(
-                            upper[left, c] * w_left * w_top + upper[right, c] * w_right * w_top
-                            + lower[left, c] * w_left * w_bottom + lower[right, c] * w_right * w_bottom
-                        )  # fmt: skip
+        def original_expression(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):
+            # img[i1,j1]*x2_x*y2_y + img[i1,j2]*x_x1*y2_y + img[i2,j1]*x2_x*y_y1 + img[i2,j2]*x_x1*y_y1,
+            # term by term and left to right, as numpy evaluates it in the original.
+            return _legacy_uint8(a * w_left * w_top + b * w_right * w_top + c * w_left * w_bottom + d * w_right * w_bottom)
 
         return original_expression
 
-    def separable(src, out, ys, xs, image, row_start, row_stop):
-        # The same operations, in the same order and precision, as the planes body (bit-identical
-        # results in both layouts). Consecutive output rows that read the same two input rows
-        # (8 at a time when upscaling by 8) share the horizontal pass of each output column.
-        upper_row = np.empty(out.shape[3], dtype=xs.w_first.dtype)
-        lower_row = np.empty(out.shape[3], dtype=xs.w_first.dtype)
-        i = row_start
-        while i < row_stop:
-            group_stop = i + 1
-            while group_stop < row_stop and ys.first[group_stop] == ys.first[i] and ys.second[group_stop] == ys.second[i]:
-                group_stop += 1
-            y_clamped = ys.first[i] == ys.second[i]
-            for j in range(out.shape[2]):
-                left, right, w_left, w_right = xs.first[j], xs.second[j], xs.w_first[j], xs.w_second[j]
-                _horizontal_pixels(src[image, ys.first[i]], left, right, w_left, w_right, upper_row)
-                if not y_clamped:
-                    _horizontal_pixels(src[image, ys.second[i]], left, right, w_left, w_right, lower_row)
-                for r in range(i, group_stop):
-                    target = out[image, r, j]
-                    if y_clamped:  # a clamped row: the row itself (see _unclamped_count)
-                        for c in range(target.shape[0]):
-                            target[c] = _to_output(upper_row[c], out)
-                    else:
-                        w_top, w_bottom = ys.w_first[r], ys.w_second[r]
-                        for c in range(target.shape[0]):
-                            target[c] = _to_output(upper_row[c] * w_top + lower_row[c] * w_bottom, out)
-            i = group_stop
+    def bilinear(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamped, ys, out):
+        # The same operations, in the same order and precision, as the separable planes body:
+        # bit-identical results in both layouts.
+        a, b = _as_weight_type(a, w_left), _as_weight_type(b, w_left)
+        c, d = _as_weight_type(c, w_left), _as_weight_type(d, w_left)
+        top = a if x_clamped else a * w_left + b * w_right
+        if y_clamped:
+            return _to_output(top, out)
+        bottom = c if x_clamped else c * w_left + d * w_right
+        return _to_output(top * w_top + bottom * w_bottom, out)
 
-    return separable
+    return bilinear
 
 
 @njit(cache=True)
-def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task, stream):
-    image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out.shape[1])
-    _pixel_rows(src, out, ys, xs, image, row_start, row_stop)
+def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
+    out_h, out_w, channels = out.shape[1], out.shape[2], out.shape[3]
+    image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out_h)
+    for i in range(row_start, row_stop):
+        upper, lower = src[image, ys.first[i]], src[image, ys.second[i]]
+        w_top, w_bottom = ys.w_first[i], ys.w_second[i]
+        y_clamped = ys.first[i] == ys.second[i]
+        for j in range(out_w):
+            left, right = xs.first[j], xs.second[j]
+            w_left, w_right = xs.w_first[j], xs.w_second[j]
+            target = out[image, i, j]
+            for c in range(channels):
+                target[c] = _blend(
+                    upper[left, c], upper[right, c], lower[left, c], lower[right, c],
+                    w_left, w_right, w_top, w_bottom, left == right, y_clamped, ys, out,
+                )  # fmt: skip
 
 
 @njit(inline="always")
@@ -378,7 +199,7 @@ def _gather_rows(rows, inverse, index, total):
 
 
 @njit(cache=True)
-def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_task, stream):
+def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_task):
     in_h, in_w, out_w = grad_in.shape[1], grad_in.shape[2], grad_out.shape[2]
     plane, row_start, row_stop = _task_rows(task, blocks_per_plane, rows_per_task, in_h)
     n_rows = row_stop - row_start
@@ -395,12 +216,12 @@ def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_ta
         grad_in[plane, row_start:row_stop, j] = column_sum
 
 
-def _run_task(src, out, ys, xs, task, blocks, rows_per_task, stream):  # pragma: no cover - see the overload
+def _run_task(src, out, ys, xs, task, blocks, rows_per_task):  # pragma: no cover - see the overload
     raise NotImplementedError
 
 
 @overload(_run_task, inline="always")
-def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task, stream):
+def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task):
     """Pick the task body from the argument types: the adjoint for inverse taps, else (P, H, W)
     planes or (N, H, W, C) pixels by the rank of ``src``."""
     if getattr(ys, "instance_class", None) is InverseTaps:
@@ -409,9 +230,7 @@ def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task, stream):
         body = _plane_task
     else:
         body = _pixel_task
-    return lambda src, out, ys, xs, task, blocks, rows_per_task, stream: body(
-        src, out, ys, xs, task, blocks, rows_per_task, stream
-    )
+    return lambda src, out, ys, xs, task, blocks, rows_per_task: body(src, out, ys, xs, task, blocks, rows_per_task)
 
 
 @njit(inline="always")
@@ -424,42 +243,27 @@ def _task_count(src, out, rows_per_task):
 # Two drivers, not one with a serial branch: LLVM optimises the task body again inside every
 # driver that calls it, and a first call now compiles only the driver it runs.
 @njit(cache=True)
-def serial_tasks(src, out, ys, xs, rows_per_task, stream=False):
-    """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``,
-    in order; with ``stream``, planes are written with streaming stores."""
+def serial_tasks(src, out, ys, xs, rows_per_task):
+    """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``, in order."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in range(n_tasks):
-        _run_task(src, out, ys, xs, task, blocks, rows_per_task, stream)
+        _run_task(src, out, ys, xs, task, blocks, rows_per_task)
 
 
 @njit(cache=True, parallel=True)
-def parallel_tasks(src, out, ys, xs, rows_per_task, stream=False):
+def parallel_tasks(src, out, ys, xs, rows_per_task):
     """:func:`serial_tasks` on numba's thread pool."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in prange(n_tasks):
         # prange's index is unsigned: cast it so that both drivers call one compiled task body
         # instead of compiling a second one for uint64 (1.2 s when the other driver first runs).
-        _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task, stream)
+        _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task)
 
 
-def streams(out: np.ndarray, min_bytes: int = STREAM_MIN_BYTES, fresh_output: bool = False) -> bool:
-    """Whether the kernels write ``out`` with streaming stores: large enough to leave the caches
-    anyway (see :data:`STREAM_MIN_BYTES`), aligned to its items (numpy allows less), and not
-    just allocated (``fresh_output``): the kernel zeroes each new page through the cache on the
-    first write, and streaming stores over those cached lines cost more than ordinary ones (a
-    fresh (2048, 192, 192) float32 output: 1.10x and 1.13x in two paired runs)."""
-    return not fresh_output and out.nbytes >= min_bytes and out.ctypes.data % out.itemsize == 0
-
-
-def run_tasks(
-    src, out, ys, xs, rows_per_task: int, serial: bool, stream_min_bytes: int = STREAM_MIN_BYTES,
-    fresh_output: bool = False,
-) -> None:
-    """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard.
-    ``stream_min_bytes`` and ``fresh_output``: see :func:`streams`."""
-    stream = streams(out, stream_min_bytes, fresh_output)
+def run_tasks(src, out, ys, xs, rows_per_task: int, serial: bool) -> None:
+    """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard."""
     if serial:
-        serial_tasks(src, out, ys, xs, rows_per_task, stream)
+        serial_tasks(src, out, ys, xs, rows_per_task)
     else:
         with parallel_launch():
-            parallel_tasks(src, out, ys, xs, rows_per_task, stream)
+            parallel_tasks(src, out, ys, xs, rows_per_task)

@@ -22,14 +22,12 @@ from ._plan import (
 )
 
 
-def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan, fresh_output: bool = False) -> None:
+def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
     """Resize kernel-layout ``src`` into kernel-layout ``dest`` with the numba kernels.
 
     ``src`` may have any strides and byte order; ``dest`` must already have the right shape
     and the plan's output dtype. Where ``dest`` cannot be written directly (not C-contiguous,
     float16) the kernel writes a C-contiguous temporary that is then copied into it.
-    ``fresh_output``: ``dest`` was just allocated, so it is written with ordinary stores
-    (see :func:`fastinterp._cpu.streams`).
     """
     src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
     direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
@@ -41,12 +39,12 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan, fresh_output: bool = 
             *_cpu.schedule(src.shape[0], plan.out_h, max(src.size, target.size)),
         )
     else:
-        _run_plain(src, target, plan, fresh_output or not direct)
+        _run_plain(src, target, plan)
     if not direct:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 
 
-def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan, fresh_output: bool) -> None:
+def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan) -> None:
     """The plain bilinear kernels, C-contiguous ``src`` into ``target``: those of
     :mod:`fastinterp._cpu_fixed` at a factor they take (same bits, no tables), else the tables of
     :mod:`fastinterp._cpu`."""
@@ -65,9 +63,7 @@ def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan, fresh_output: bo
         images, channels = src.shape[0], src.shape[3]
         src, target = src.reshape(images, plan.in_h, -1), target.reshape(images, plan.out_h, -1)
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, channels)
-    _cpu.run_tasks(
-        src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size), fresh_output=fresh_output
-    )
+    _cpu.run_tasks(src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size))
 
 
 def resize_numpy(
@@ -83,7 +79,7 @@ def resize_numpy(
     else:
         result = check_out_numpy(out, user_shape, plan.out_dtype, arr)
     _, dest = numpy_layout(result, channels_first)
-    run_cpu(src, dest, plan, fresh_output=out is None)
+    run_cpu(src, dest, plan)
     if not np.may_share_memory(dest, result):  # folding a strided out= had to copy it
         np.copyto(result, dest.reshape(user_shape))
     return result
@@ -148,7 +144,7 @@ def resize_torch_cpu(
     if out is not None and overlaps(dest_np, src_np):
         raise ValueError("out= overlaps the input; pass a separate tensor")
     dest = _torch_kernel_view(dest_np, layout)
-    run_cpu(src, dest, plan, fresh_output=out is None or writable is not result)
+    run_cpu(src, dest, plan)
     if not np.may_share_memory(dest, dest_np):  # folding a strided out= had to copy it
         np.copyto(dest_np, dest.reshape(dest_np.shape))
     if writable is not result:
