@@ -317,6 +317,7 @@ def _error_cases(tmp_path: Path, images: Path) -> dict[str, tuple[list, str]]:
                                         "cannot compare feature maps of shapes (128, 8, 8) and (512, 8, 8)"),
         "cuda without cuda": ([cat, "--device", "cuda"],
                               "--device cuda: CUDA is not available here (torch.cuda.is_available() is False); use --device cpu"),
+        "cuda with a bad index": ([cat, "--device", "cuda:x"], "--device must be cpu or cuda (or cuda:N), got 'cuda:x'"),
     }
 
 
@@ -345,7 +346,7 @@ def test_read_only_output_directory(images, tmp_path, monkeypatch):
 ERROR_CASES = [
     "unreadable image", "missing image", "unknown layer", "unknown model", "checkpoint mismatch",
     "unreadable checkpoint", "missing checkpoint", "out dir not writable",
-    "not a feature map", "compare of different shapes", "cuda without cuda",
+    "not a feature map", "compare of different shapes", "cuda without cuda", "cuda with a bad index",
 ]
 
 

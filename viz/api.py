@@ -169,10 +169,13 @@ def check_device(device: str) -> str:
     """``device`` if torch can use it; a :class:`VizError` for CUDA without CUDA."""
     import torch
 
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+    index = device[len("cuda:"):] if device.startswith("cuda:") else None
+    if device not in ("cpu", "cuda") and not (index is not None and index.isascii() and index.isdigit()):
         raise VizError(f"--device must be cpu or cuda (or cuda:N), got {device!r}")
     if device != "cpu" and not torch.cuda.is_available():
         raise VizError(f"--device {device}: CUDA is not available here (torch.cuda.is_available() is False); use --device cpu")
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise VizError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
