@@ -352,14 +352,13 @@ def _original(case: Case, x: np.ndarray, planes: int) -> Prepared:
     )
 
 
-def _floor(preallocated: bool, streaming: bool = False) -> Callable[[Case, np.ndarray, int], Prepared]:
+def _floor(preallocated: bool) -> Callable[[Case, np.ndarray, int], Prepared]:
     def prepare(case: Case, x: np.ndarray, planes: int) -> Prepared:
-        from benchmarks._floor import empty_and_fill, fill, stream_fill
+        from benchmarks._floor import empty_and_fill, fill
 
         if preallocated:
             out = fill(np.empty(case.out_shape, x.dtype))  # touched once: pages are mapped
-            write = stream_fill if streaming else fill
-            return Prepared(lambda: write(out), None)
+            return Prepared(lambda: fill(out), None)
         return Prepared(lambda: empty_and_fill(case.out_shape, x.dtype), None)
 
     return prepare
@@ -466,14 +465,6 @@ METHODS: dict[str, Method] = {
     "memory floor: np.empty + fill": Method(
         _floor(False), "`np.empty` + the parallel fill: the floor for a fresh output", role="floor"
     ),
-    "memory floor: streaming fill out=": Method(
-        _floor(True, streaming=True),
-        "the parallel fill in streaming (non-temporal) stores, whole cache lines from a cached block, as "
-        "fastinterp's planes kernel writes outputs of 32 MiB and more: an ordinary store reads its line from memory "
-        "first, so the plain fill moves twice the output's bytes and this one once",
-        role="floor",
-        in_series=False,
-    ),
 }
 
 #: The methods of the core issue's suite (the others are timed by the comparison suite).
@@ -488,5 +479,4 @@ CORE_METHODS = (
     "OpenCV CHW per plane",
     "memory floor: fill out=",
     "memory floor: np.empty + fill",
-    "memory floor: streaming fill out=",
 )
