@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -443,7 +443,8 @@ def run_antialias(
     check_antialias_align(align)
     ys, xs = antialias_taps(in_h, out_h, compute_dtype), antialias_taps(in_w, out_w, compute_dtype)
     fixed = fixed_taps(in_w, out_w, np.dtype(compute_dtype), max_fixed_factor)
-    _run(src, dest, ys, xs, fixed, rows_per_task, serial, gather_cost, block_rows)
+    rows_first = vertical_first(in_h, in_w, ys, xs, gather_cost)
+    run_tables(src, dest, ys, xs, fixed, rows_first, rows_per_task, serial, block_rows)
 
 
 def run_antialias_adjoint(
@@ -467,12 +468,18 @@ def run_antialias_adjoint(
     out_h, out_w = grad_out.shape[1], grad_out.shape[2]
     ys = antialias_taps(in_h, out_h, compute_dtype, adjoint=True)
     xs = antialias_taps(in_w, out_w, compute_dtype, adjoint=True)
-    _run(grad_out, grad_in, ys, xs, None, rows_per_task, serial, gather_cost, block_rows)
+    rows_first = vertical_first(out_h, out_w, ys, xs, gather_cost)  # the sizes of what the kernels read
+    run_tables(grad_out, grad_in, ys, xs, None, rows_first, rows_per_task, serial, block_rows)
 
 
-def _run(src, dest, ys, xs, fixed, rows_per_task, serial, gather_cost, block_rows) -> None:
+def run_tables(
+    src: np.ndarray, dest: np.ndarray, ys: Any, xs: Any, fixed: FixedTaps | None, rows_first: bool,
+    rows_per_task: int, serial: bool, block_rows: int = BLOCK_ROWS,
+) -> None:
     """Resize ``src`` into ``dest`` with the tables ``ys`` and ``xs`` (one entry per row and
-    column of ``dest``), and the :class:`FixedTaps` of ``xs`` (or None)."""
+    column of ``dest``), the :class:`FixedTaps` of ``xs`` (or None) and the pass order
+    ``rows_first`` (:func:`vertical_first`; a caller resizing part of an array passes the
+    whole array's, see :func:`fastinterp.dask.run_region`)."""
     if not (src.flags.c_contiguous and dest.flags.c_contiguous):
         raise ValueError("the antialias kernels need C-contiguous src and dest")
     span, weights = ((fixed.start, fixed.stop, fixed.first), fixed.weights) if fixed else ((0, 0, 0), ())
@@ -480,7 +487,6 @@ def _run(src, dest, ys, xs, fixed, rows_per_task, serial, gather_cost, block_row
     (items, in_h, in_w), (out_h, out_w) = src.shape[:3], dest.shape[1:3]
     flat_src = src.reshape(items, in_h, in_w * channels)
     flat_dest = dest.reshape(dest.shape[0], out_h, out_w * channels)
-    rows_first = vertical_first(in_h, in_w, ys, xs, gather_cost)
     if serial:
         serial_antialias(flat_src, flat_dest, ys, xs, span, weights, channels, rows_first, rows_per_task, block_rows)
     else:

@@ -24,7 +24,6 @@ region out of them.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
@@ -42,7 +41,6 @@ from ._plan import (
     INTERLEAVE_MAX_CHANNELS, Plan, antialias_applies, check_align, check_antialias, check_dtype, numpy_layout,
     output_size,
 )
-from ._threads import parallel_launch
 
 __all__ = ["resize"]
 
@@ -263,15 +261,9 @@ def run_region(
     if plan.antialias:
         from . import _antialias
 
-        channels = src.shape[3] if src.ndim == 4 else 1
-        flat_src = src.reshape(*src.shape[:2], -1)
-        flat_target = target.reshape(*target.shape[:2], -1)
         rows_per_task, serial = _cpu.schedule(src.shape[0], target.shape[1], max(src.size, target.size))
-        run = _antialias.serial_antialias if serial else _antialias.parallel_antialias
-        with contextlib.nullcontext() if serial else parallel_launch():
-            # the table body (no fixed taps: they are found from an axis's own sizes)
-            run(flat_src, flat_target, row_taps, column_taps, (0, 0, 0), (), channels, rows_first, rows_per_task,
-                _antialias.BLOCK_ROWS)  # fmt: skip
+        # the table body (no fixed taps: they are found from an axis's own sizes)
+        _antialias.run_tables(src, target, row_taps, column_taps, None, rows_first, rows_per_task, serial)
         return
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
