@@ -16,10 +16,11 @@ chunking.
 
 The graph has one task per output block and no rechunk. Where output blocks map one to one
 onto input blocks and every block's region reaches at most into its neighbours (the usual
-case: output chunks are the input's scaled), each task reads its own input block widened by
-the halos, through dask's overlap layer, which dask runs row after row, holding few input
-blocks at once. Otherwise each task reads the input blocks its region overlaps and copies the
-region out of them.
+case: output chunks are the input's scaled), each task reads its own input block and copies
+of the parts of its neighbours it needs (its halos), which one small task per input block cuts
+out: an input block is let go once its own output block is done, and dask runs the graph row
+after row, holding two rows of input blocks at most. Otherwise each task reads the input blocks
+its region overlaps and copies the region out of them.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import threading
 from typing import Any, NamedTuple
 
 import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.utils import parse_bytes
 
 from ._coords import interleaved_taps
@@ -44,8 +46,11 @@ from ._plan import (
 
 __all__ = ["resize"]
 
-#: Bytes of interpolated rows one task of the plain kernels buffers at most (about 1 MiB).
-TASK_SCRATCH_BYTES = 1 << 20
+#: Bytes of interpolated input rows one task of the plain kernels buffers at most: under
+#: glibc's default mmap threshold (128 KiB), which distributed pins for its workers (it sets
+#: ``MALLOC_TRIM_THRESHOLD_``), so the buffer is recycled from the heap rather than mapped
+#: fresh, and its pages cleared and faulted in, on every task.
+TASK_SCRATCH_BYTES = 120 << 10
 
 
 class Span(NamedTuple):
@@ -62,8 +67,10 @@ class Span(NamedTuple):
     slab_start: int
 
     def overlap(self, start: int, stop: int, origin: int) -> slice:
-        """Input indices ``[start, stop)`` that this span reads, counted from ``origin``."""
-        return slice(max(start, self.in_start) - origin, min(stop, self.in_stop) - origin)
+        """Input indices ``[start, stop)`` that this span reads, counted from ``origin`` (no
+        later than the first of them); empty where the span reads none of them."""
+        first, last = max(start, self.in_start), min(stop, self.in_stop)
+        return slice(first - origin, max(first, last) - origin)  # empty where they do not meet
 
 
 def _spatial_axes(shape: tuple[int, ...], channels_first: bool) -> tuple[int, int]:
@@ -170,18 +177,18 @@ def _spans(out_chunks: tuple[int, ...], taps: Any, in_bounds: np.ndarray) -> lis
     return result
 
 
-def _halo(spans: list[tuple[Span, range]], chunks: tuple[int, ...]) -> tuple[int, int] | None:
-    """Input indices (before, after) beyond its own input block that any output block reads
-    along one axis, where output blocks map one to one onto input blocks and only the next
-    blocks hold those (dask's overlap takes halos from the neighbours only); else None."""
+def _neighbour_offsets(spans: list[tuple[Span, range]], chunks: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Along one axis, where output blocks map one to one onto input blocks and each reads its
+    own input block and at most the blocks next to it: which of the blocks -1, 0, +1 from its
+    own any output block reads. None otherwise."""
     if len(spans) != len(chunks):
         return None
-    bounds = np.cumsum((0, *chunks))
-    before = max(0, *(int(bounds[b]) - span.in_start for b, (span, _) in enumerate(spans)))
-    after = max(0, *(span.in_stop - int(bounds[b + 1]) for b, (span, _) in enumerate(spans)))
-    if len(chunks) > 1 and (before > min(chunks[:-1]) or after > min(chunks[1:])):
-        return None
-    return before, after
+    offsets = {0}
+    for b, (_, blocks) in enumerate(spans):
+        if not b - 1 <= blocks.start <= b < blocks.stop <= b + 2:
+            return None
+        offsets.update(block - b for block in blocks)
+    return tuple(sorted(offsets))
 
 
 def _block_key(name: str, others: tuple[int, ...], axes: tuple[int, int], row: int, column: int) -> tuple:
@@ -215,31 +222,63 @@ def _index(ndim: int, axes: tuple[int, int], rows: slice, columns: slice) -> tup
     return tuple(index)
 
 
-def _assemble(blocks: list[list[np.ndarray]], axes: tuple[int, int], rows: Span, columns: Span) -> np.ndarray:
-    """The input region of ``rows`` and ``columns`` from the blocks that hold it (rows of blocks
-    along H, each a list along W): a view when one block holds it, else one copy."""
-    ndim = blocks[0][0].ndim
-    pieces = []  # (where in the region, the block's part)
-    top = rows.slab_start
-    for line in blocks:
-        bottom, left = top + line[0].shape[axes[0]], columns.slab_start
-        for block in line:
-            right = left + block.shape[axes[1]]
-            part = _index(ndim, axes, rows.overlap(top, bottom, top), columns.overlap(left, right, left))
-            where = _index(
-                ndim, axes, rows.overlap(top, bottom, rows.in_start), columns.overlap(left, right, columns.in_start)
-            )
-            pieces.append((where, block[part]))
-            left = right
-        top = bottom
+def _cut(ndim: int, axes: tuple[int, int], rows: Span, columns: Span, block_rows: tuple[int, int],
+         block_columns: tuple[int, int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(the part of an input block that the region of ``rows`` and ``columns`` reads, where that
+    part goes in the region), for the block holding input rows and columns ``[start, stop)``."""
+    (top, bottom), (left, right) = block_rows, block_columns
+    part = _index(ndim, axes, rows.overlap(top, bottom, top), columns.overlap(left, right, left))
+    where = _index(ndim, axes, rows.overlap(top, bottom, rows.in_start), columns.overlap(left, right, columns.in_start))
+    return part, where
+
+
+_scratch = threading.local()
+
+
+def _region_buffer(shape: list[int], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array for one task's input region, in memory this thread reuses.
+
+    A fresh array of that size would be new pages for the kernel to clear and fault in on every
+    task (distributed starts workers with ``MALLOC_TRIM_THRESHOLD_``, which keeps glibc from
+    recycling large blocks): each thread keeps the largest region it has assembled instead.
+    """
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffer = getattr(_scratch, "region", None)
+    if buffer is None or buffer.size < nbytes:
+        buffer = _scratch.region = np.empty(nbytes, np.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def _assemble(pieces: list[tuple[tuple[slice, ...], np.ndarray]], shape: list[int]) -> np.ndarray:
+    """The input region of ``shape`` from ``pieces`` (where in the region, the values): a view
+    when one piece holds it, else one copy into this thread's region buffer."""
     if len(pieces) == 1:
         return pieces[0][1]
-    shape = list(blocks[0][0].shape)
-    shape[axes[0]], shape[axes[1]] = rows.in_stop - rows.in_start, columns.in_stop - columns.in_start
-    region = np.empty(shape, blocks[0][0].dtype)
+    region = _region_buffer(shape, pieces[0][1].dtype)
     for where, part in pieces:
         region[where] = part
     return region
+
+
+def _region_shape(like: np.ndarray, axes: tuple[int, int], rows: Span, columns: Span) -> list[int]:
+    shape = list(like.shape)
+    shape[axes[0]], shape[axes[1]] = rows.in_stop - rows.in_start, columns.in_stop - columns.in_start
+    return shape
+
+
+def _rows_within(row_taps: Any, most: int, lines: int) -> int:
+    """The most output rows per task, up to ``most`` and at least one, such that no task reads
+    more than ``lines`` input rows (each buffered interpolated by a task of the plain kernels)."""
+    first, stop = _read_bounds(row_taps)
+
+    def widest(rows: int) -> int:  # the most input rows that ``rows`` consecutive outputs read
+        return int((stop[rows - 1 :] - first[: len(first) - rows + 1]).max())
+
+    low, high = 1, min(most, len(first))  # widest() grows with rows: the largest that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if widest(middle) <= lines else (low, middle - 1)
+    return low
 
 
 def run_region(
@@ -253,7 +292,7 @@ def run_region(
     and rebased to ``src``: everything that depends on sizes (the taps, the antialias pass
     order ``rows_first``) comes from the whole array, never from the region. ``scratch_bytes``
     bounds the rows a plain task buffers (:data:`TASK_SCRATCH_BYTES`). The plain taps of
-    a channels-last image with few channels must already be interleaved (see :func:`_resize_block`).
+    a channels-last image with few channels must already be interleaved (see :func:`_resize_region`).
     """
     from . import _cpu  # numba loads with the first block, not with this module
 
@@ -268,20 +307,20 @@ def run_region(
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     rows_per_task, serial = _cpu.schedule(src.shape[0], target.shape[1], target.size)
-    # A task buffers the input rows it reads, interpolated to the output's width: cap it, since
-    # one task for a whole block (one thread) would hold as many bytes as the block again, on
-    # a worker whose memory is what limits out-of-core work. The bits do not depend on it.
-    row_bytes = target[0, 0].size * plan.compute_dtype.itemsize * max(1, -(-src.shape[1] // target.shape[1]))
-    rows_per_task = max(1, min(rows_per_task, scratch_bytes // row_bytes))
+    # A task buffers the input rows it reads, interpolated to the output's width: one task for a
+    # whole block (one thread) would buffer as many bytes as the block again, fresh memory each
+    # time. Capped instead (:data:`TASK_SCRATCH_BYTES`); the bits do not depend on the split.
+    line_bytes = target[0, 0].size * plan.compute_dtype.itemsize
+    rows_per_task = _rows_within(row_taps, rows_per_task, scratch_bytes // line_bytes)
     _cpu.run_tasks(src, target, row_taps, column_taps, rows_per_task, serial)
 
 
 def _resize_region(
     plan: Plan, channels_first: bool, axes: tuple[int, int], rows_first: bool, rows: Span, columns: Span,
-    origin: tuple[int, int], region: np.ndarray,
+    region: np.ndarray,
 ) -> np.ndarray:
-    """One output block from ``region``, input rows and columns from ``origin`` that hold all
-    the block reads (:class:`Span` ``rows`` and ``columns``)."""
+    """One output block from ``region``, the input rows and columns that the block reads
+    (:class:`Span` ``rows`` and ``columns``)."""
     shape = list(region.shape)
     shape[axes[0]], shape[axes[1]] = rows.out_stop - rows.out_start, columns.out_stop - columns.out_start
     # The kernels store float16 results in float32 (as fastinterp.resize does), rounded once at the end.
@@ -296,7 +335,7 @@ def _resize_region(
         scale = src.shape[3]
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, scale)
         src, target = src.reshape(*src.shape[:2], -1), target.reshape(*target.shape[:2], -1)
-    row_taps, column_taps = _region_taps(ys, rows, origin[0]), _region_taps(xs, columns, origin[1], scale)
+    row_taps, column_taps = _region_taps(ys, rows, rows.in_start), _region_taps(xs, columns, columns.in_start, scale)
     run_region(src, target, plan, row_taps, column_taps, rows_first)
     return result.astype(plan.out_dtype, copy=False)
 
@@ -306,9 +345,39 @@ def _resize_blocks(
     blocks: list[list[np.ndarray]],
 ) -> np.ndarray:
     """One output block from the input blocks around its region (rows of blocks along H, each a list along W)."""
-    region = _assemble(blocks, axes, rows, columns)
-    origin = (rows.in_start, columns.in_start)
-    return _resize_region(plan, channels_first, axes, rows_first, rows, columns, origin, region)
+    pieces = []
+    top = rows.slab_start
+    for line in blocks:
+        bottom, left = top + line[0].shape[axes[0]], columns.slab_start
+        for block in line:
+            right = left + block.shape[axes[1]]
+            part, where = _cut(block.ndim, axes, rows, columns, (top, bottom), (left, right))
+            pieces.append((where, block[part]))
+            left = right
+        top = bottom
+    region = _assemble(pieces, _region_shape(blocks[0][0], axes, rows, columns))
+    return _resize_region(plan, channels_first, axes, rows_first, rows, columns, region)
+
+
+def _copy_parts(parts: tuple[tuple[slice, ...], ...], block: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Copies of ``parts`` of an input block, for the output blocks next to its own: the block
+    itself can then be let go as soon as its own output block is done."""
+    return tuple(block[part].copy() for part in parts)
+
+
+def _resize_with_halos(
+    plan: Plan, channels_first: bool, axes: tuple[int, int], rows_first: bool, rows: Span, columns: Span,
+    own: tuple[tuple[slice, ...], tuple[slice, ...]], halos: tuple[tuple[int, tuple[slice, ...]], ...],
+    block: np.ndarray, neighbours: list[tuple[np.ndarray, ...]],
+) -> np.ndarray:
+    """One output block from its own input block ``block`` (``own``: the part it reads, where
+    that goes in the region) and its neighbours' copied parts (``halos``: for each neighbour,
+    which of its parts, and where that goes)."""
+    part, where = own
+    pieces = [(where, block[part])]
+    pieces.extend((halo_where, parts[position]) for parts, (position, halo_where) in zip(neighbours, halos))
+    region = _assemble(pieces, _region_shape(block, axes, rows, columns))
+    return _resize_region(plan, channels_first, axes, rows_first, rows, columns, region)
 
 
 def resize(
@@ -364,27 +433,57 @@ def resize(
     column_spans = _spans(out_chunks[col_axis], xs, np.cumsum((0, *darr.chunks[col_axis])))
     other_axes = [axis for axis in range(darr.ndim) if axis not in axes]
     others = list(itertools.product(*(range(darr.numblocks[axis]) for axis in other_axes)))
-    halos = _halo(row_spans, darr.chunks[row_axis]), _halo(column_spans, darr.chunks[col_axis])
     graph: dict[tuple, Any] = {}
-    if None not in halos:
-        # Each output block from its own input block widened by the halos, through dask's
-        # overlap layer: dask orders that graph row after row, so few input blocks are held at
-        # once. (With one task reading the blocks themselves, it runs the outputs that read one
-        # block first all over the array and holds, then spills, most of the input.)
-        depth = {axis: halo for axis, halo in zip(axes, halos) if halo != (0, 0)}
-        source = da.overlap.overlap_internal(darr, depth) if depth else darr
-        # where each widened block begins: its own block's start, less the halo before it (none for the first)
-        origins = [
-            [int(start) - (halo[0] if k else 0) for k, start in enumerate(np.cumsum((0, *darr.chunks[axis])))]
-            for axis, halo in zip(axes, halos)
-        ]
+    offsets = (_neighbour_offsets(row_spans, darr.chunks[row_axis]), _neighbour_offsets(column_spans, darr.chunks[col_axis]))
+    if None not in offsets:
+        # Output blocks map one to one onto input blocks. Each reads its own input block, and
+        # copies of the parts of its neighbours that it needs, which one small task per input
+        # block cuts out for all of them: an input block is then held only until its own output
+        # block and that task are done, and dask runs the graph row after row of blocks. (With
+        # each task reading its neighbours' whole blocks, dask ran the outputs that read one
+        # block first, all over the array, and held, then spilled, most of the input.)
+        parts_name = "fastinterp-halos-" + tokenize(name)
+        bounds = [np.cumsum((0, *darr.chunks[axis])).tolist() for axis in axes]
+        halo_parts: dict[tuple[int, int], list[tuple[slice, ...]]] = {}  # input block -> parts its neighbours read
+        tasks = []
         for (i, (rows, _)), (j, (columns, _)) in itertools.product(enumerate(row_spans), enumerate(column_spans)):
-            origin = (origins[0][i], origins[1][j])
-            job = functools.partial(_resize_region, plan, channels_first, axes, rows_first, rows, columns, origin)
+            own, halos_of_block = None, []
+            # Every block takes parts from the same neighbours, empty or not: dask orders such a
+            # regular graph row after row (blocks that need nothing from their neighbours would
+            # otherwise run first, all over the array, each holding its input block for the rest).
+            for r, c in itertools.product(
+                (i + k for k in offsets[0] if 0 <= i + k < len(row_spans)),
+                (j + k for k in offsets[1] if 0 <= j + k < len(column_spans)),
+            ):
+                cut = _cut(darr.ndim, axes, rows, columns, bounds[0][r : r + 2], bounds[1][c : c + 2])
+                if (r, c) == (i, j):
+                    own = cut
+                else:
+                    parts = halo_parts.setdefault((r, c), [])
+                    halos_of_block.append(((r, c), len(parts), cut[1]))
+                    parts.append(cut[0])
+            tasks.append((i, j, rows, columns, own, halos_of_block))
+        parts_graph = {
+            _block_key(parts_name, index, axes, r, c): (
+                functools.partial(_copy_parts, tuple(parts)), _block_key(darr.name, index, axes, r, c)
+            )
+            for (r, c), parts in halo_parts.items()
+            for index in others
+        }
+        for i, j, rows, columns, own, halos_of_block in tasks:
+            halos_arg = tuple((position, where) for _, position, where in halos_of_block)
+            job = functools.partial(
+                _resize_with_halos, plan, channels_first, axes, rows_first, rows, columns, own, halos_arg
+            )
             for index in others:
-                graph[_block_key(name, index, axes, i, j)] = (job, _block_key(source.name, index, axes, i, j))
+                neighbours = [_block_key(parts_name, index, axes, r, c) for (r, c), _, _ in halos_of_block]
+                graph[_block_key(name, index, axes, i, j)] = (job, _block_key(darr.name, index, axes, i, j), neighbours)
+        parts_layer = HighLevelGraph.from_collections(parts_name, parts_graph, dependencies=[darr])
+        layers, dependencies = dict(parts_layer.layers), dict(parts_layer.dependencies)
+        layers[name] = MaterializedLayer(graph)
+        dependencies[name] = {parts_name, *darr.__dask_layers__()}
+        layer = HighLevelGraph(layers, dependencies)
     else:  # one task per output block reads the input blocks its region overlaps
-        source = darr
         for (i, (rows, row_blocks)), (j, (columns, column_blocks)) in itertools.product(
             enumerate(row_spans), enumerate(column_spans)
         ):
@@ -392,5 +491,5 @@ def resize(
             for index in others:
                 blocks = [[_block_key(darr.name, index, axes, r, c) for c in column_blocks] for r in row_blocks]
                 graph[_block_key(name, index, axes, i, j)] = (job, blocks)
-    layer = HighLevelGraph.from_collections(name, graph, dependencies=[source])
+        layer = HighLevelGraph.from_collections(name, graph, dependencies=[darr])
     return da.Array(layer, name, out_chunks, meta=np.empty((0,) * darr.ndim, plan.out_dtype))

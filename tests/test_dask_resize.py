@@ -174,7 +174,7 @@ def _overlapping_blocks(chunks: tuple[int, ...], start: int, stop: int) -> set[i
 
 
 def _input_dependencies(graph: dict, key: tuple, source_name: str) -> set[tuple]:
-    """The input blocks ``key`` depends on, through any layers in between (dask's overlap)."""
+    """The input blocks ``key`` depends on, through any layers in between (the halo parts)."""
     found, stack = set(), [key]
     while stack:
         for dependency in dask.core.get_dependencies(graph, stack.pop()):
@@ -192,7 +192,7 @@ def _reads(taps) -> tuple[np.ndarray, np.ndarray]:
 def check_dependencies(source: da.Array, lazy: da.Array, ys, xs) -> set[bool]:
     """Every output block depends on the input blocks its taps read, and on no other blocks
     than those its own input block widened by the halos holds: the most any output block
-    reads beyond its own input block (the overlap dask shares between neighbours). Returns,
+    reads beyond its own input block (the halos it takes from its neighbours). Returns,
     for each block, whether it depends on exactly what it reads."""
     graph = dict(lazy.dask)
     exact = set()
@@ -240,6 +240,63 @@ def test_without_halos_each_output_block_depends_on_exactly_the_blocks_it_reads(
     assert dict(lazy.dask.dependencies) == {source.name: set(), lazy.name: {source.name}}  # no overlap, no rechunk
     ys, xs = axis_taps(40, lazy.shape[0], "center", np.dtype(np.float32)), axis_taps(37, lazy.shape[1], "center", np.dtype(np.float32))
     assert check_dependencies(source, lazy, ys, xs) == {True}
+
+
+def _most_input_blocks_held(source: da.Array, lazy: da.Array) -> int:
+    """The most input blocks held at once when the graph of ``lazy`` runs in dask's static
+    order on one thread (the order of a one-thread worker), each until its last reader is done."""
+    from dask.order import order
+
+    graph = dict(lazy.__dask_graph__())
+    dependencies = {key: dask.core.get_dependencies(graph, key) for key in graph}
+    readers = {key: 0 for key in graph}
+    for needs in dependencies.values():
+        for key in needs:
+            readers[key] += 1
+    priorities = order(graph)
+    held, most = set(), 0
+    for key in sorted(graph, key=priorities.__getitem__):
+        if key[0] == source.name:
+            held.add(key)
+        for needed in dependencies[key]:
+            readers[needed] -= 1
+            if readers[needed] == 0:
+                held.discard(needed)
+        most = max(most, len(held))
+    return most
+
+
+@pytest.mark.parametrize("rate", [0.8, 0.5, 1.3])
+def test_out_of_core_order_holds_about_a_row_of_input_blocks(rate):
+    """A tall image of 40 x 4 blocks runs row after row: at most two rows of input blocks held
+    at once. (Blocks that read nothing from their neighbours used to run first, all over the
+    array, each holding its input block until its neighbours' turn: 80 blocks at 0.8.)"""
+    source = da.zeros((40 * 41, 4 * 41, 3), dtype=np.uint8, chunks=(41, 41, 3))
+    lazy = fastinterp.dask.resize(source, rate)
+    assert _most_input_blocks_held(source, lazy) <= 2 * 4
+
+
+@given(size=st.integers(1, 300), out_size=st.integers(1, 300), align=st.sampled_from(["center", "corners", "left"]),
+       most=st.integers(1, 400), lines=st.integers(1, 40))  # fmt: skip
+def test_a_plain_task_reads_at_most_the_lines_its_buffer_holds(size, out_size, align, most, lines):
+    """``_rows_within``: the most output rows per task (up to ``most``) that read at most
+    ``lines`` input rows, wherever the task starts (one row when even one reads more)."""
+    taps = axis_taps(size, out_size, align, np.dtype(np.float32))
+    rows = fastinterp.dask._rows_within(taps, most, lines)
+
+    def widest(k):
+        return max(taps.second[i + k - 1] + 1 - taps.first[i] for i in range(out_size - k + 1))
+
+    assert 1 <= rows <= min(most, out_size)
+    assert rows == 1 or widest(rows) <= lines
+    assert rows == min(most, out_size) or widest(rows + 1) > lines
+
+
+def test_threads_of_one_process_give_the_same_bits():
+    """Each thread assembles its regions in its own buffer."""
+    data = random_array(np.random.default_rng(8), (300, 260, 3), np.uint8)
+    lazy = fastinterp.dask.resize(da.from_array(data, chunks=(37, 41, 3)), 0.8)
+    assert np.array_equal(lazy.compute(scheduler="threads", num_workers=4), fastinterp.resize(data, 0.8))
 
 
 def _poisoned_source(allowed_rows: int) -> da.Array:
