@@ -27,6 +27,7 @@ Checks and numbers:
 * CPU seconds of both sides (user + system; for Dask every process of the cluster: this one,
   which runs the client and the scheduler, the nanny and the worker): on a shared machine
   under load the wall times carry the other users' work, the CPU seconds do not;
+* the number of tasks (each costs the scheduler and the worker some bookkeeping);
 * the worker's peak resident memory (its own ``ru_maxrss``), beside its limit, its user and
   system seconds and minor page faults during the run, and how much it spilled to
   ``--scratch``: an input block stays in memory until every output block that reads it is
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                            f"(input = {source.nbytes / limit:.2f}x)"),
         ("output", f"rate {RATE}: {lazy.shape[0]}x{lazy.shape[1]}x{CHANNELS}, {format_bytes(lazy.nbytes)}, "
                    f"{lazy.npartitions} blocks, da.store into a numpy.memmap file"),
+        ("tasks", f"{len(lazy.__dask_graph__()):,} in the resize's graph ({source.npartitions} of them make the input), "
+                  f"and one store task per output block"),
         ("dask run", f"{dask_s:.2f} s wall, {dask_cpu_s:.2f} s CPU (all cluster processes)"),
         ("in memory, per chunk", f"{baseline_s:.2f} s wall (generate {generate_s:.2f} s + fastinterp.resize "
                                  f"{resize_s:.2f} s + the same store {store_s:.2f} s), {baseline_cpu_s:.2f} s CPU ({baseline_user:.2f} s user, "

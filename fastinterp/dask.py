@@ -250,9 +250,11 @@ def _region_buffer(shape: list[int], dtype: np.dtype) -> np.ndarray:
 
 
 def _assemble(pieces: list[tuple[tuple[slice, ...], np.ndarray]], shape: list[int]) -> np.ndarray:
-    """The input region of ``shape`` from ``pieces`` (where in the region, the values): a view
-    when one piece holds it, else one copy into this thread's region buffer."""
-    if len(pieces) == 1:
+    """The input region of ``shape`` from ``pieces`` (where in the region, the values): the
+    piece itself where one C-contiguous piece holds it all, else one copy into this thread's
+    region buffer (the kernels read C-contiguous input)."""
+    pieces = [(where, part) for where, part in pieces if part.size]  # neighbours' parts may be empty
+    if len(pieces) == 1 and pieces[0][1].flags.c_contiguous:
         return pieces[0][1]
     region = _region_buffer(shape, pieces[0][1].dtype)
     for where, part in pieces:
