@@ -23,6 +23,7 @@ import viz
 from viz import cli, explorer
 from viz.errors import VizError
 from viz.inputs import default_image, original_preprocess
+from viz.render import load_channel
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -90,13 +91,15 @@ def jobs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def large(tmp_path_factory) -> Path:
-    """A 2,048-channel layer on a tiny map (2 x 2, channel images 16 x 16)."""
-    out = tmp_path_factory.mktemp("large") / "out"
+    """A 2,048-channel layer on a tiny map (2 x 2, channel images 16 x 16), in both layouts: the
+    channels as tiles of one page (``pages/``) and one file per channel (``files/``)."""
+    root = tmp_path_factory.mktemp("large")
     model = conv_net(0, channels=(2048,), stride=32)
-    viz.visualize(model, [default_image()], ["conv1"], out, options=viz.RenderOptions(scale=8, threads=2),
-                  preprocess=original_preprocess(INPUT_SIZE), progress=False)
-    explorer.write_index(out)
-    return out
+    for name, channel_files in (("pages", False), ("files", True)):
+        viz.visualize(model, [default_image()], ["conv1"], root / name, options=viz.RenderOptions(scale=8, threads=2, channel_files=channel_files),
+                      preprocess=original_preprocess(INPUT_SIZE), progress=False)
+        explorer.write_index(root / name)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +195,7 @@ def test_every_file_the_data_names_exists_inside_the_output(jobs):
     for data_file in (jobs / ".explorer").glob("*.js"):
         data = json.loads(re.fullmatch(r'explorerData\("\w+",(.*)\);\n', data_file.read_text(), re.S).group(1))
         names = [data["dir"] + f for key in ("files", "filesA", "filesB") for f in data.get(key, [])]
+        names += [data["dir"] + f for key in ("atlas", "atlasA", "atlasB") for f in data.get(key, {}).get("pages", [])]
         names += [f["src"] for f in data.get("figures", [])] + [f["src"] for g in data.get("groups", []) for f in g["figures"]]
         assert names
         for name in names:
@@ -240,9 +244,12 @@ def test_channel_from_the_url_a_click_and_the_keyboard(jobs, session):
     assert dialog.is_visible()
     assert f"#{by_energy[3]}" in page.inner_text("#view-title")
     assert "rank 4 of 32 by energy" in dialog.inner_text()
-    image = page.locator("#channel-image")
-    assert image.get_attribute("src").endswith(f"channels/{by_energy[3]:04d}.png")
-    page.wait_for_function("document.getElementById('channel-image').naturalWidth === 64")
+    image = page.locator("#channel-image")  # a canvas with the channel's tile of the page
+    atlas = manifest(jobs, "grace_hopper", "conv2")["channels"]["atlas"]
+    assert image.get_attribute("data-src") == "grace_hopper/conv2/channels.png"
+    row, column = divmod(by_energy[3], atlas["columns"])
+    assert image.get_attribute("data-box") == f"{column * 64},{row * 64},64,64"
+    page.wait_for_selector("#channel-image[data-drawn]")
     assert str(round(channels["mean"][by_energy[3]], 3))[:5] in dialog.inner_text()  # its real statistics
     session.screenshot("channel")
 
@@ -333,10 +340,10 @@ def test_compare_channel_view_shows_a_beside_b_on_one_scale_and_the_difference(j
     channel = by_difference[0]
     page.click(f'.cell[data-channel="{channel}"]')
     assert f"#{channel}" in page.inner_text("#view-title") and "rank 1 of 32 by max |A − B|" in page.inner_text("#view")
-    for image, file in (("#channel-a", f"channels_a/{channel:04d}.png"), ("#channel-b", f"channels_b/{channel:04d}.png"),
-                        ("#channel-image", f"channels_diff/{channel:04d}.png")):
-        assert page.locator(image).get_attribute("src").endswith(file)
-        page.wait_for_function(f"document.querySelector('{image}').naturalWidth === {width}")
+    for image, file in (("#channel-a", "channels_a.png"), ("#channel-b", "channels_b.png"), ("#channel-image", "channels_diff.png")):
+        assert page.locator(image).get_attribute("data-src") == f"compare/grace_hopper/conv2/{file}"
+        assert page.locator(image).get_attribute("width") == str(width)
+        page.wait_for_selector(f"{image}[data-drawn]")
     ab_bars, diff_bars = page.locator("#channel-ab .vbar"), page.locator("#channel-diff .vbar")
     assert ab_bars.count() == 1 and diff_bars.count() == 1  # A and B share ONE colour bar
     lo, hi, limit = channels["scale_lo"][channel], channels["scale_hi"][channel], channels["diff_limit"][channel]
@@ -349,8 +356,7 @@ def test_compare_channel_view_shows_a_beside_b_on_one_scale_and_the_difference(j
     rows = dict(page.eval_on_selector_all("#view tbody tr", "rows => rows.map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
     for label, key in (("max |A − B|", "max_abs_diff"), ("mean of A", "mean_a"), ("max of A", "max_a"), ("mean of B", "mean_b"), ("max of B", "max_b")):
         assert float(rows[label]) == pytest.approx(channels[key][channel], rel=1e-3, abs=1e-6)
-    with Image.open(jobs / "compare" / "grace_hopper" / "conv2" / f"channels_a/{channel:04d}.png") as shown:
-        assert shown.size == (width, compared["image_size"][0])
+    assert load_channel(jobs / "compare" / "grace_hopper" / "conv2", channels, channel, "a").size == (width, compared["image_size"][0])
     session.screenshot("compare-channel")
     page.keyboard.press("j")
     assert hash_params(page)["channel"] == str(by_difference[1]) and f"#{by_difference[1]}" in page.inner_text("#view-title")
@@ -456,7 +462,9 @@ def test_phone_viewport_has_no_sideways_scroll(jobs, browser):
         phone.context.close()
 
 
-def test_2048_channels_scroll_without_loading_every_image(large, session):
+def test_2048_channel_files_scroll_without_loading_every_image(large, session):
+    """The layout of one file per channel (--channel-files, and every output before pages)."""
+    large = large / "files"
     page = session.page
     session.open(large, "#layer=conv1")
     grid = page.locator(".grid")
@@ -476,6 +484,65 @@ def test_2048_channels_scroll_without_loading_every_image(large, session):
     page.keyboard.press("k")  # from no channel: the last one
     assert hash_params(page)["channel"] == "2047"
     session.check_clean(large)
+
+
+def test_2048_channel_tiles_come_from_one_page(large, session):
+    """The default layout: every thumbnail is a tile of channels.png, the page read once."""
+    out = large / "pages"
+    atlas = manifest(out, "grace_hopper", "conv1")["channels"]["atlas"]
+    assert atlas["pages"] == ["channels.png"] and atlas["tile"] == [16, 16]
+    page = session.page
+    session.open(out, "#layer=conv1")
+    assert page.locator(".grid").get_attribute("data-total") == "2048"
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_selector('.cell[data-channel="2047"] .tile')
+    row, column = divmod(2047, atlas["columns"])
+    style = page.eval_on_selector('.cell[data-channel="2047"] .tile', "t => [t.style.backgroundPosition, t.style.width, t.style.height]")
+    assert style == [f"{-16 * column}px {-16 * row}px", "16px", "16px"]
+    page.click('.cell[data-channel="2047"]')
+    page.wait_for_selector("#channel-image[data-drawn]")
+    assert page.locator(".cell").count() < 2048 / 8  # still only the rows near the window
+    assert {url.rsplit("/", 1)[1] for url in session.images("/conv1/channels")} == {"channels.png"}
+    assert not session.images("/channels/")
+    session.check_clean(out)
+
+
+def test_the_channel_view_shows_its_tile_pixel_for_pixel(jobs, session):
+    """A screenshot of the one-channel view: the channel's tile of the page, each pixel a square of
+    zoom x zoom screen pixels, colours exact (the pixels of the channel's own file)."""
+    page = session.page
+    job = jobs / "grace_hopper" / "conv2"
+    channels = manifest(jobs, "grace_hopper", "conv2")["channels"]
+    session.open(jobs, "#job=grace_hopper&layer=conv2&channel=29")
+    page.wait_for_selector("#channel-image[data-drawn]")
+    canvas = page.locator("#channel-image")
+    zoom = round(canvas.bounding_box()["width"] / 64)
+    assert zoom >= 2 and f"64 × 64 px, shown {zoom}×" in page.inner_text("#view")
+    box = canvas.bounding_box()  # the layout may put it at a fractional y; its pixels are drawn snapped to the screen's
+    clip = {"x": round(box["x"]), "y": round(box["y"]), "width": 64 * zoom, "height": 64 * zoom}
+    with Image.open(io.BytesIO(page.screenshot(clip=clip))) as shot:
+        shown = np.asarray(shot.convert("RGB"))
+    expected = np.asarray(load_channel(job, channels, 29).convert("RGB")).repeat(zoom, 0).repeat(zoom, 1)
+    np.testing.assert_array_equal(shown, expected)
+    session.check_clean(jobs)
+
+
+def test_a_page_that_is_a_symlink_is_not_shown(jobs, tmp_path, session):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "grace_hopper", out / "grace_hopper")
+    secret = tmp_path / "secret.png"
+    shutil.copy(out / "grace_hopper" / "conv2" / "channels.png", secret)
+    (out / "grace_hopper" / "conv2" / "channels.png").unlink()
+    (out / "grace_hopper" / "conv2" / "channels.png").symlink_to(secret)
+    explorer.write_index(out)
+    session.open(out, "#job=grace_hopper&layer=conv2&channel=4")
+    cells = session.page.locator(".cell")
+    assert cells.count() > 8 and session.page.locator(".cell img[alt=missing]").count() == cells.count()
+    assert session.page.locator("#channel-image").get_attribute("src") is None
+    assert not [url for url in session.requests if "secret" in url or url.endswith("channels.png")]
+    session.check_clean(out)
 
 
 # --- untrusted names and files -------------------------------------------------------------------
@@ -499,11 +566,11 @@ def test_names_that_are_not_utf8_are_shown_and_their_images_load(tmp_path, brows
         page = visitor.page
         assert "bad\\xff.png" in page.inner_text(".meta")  # the image's name, its odd byte shown escaped
         assert page.inner_text("#where") == "Images · job\\xfe\\xff · conv1"
-        page.wait_for_function("[...document.querySelectorAll('figure img, .cell img')].every(i => i.complete && i.naturalWidth > 0)")
-        assert page.locator(".cell img").count() == 8
-        assert visitor.images("/job%FE%FF/conv1/channels/0000.png")  # the real bytes, percent-encoded
+        page.wait_for_function("[...document.querySelectorAll('figure img')].every(i => i.complete && i.naturalWidth > 0)")
+        assert page.locator(".cell .tile").count() == 8
         page.click('.cell[data-channel="3"]')
-        page.wait_for_function("document.getElementById('channel-image').naturalWidth === 32")
+        page.wait_for_selector("#channel-image[data-drawn]")
+        assert visitor.images("/job%FE%FF/conv1/channels.png")  # the real bytes, percent-encoded
         params = hash_params(page)
         page.reload()  # the escaped job name names the view
         page.wait_for_selector("body[data-ready]")
@@ -518,7 +585,7 @@ def test_names_from_files_are_text_and_paths_stay_inside(tmp_path, browser):
     image = tmp_path / f"{HOSTILE}.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
     out = tmp_path / "out"
-    (results,) = viz.visualize(conv_net(0, (8,)), [image], ["conv1"], out, options=viz.RenderOptions(scale=2, threads=1),
+    (results,) = viz.visualize(conv_net(0, (8,)), [image], ["conv1"], out, options=viz.RenderOptions(scale=2, threads=1, channel_files=True),
                                preprocess=original_preprocess(32), progress=False, context={"model": "</script><script>alert(2)</script>"})
     secret = tmp_path / "secret.png"
     Image.new("RGB", (4, 4)).save(secret)
@@ -563,7 +630,10 @@ def test_names_from_files_are_text_and_paths_stay_inside(tmp_path, browser):
 @pytest.mark.parametrize("part, field, junk", [
     ("image", ("sheet", "channels"), 5),
     ("image", ("channels", "mean"), [1, 2]),
-    ("image", ("channels", "files"), "channels"),
+    ("image", ("channels", "atlas"), "channels"),
+    ("image", ("channels", "atlas", "pages"), ["../../../x.png"]),
+    ("image", ("channels", "atlas", "columns"), -1),
+    ("compare", ("channels", "atlas_b", "count"), 31),
     ("image", ("summaries",), [{"file": "sum.png"}]),
     ("image", ("feature_shape",), "32x16x16"),
     ("compare", ("difference",), "difference.png"),

@@ -19,6 +19,7 @@ from PIL import Image
 import viz
 from viz import cli, models
 from viz.inputs import original_preprocess
+from viz.render import load_channel
 
 #: A small job: ResNet-18 at 64x64, layer2 (128 channels of 8x8).
 SMALL = ["--model", "resnet18", "--input-size", "64", "--layer", "layer2", "--top-k", "4"]
@@ -81,11 +82,11 @@ def test_cli_end_to_end_in_a_fresh_process(images, tmp_path):
     assert result.stdout.splitlines() == [
         "model: resnet18, weights: random init (--weights none)",
         "preprocessing: resize 64x64 bicubic, ImageNet mean/std",
-        f"{images / 'cat.png'} layer4 -> {target}/: 512 channel images (channels/0000.png .. channels/0511.png), "
+        f"{images / 'cat.png'} layer4 -> {target}/: 512 channels as 16x16 tiles of channels.png, "
         "sum.png, mean.png, max.png, sheet.png, overlay.png, gradcam.png, gradcam_overlay.png, manifest.json",
         f"open: {(out / 'index.html').as_uri()}",
     ]
-    expected = [f"channels/{i:04d}.png" for i in range(512)] + [
+    expected = ["channels.png"] + [
         "gradcam.png", "gradcam_overlay.png", "manifest.json", "max.png", "mean.png", "overlay.png", "sheet.png", "sum.png"]
     assert tree(target) == sorted(expected)
     assert sorted(os.listdir(out)) == [".explorer", "index.html", "resnet18"]  # no staging directory left
@@ -103,9 +104,9 @@ def test_files_and_folders_several_layers_and_repeated_names(images, tmp_path):
     code, out, err = run_cli(images / "cat.png", tmp_path / "more", *SMALL, "--layer", "layer1[-1]", "--weights", "none",
                              "--out", tmp_path / "out", "--quiet")
     assert (code, out) == (0, ""), err
-    dirs = sorted({str(Path(f).parent.parent) if "channels" in f else str(Path(f).parent) for f in tree(tmp_path / "out" / "resnet18")})
+    dirs = sorted({str(Path(f).parent) for f in tree(tmp_path / "out" / "resnet18")})
     assert dirs == sorted(f"{name}/{layer}" for name in ("cat", "cat-2") for layer in ("layer1.1", "layer2"))
-    assert len(list((tmp_path / "out" / "resnet18" / "cat-2" / "layer1.1" / "channels").iterdir())) == 64
+    assert json.loads((tmp_path / "out" / "resnet18" / "cat-2" / "layer1.1" / "manifest.json").read_text())["channels"]["atlas"]["count"] == 64
     manifest = json.loads((tmp_path / "out" / "resnet18" / "cat-2" / "layer2" / "manifest.json").read_text())
     assert manifest["image"] == str(tmp_path / "more" / "cat.bmp")
 
@@ -127,7 +128,7 @@ def test_checkpoint_round_trip(images, tmp_path, wrap):
     viz.visualize(model, [images / "cat.png"], ["layer2"], tmp_path / "api",
                   options=viz.RenderOptions(top_k=4), preprocess=original_preprocess(64))
     cli_dir, api_dir = tmp_path / "cli" / "resnet18" / "cat" / "layer2", tmp_path / "api" / "cat" / "layer2"
-    for name in [f"channels/{i:04d}.png" for i in range(128)] + ["sum.png", "max.png", "overlay.png"]:
+    for name in ["channels.png", "sum.png", "max.png", "overlay.png"]:
         np.testing.assert_array_equal(pixels(cli_dir / name), pixels(api_dir / name))
     manifest = json.loads((cli_dir / "manifest.json").read_text())
     assert manifest["weights"] == f"checkpoint {checkpoint}"
@@ -166,12 +167,13 @@ def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, t
     assert err == ("fastinterp-viz: warning: A (resnet18, weights: random init (--weights none)) and B (resnet18, weights: "
                    "random init (--weights none)) have IDENTICAL weights: the comparison can only show a blank difference\n")
     target = tmp_path / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2"
-    channels = [f"{folder}/{c:04d}.png" for folder in ("channels_a", "channels_b", "channels_diff") for c in range(128)]
+    channels = ["channels_a.png", "channels_b.png", "channels_diff.png"]
     assert tree(target) == sorted([*channels, "difference.png", "manifest.json", "panel_sheet.png", "panel_sum.png",
                                    "sheet_a.png", "sheet_b.png", "sum_a.png", "sum_b.png"])
+    manifest = json.loads((target / "manifest.json").read_text())
+    np.testing.assert_array_equal(pixels(target / "channels_a.png"), pixels(target / "channels_b.png"))
     for c in (0, 127):  # per channel too: A equals B, and A - B is white
-        np.testing.assert_array_equal(pixels(target / f"channels_a/{c:04d}.png"), pixels(target / f"channels_b/{c:04d}.png"))
-        assert np.unique(pixels(target / f"channels_diff/{c:04d}.png")).tolist() == [128]
+        assert np.unique(np.asarray(load_channel(target, manifest["channels"], c, "diff"))).tolist() == [128]
     np.testing.assert_array_equal(pixels(target / "sum_a.png"), pixels(target / "sum_b.png"))
     np.testing.assert_array_equal(pixels(target / "sheet_a.png"), pixels(target / "sheet_b.png"))
     assert np.unique(pixels(target / "difference.png")).tolist() == [128]  # the middle (white) of RdBu_r

@@ -15,7 +15,7 @@ import viz
 from viz.api import compare_estimate
 from viz.compare import DIFFERENCE_CMAP, compare_layer
 from viz.inputs import original_preprocess
-from viz.render import LUT_SIZE, RenderOptions, colormap_lut, upsample
+from viz.render import LUT_SIZE, RenderOptions, colormap_lut, load_channel, upsample
 
 
 def indices(path: Path) -> np.ndarray:
@@ -24,16 +24,23 @@ def indices(path: Path) -> np.ndarray:
         return np.asarray(image)
 
 
+def channel(target: Path, manifest: dict, which: str, c: int) -> np.ndarray:
+    """Palette indices of channel ``c`` of A, B or A - B (``which``), from its page or its file."""
+    image = load_channel(target, manifest["channels"], c, which)
+    assert image.mode == "P"
+    return np.asarray(image)
+
+
 def features(seed: int, shape: tuple[int, int, int] = (7, 5, 6)) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-@pytest.fixture
-def written(tmp_path) -> tuple[np.ndarray, np.ndarray, Path, dict, RenderOptions]:
+@pytest.fixture(params=[False, True], ids=["pages", "files"])
+def written(tmp_path, request) -> tuple[np.ndarray, np.ndarray, Path, dict, RenderOptions]:
     a, b = features(0), features(1)
     b[3] = a[3]  # a channel with no difference
     b[5] = 2.0  # a flat channel in B
-    options = RenderOptions(scale=3, threads=2, chunk_mb=0.001)  # a few channels per chunk
+    options = RenderOptions(scale=3, threads=2, chunk_mb=0.001, channel_files=request.param)  # a few channels per chunk
     manifest = compare_layer(a, b, tmp_path, options)
     return a, b, tmp_path, manifest, options
 
@@ -46,19 +53,23 @@ def test_a_and_b_decode_back_to_one_shared_scale_per_channel(written):
     lo, hi = np.array(channels["scale_lo"]), np.array(channels["scale_hi"])
     np.testing.assert_allclose(lo, np.minimum(up_a.min((1, 2)), up_b.min((1, 2))), rtol=1e-6)
     np.testing.assert_allclose(hi, np.maximum(up_a.max((1, 2)), up_b.max((1, 2))), rtol=1e-6)
-    assert channels["files_a"][4] == "channels_a/0004.png" and channels["files_b"][4] == "channels_b/0004.png"
+    if options.channel_files:
+        assert channels["files_a"][4] == "channels_a/0004.png" and channels["files_b"][4] == "channels_b/0004.png"
+    else:
+        assert [channels[f"atlas_{which}"]["pages"] for which in ("a", "b", "diff")] == [
+            ["channels_a.png"], ["channels_b.png"], ["channels_diff.png"]]
     for c in range(len(a)):
-        for up, file in ((up_a[c], channels["files_a"][c]), (up_b[c], channels["files_b"][c])):
-            index = indices(target / file).astype(np.float64)
+        for up, which in ((up_a[c], "a"), (up_b[c], "b")):
+            index = channel(target, manifest, which, c).astype(np.float64)
             assert index.shape == size
             step = (hi[c] - lo[c]) / LUT_SIZE
             # each pixel's value lies in its colour's bin of the shared scale lo..hi (the top bin is closed)
             assert np.all(lo[c] + index * step <= up + 1e-5 * (hi[c] - lo[c]))
             assert np.all(up <= lo[c] + (index + 1) * step + 1e-5 * (hi[c] - lo[c]))
-        both = np.concatenate([indices(target / channels["files_a"][c]), indices(target / channels["files_b"][c])])
+        both = np.concatenate([channel(target, manifest, "a", c), channel(target, manifest, "b", c)])
         assert both.min() == 0 and both.max() == LUT_SIZE - 1  # ONE scale spans A and B together
-    with Image.open(target / channels["files_a"][0]) as image:
-        assert np.array_equal(np.array(image.getpalette()[: 3 * LUT_SIZE]).reshape(-1, 3), colormap_lut(options.cmap))
+    image = load_channel(target, channels, 0, "a")
+    assert np.array_equal(np.array(image.getpalette()[: 3 * LUT_SIZE]).reshape(-1, 3), colormap_lut(options.cmap))
 
 
 def test_the_difference_is_symmetric_and_white_where_a_equals_b(written):
@@ -68,14 +79,14 @@ def test_the_difference_is_symmetric_and_white_where_a_equals_b(written):
     difference = upsample(a, size) - upsample(b, size)
     assert channels["diff_cmap"] == DIFFERENCE_CMAP
     for c in range(len(a)):
-        index = indices(target / channels["files_diff"][c]).astype(np.float64)
+        index = channel(target, manifest, "diff", c).astype(np.float64)
         limit = channels["diff_limit"][c]
         decoded = -limit + (index + 0.5) * (2 * limit / LUT_SIZE)
         np.testing.assert_allclose(decoded, difference[c], atol=limit / LUT_SIZE + 1e-6)
         if c != 3:
             assert limit == pytest.approx(np.abs(difference[c]).max(), rel=1e-6)
             assert index.min() == 0 or index.max() == LUT_SIZE - 1  # the largest |A - B| reaches an end
-    assert np.unique(indices(target / channels["files_diff"][3])).tolist() == [LUT_SIZE // 2]  # white
+    assert np.unique(channel(target, manifest, "diff", 3)).tolist() == [LUT_SIZE // 2]  # white
     assert channels["diff_limit"][3] == 1.0 and channels["max_abs_diff"][3] == 0.0
 
 
@@ -92,14 +103,18 @@ def test_the_manifest_holds_each_channels_statistics(written):
     assert listed == on_disk and json.loads((target / "manifest.json").read_text()) == manifest
 
 
-def test_chunking_does_not_change_the_files(tmp_path):
+def test_chunking_and_pages_do_not_change_the_channel_images(tmp_path):
     a, b = features(2), features(3)
-    for name, chunk_mb in (("small", 0.001), ("large", 64.0)):
+    written = {}
+    for name, chunk_mb, channel_files in (("small", 0.001, False), ("large", 64.0, False), ("files", 64.0, True)):
         (tmp_path / name).mkdir()
-        compare_layer(a, b, tmp_path / name, RenderOptions(scale=3, threads=2, chunk_mb=chunk_mb))
-    for folder in ("channels_a", "channels_b", "channels_diff"):
-        for file in sorted((tmp_path / "small" / folder).iterdir()):
-            assert np.array_equal(indices(file), indices(tmp_path / "large" / folder / file.name))
+        written[name] = compare_layer(a, b, tmp_path / name, RenderOptions(scale=3, threads=2, chunk_mb=chunk_mb, channel_files=channel_files))
+    for which in ("a", "b", "diff"):
+        for c in range(len(a)):
+            files = channel(tmp_path / "files", written["files"], which, c)
+            assert np.array_equal(channel(tmp_path / "small", written["small"], which, c), files)
+            assert np.array_equal(channel(tmp_path / "large", written["large"], which, c), files)
+            assert np.array_equal(files, indices(tmp_path / "files" / f"channels_{which}" / f"{c:04d}.png"))
 
 
 @pytest.mark.parametrize("image_format", ["png", "jpg"])
@@ -114,7 +129,7 @@ def test_the_estimate_bounds_what_a_compare_writes(tmp_path, image_format):
     options = RenderOptions(scale=4, threads=2, image_format=image_format, top_k=4)
     [result] = viz.compare(*nets, [tmp_path / "noise.png"], ["0"], tmp_path / "out", options=options,
                            preprocess=original_preprocess(64), progress=False)
-    assert (result.directory / f"channels_diff/0047.{image_format}").is_file()
+    assert (result.directory / ("channels_diff/0047.jpg" if image_format == "jpg" else "channels_diff.png")).is_file()
     written = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
     estimate = compare_estimate("x", result.manifest["feature_shape"], options).output_bytes
     assert written <= estimate

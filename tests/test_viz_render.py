@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +19,8 @@ import fastinterp
 from viz.errors import VizError
 from viz.render import _huffman_lengths
 from viz.render import (
-    RenderOptions, colormap_lut, palette_indices, palette_png, palette_pngs, quantize_planes, render_layer, write_indexed,
+    BYTES_PER_CHUNK_PIXEL, Atlas, RenderOptions, adler32_combine, colormap_lut, idat_band, load_channel, palette_indices, palette_png,
+    palette_pngs, png_end, png_head, quantize_planes, render_layer, write_indexed,
 )
 
 VIRIDIS = matplotlib.colormaps["viridis"]
@@ -35,6 +37,12 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def channel_rgb(directory: Path, channel: int) -> np.ndarray:
+    """A written channel's colours, from its atlas page or its own file (the manifest says which)."""
+    channels = json.loads((directory / "manifest.json").read_text())["channels"]
+    return np.asarray(load_channel(directory, channels, channel).convert("RGB"))
+
+
 @pytest.fixture
 def features() -> np.ndarray:
     rng = np.random.default_rng(7)
@@ -49,10 +57,9 @@ def test_channel_pngs_equal_numpy_normalise_and_colormap_of_fastinterp_output(tm
     upsampled = fastinterp.resize(features, 3, channels_first=True)
     assert upsampled.shape == (5, 18, 21)
     for i, channel in enumerate(upsampled):
-        path = tmp_path / "channels" / f"{i:04d}.png"
-        with Image.open(path) as image:
-            assert image.mode == "P" and image.size == (21, 18)
-        np.testing.assert_array_equal(read_rgb(path), expected_rgb(channel, channel.min(), channel.max()))
+        image = load_channel(tmp_path, manifest["channels"], i)
+        assert image.mode == "P" and image.size == (21, 18)
+        np.testing.assert_array_equal(channel_rgb(tmp_path, i), expected_rgb(channel, channel.min(), channel.max()))
         assert manifest["channels"]["scale_lo"][i] == pytest.approx(float(channel.min()), rel=1e-6)
         assert manifest["channels"]["scale_hi"][i] == pytest.approx(float(channel.max()), rel=1e-6)
 
@@ -63,24 +70,32 @@ def test_layer_and_percentile_normalisation(tmp_path, features):
     render_layer(features, tmp_path / "layer", RenderOptions(scale=2, norm="layer"))
     lo, hi = upsampled.min(), upsampled.max()
     for i, channel in enumerate(upsampled):
-        np.testing.assert_array_equal(read_rgb(tmp_path / "layer" / "channels" / f"{i:04d}.png"), expected_rgb(channel, lo, hi))
+        np.testing.assert_array_equal(channel_rgb(tmp_path / "layer", i), expected_rgb(channel, lo, hi))
 
     (tmp_path / "pct").mkdir()
     render_layer(features, tmp_path / "pct", RenderOptions(scale=2, norm="percentile", clip=5.0))
     for i, channel in enumerate(upsampled):
         lo, hi = np.percentile(channel, [5.0, 95.0]).astype(np.float32)
-        np.testing.assert_array_equal(read_rgb(tmp_path / "pct" / "channels" / f"{i:04d}.png"), expected_rgb(channel, lo, hi))
+        np.testing.assert_array_equal(channel_rgb(tmp_path / "pct", i), expected_rgb(channel, lo, hi))
 
 
 def test_file_names_summaries_and_manifest(tmp_path, features):
     image = np.random.default_rng(1).integers(0, 256, (30, 35, 3), dtype=np.uint8)
     manifest = render_layer(features, tmp_path, RenderOptions(scale=2, top_k=3, rank_by="max"), image=image,
                             context={"model": "tiny", "layer": "block"})
-    channel_files = [f"channels/{i:04d}.png" for i in range(5)]
     summaries = ["sum.png", "mean.png", "max.png", "sheet.png", "overlay.png", "manifest.json"]
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert written == sorted(channel_files + summaries)
-    assert manifest["files"] == channel_files + summaries
+    assert written == sorted(["channels.png", *summaries])
+    assert manifest["files"] == ["channels.png", *summaries]
+    # 5 tiles of 12 x 14 in a near-square page: 3 columns, 2 rows
+    assert manifest["channels"]["atlas"] == {"pages": ["channels.png"], "tile": [12, 14], "columns": 3, "per_page": 5, "count": 5}
+    with Image.open(tmp_path / "channels.png") as page:
+        assert page.size == (3 * 14, 2 * 12) and page.mode == "P"
+    (tmp_path / "loose").mkdir()
+    loose = render_layer(features, tmp_path / "loose", RenderOptions(scale=2, channel_files=True))
+    channel_files = [f"channels/{i:04d}.png" for i in range(5)]
+    assert loose["files"] == channel_files + summaries[:4] + ["manifest.json"] and loose["channels"]["files"] == channel_files
+    assert "atlas" not in loose["channels"] and "files" not in manifest["channels"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     assert manifest["model"] == "tiny" and manifest["layer"] == "block"
     assert manifest["feature_shape"] == [5, 6, 7] and manifest["image_size"] == [12, 14]
@@ -107,7 +122,9 @@ def test_streaming_in_small_chunks_writes_the_same_files(tmp_path, features):
     render_layer(features, tmp_path / "whole", RenderOptions(scale=4, norm="layer"))
     one_channel_mb = 9 * 24 * 28 / 2**20  # the chunk budget of a single upsampled channel
     render_layer(features, tmp_path / "chunked", RenderOptions(scale=4, norm="layer", chunk_mb=2 * one_channel_mb))
-    for name in [f"channels/{i:04d}.png" for i in range(5)] + ["sum.png", "max.png"]:
+    for i in range(5):
+        np.testing.assert_array_equal(channel_rgb(tmp_path / "whole", i), channel_rgb(tmp_path / "chunked", i))
+    for name in ["sum.png", "max.png"]:
         np.testing.assert_array_equal(read_rgb(tmp_path / "whole" / name), read_rgb(tmp_path / "chunked" / name))
 
 
@@ -142,7 +159,7 @@ def test_scale_input_upsamples_to_the_input_image(tmp_path, features):
     manifest = render_layer(features, tmp_path, RenderOptions(scale=None), image=image)
     assert manifest["image_size"] == [30, 35]
     channel = fastinterp.resize(features[1], size=(30, 35))
-    np.testing.assert_array_equal(read_rgb(tmp_path / "channels" / "0001.png"), expected_rgb(channel, channel.min(), channel.max()))
+    np.testing.assert_array_equal(channel_rgb(tmp_path, 1), expected_rgb(channel, channel.min(), channel.max()))
     with pytest.raises(VizError, match="^--scale input needs the input image$"):
         render_layer(features, tmp_path / "none", RenderOptions(scale=None))
 
@@ -152,16 +169,21 @@ def test_progress_counts_each_channel_once_when_chunks_are_not_multiples_of_the_
     import threading
 
     maps = np.random.default_rng(1).standard_normal((40, 3, 3)).astype(np.float32)
-    one_channel_mb = 10 * 12 * 12 / 2**20  # BYTES_PER_CHUNK_PIXEL per pixel of a 12x12 channel
+    one_channel_mb = BYTES_PER_CHUNK_PIXEL * 12 * 12 / 2**20  # the chunk budget of a 12x12 channel
     counted, lock = [], threading.Lock()
 
     def progress(n: int) -> None:
         with lock:
             counted.append(n)
 
-    render_layer(maps, tmp_path, RenderOptions(scale=4, chunk_mb=18 * one_channel_mb, threads=3), progress=progress)
+    render_layer(maps, tmp_path, RenderOptions(scale=4, chunk_mb=18 * one_channel_mb, threads=3, channel_files=True), progress=progress)
     assert sum(counted) == 40 and len(list((tmp_path / "channels").iterdir())) == 40
     assert sorted(counted) == sorted([16, 2, 16, 2, 4])  # chunks of 18, 18 and 4 channels
+    counted.clear()
+    (tmp_path / "pages").mkdir()
+    manifest = render_layer(maps, tmp_path / "pages", RenderOptions(scale=4, chunk_mb=18 * one_channel_mb, threads=3, page_pixels=7 * 144),
+                            progress=progress)
+    assert sum(counted) == 40 and len(manifest["channels"]["atlas"]["pages"]) == 7  # pages of 6 tiles (2 rows of 3), the last of 4
 
 
 def decoded_palette_png(data: bytes) -> tuple[np.ndarray, bytes]:
@@ -241,7 +263,8 @@ def test_written_channels_have_pillows_pixels_and_palette(tmp_path, features):
     upsampled = fastinterp.resize(features, 3, channels_first=True)
     palette = colormap_lut("viridis").tobytes()
     for i, channel in enumerate(upsampled):
-        ours, ours_palette = decoded_palette_png((tmp_path / "channels" / f"{i:04d}.png").read_bytes())
+        image = load_channel(tmp_path, json.loads((tmp_path / "manifest.json").read_text())["channels"], i)
+        ours, ours_palette = np.asarray(image), bytes(image.getpalette("RGB"))
         expected = ((channel - channel.min()) / (channel.max() - channel.min()) * 256).clip(0, 255).astype(np.uint8) \
             if channel.max() > channel.min() else np.zeros(channel.shape, np.uint8)
         pillows, pillows_palette = decoded_palette_png(pillow_palette_png(expected, palette))
@@ -292,3 +315,89 @@ def test_quantize_planes_with_given_ranges_and_a_real_layer():
     np.testing.assert_array_equal(indices, palette_indices(upsampled, lo[:, None, None], hi[:, None, None]))
     assert not indices[3].any() and not indices[4].any() and indices[0].any()
     np.testing.assert_array_equal(max_map, upsampled.max(axis=0))
+
+
+# --- channel pages (atlases) ---------------------------------------------------------------------
+
+
+def idat_stream(data: bytes) -> bytes:
+    """The zlib stream of a PNG: its IDAT chunks' data, in order."""
+    import struct
+
+    position, stream = 8, b""
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        if data[position + 4 : position + 8] == b"IDAT":
+            stream += data[position + 8 : position + 8 + length]
+        position += 12 + length
+    return stream
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30))), st.data())
+def test_a_png_written_in_bands_decodes_to_its_indices_and_its_checksum_holds(indices, data):
+    """Bands encoded apart (each its own deflate block, ending on a byte) make one valid PNG; zlib
+    checks the Adler-32 combined from the bands'."""
+    height, width = indices.shape
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, height - 1), max_size=4)) if height > 1 else []))
+    palette = colormap_lut("magma").tobytes()
+    parts, adler = [png_head(height, width, palette)], 1
+    for top, bottom in zip([0, *cuts], [*cuts, height]):
+        above = int(top > 0)
+        chunk, band_adler = idat_band(indices[top - above : bottom], above, zlib_header=top == 0)
+        parts.append(bytes(chunk))
+        adler = adler32_combine(adler, band_adler, (bottom - top) * (width + 1))
+    png = b"".join([*parts, png_end(adler)])
+    assert len(zlib.decompress(idat_stream(png))) == height * (width + 1)  # raises on a wrong checksum
+    decoded, decoded_palette = decoded_palette_png(png)
+    np.testing.assert_array_equal(decoded, indices)
+    assert decoded_palette == palette
+
+
+def test_atlas_layout_of_resnet50_layer4_and_of_pages():
+    atlas = Atlas.plan("channels", 2048, (96, 96), 1 << 25, 10_000)
+    assert (atlas.pages, atlas.columns, atlas.per_page) == (["channels.png"], 46, 2048)
+    assert atlas.page_shape(0) == (45 * 96, 46 * 96)  # nearly square
+    assert atlas.box(47) == (96, 96, 192, 192) and atlas.box(2047) == (23 * 96, 44 * 96, 24 * 96, 45 * 96)
+    paged = Atlas.plan("channels_a", 100, (10, 30), 1000, 10_000)  # 3 wide tiles fit a page: one column is squarest
+    assert (paged.columns, paged.per_page, paged.page_shape(0), paged.page_shape(33)) == (1, 3, (30, 30), (10, 30))
+    assert paged.pages[0] == "channels_a-000.png" and len(paged.pages) == -(-100 // paged.per_page)
+    assert Atlas.plan("channels", 2048, (96, 96), 1 << 25, 8).columns == 8  # a row of tiles stays within the chunk budget
+    assert Atlas.from_entry(paged.entry()) == paged
+    for junk in ({**paged.entry(), "pages": ["../../x.png"]}, {**atlas.entry(), "pages": ["../x.png"]}, {"pages": []},
+                 {**atlas.entry(), "columns": 0}, "channels.png"):
+        with pytest.raises(VizError, match="^not an atlas description"):
+            Atlas.from_entry(junk)
+    with pytest.raises(VizError, match="^channel 2048 is not one of the 2048 channels$"):
+        atlas.box(2048)
+
+
+@pytest.mark.parametrize(("scale", "norm", "page_pixels", "chunk_channels"), [
+    (3, "channel", 1 << 25, 100),  # one page
+    (2.5, "layer", 700, 3),  # many pages, chunks of one row
+    (1.7, "percentile", 2000, 2),  # odd tile sizes, chunks of whole rows of 1 tile
+])
+def test_each_tile_of_the_pages_is_the_channels_own_file_bit_for_bit(tmp_path, scale, norm, page_pixels, chunk_channels):
+    maps = np.random.default_rng(11).standard_normal((23, 7, 9)).astype(np.float32)
+    maps[5] = 3.0  # flat
+    maps[6, 2, 2] = 40.0  # an outlier
+    size = (round(7 * scale), round(9 * scale))
+    chunk_mb = chunk_channels * BYTES_PER_CHUNK_PIXEL * size[0] * size[1] / 2**20
+    options = dict(scale=scale, norm=norm, threads=3, chunk_mb=chunk_mb)
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "files").mkdir()
+    paged = render_layer(maps, tmp_path / "pages", RenderOptions(**options, page_pixels=page_pixels))
+    loose = render_layer(maps, tmp_path / "files", RenderOptions(**options, channel_files=True))
+    atlas = paged["channels"]["atlas"]
+    assert atlas["tile"] == list(size) and atlas["count"] == 23
+    for page in atlas["pages"]:
+        png = (tmp_path / "pages" / page).read_bytes()
+        zlib.decompress(idat_stream(png))  # the checksum holds
+        decoded_palette_png(png)  # and Pillow verifies the file
+    for channel in range(23):
+        tile = load_channel(tmp_path / "pages", paged["channels"], channel)
+        with Image.open(tmp_path / "files" / loose["channels"]["files"][channel]) as own:
+            np.testing.assert_array_equal(np.asarray(tile), np.asarray(own))
+            assert tile.getpalette() == own.getpalette()
+    for key in ("scale_lo", "scale_hi", "mean", "max"):
+        assert paged["channels"][key] == loose["channels"][key]

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--clip", type=float, default=1.0, metavar="P", help="percent clipped at each end with --norm percentile (default: %(default)s)")
     render.add_argument("--cmap", default="viridis", help="any matplotlib colormap (default: %(default)s)")
     render.add_argument("--format", choices=IMAGE_FORMATS, default="png", help="channel and summary images: 8-bit palette PNG or JPEG (default: %(default)s)")
+    render.add_argument("--channel-files", action="store_true",
+                        help="one file per channel (channels/0000.png, ...) instead of the channels as tiles of one page "
+                        "(channels.png; a few pages for large layers), which is much faster to write (JPEG: always files)")
     render.add_argument("--top-k", type=int, default=16, metavar="K", help="channels on the contact sheet (default: %(default)s)")
     render.add_argument("--rank", choices=RANK_MODES, default="mean", help="contact sheet ranking (default: %(default)s)")
     render.add_argument("--alpha", type=float, default=0.5, metavar="A", help="opacity of the sum map over the input (default: %(default)s)")
@@ -117,6 +120,7 @@ def _options(args: argparse.Namespace) -> RenderOptions:
     return RenderOptions(
         scale=args.scale, norm=args.norm, clip=args.clip, cmap=args.cmap, image_format=args.format,
         top_k=args.top_k, rank_by=args.rank, alpha=args.alpha, chunk_mb=args.chunk_mb, threads=args.threads,
+        channel_files=args.channel_files,
     )
 
 
@@ -319,15 +323,23 @@ def run(args: argparse.Namespace) -> int:
         print(printable(f"model: {label}"))
         print(f"preprocessing: {preprocess.description}")
         for result in results:
-            files = result.manifest["files"]
-            channels = [f for f in files if f.startswith("channels/")]
-            others = [f for f in files if not f.startswith("channels/")]
-            listed = (f"{len(channels)} channel images ({channels[0]} .. {channels[-1]}), " if channels else "") + ", ".join(others)
-            print(printable(f"{result.image} {result.layer} -> {result.directory}/: {listed}"))
+            print(printable(f"{result.image} {result.layer} -> {result.directory}/: {_listing(result.manifest)}"))
         index = args.out / "index.html"
         if index.is_file():
             print(printable(f"open: {index.resolve().as_uri()}"))
     return 0
+
+
+def _listing(manifest: dict) -> str:
+    """The files of a one-image job in a line: the channels' pages (or files) summed up, then the others."""
+    files, atlas = manifest["files"], manifest.get("channels", {}).get("atlas")
+    channels = atlas["pages"] if atlas else [f for f in files if f.startswith("channels/")]
+    others = ", ".join(f for f in files if f not in set(channels))
+    if atlas:
+        (h, w), pages = atlas["tile"], atlas["pages"]
+        where = pages[0] if len(pages) == 1 else f"{len(pages)} pages {pages[0]} .. {pages[-1]}"
+        return f"{atlas['count']} channels as {h}x{w} tiles of {where}, {others}"
+    return (f"{len(channels)} channel images ({channels[0]} .. {channels[-1]}), " if channels else "") + others
 
 
 def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str] | None, images: list[Path], side: int,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -11,28 +11,27 @@ import numpy as np
 
 from .errors import VizError
 from .render import (
-    WRITE_BATCH,
     ChannelStats,
     Panel,
     PanelGroup,
     RenderOptions,
+    channel_writer,
     channels_per_chunk,
     colormap_lut,
-    finish,
     mosaic,
     palette_indices,
     rounded,
     save_figure,
     sheet_tile_size,
     upsample,
-    write_batch,
     write_indexed,
     write_map,
 )
 
 #: Diverging colormap of the difference map: white is zero, red where A is higher.
 DIFFERENCE_CMAP = "RdBu_r"
-#: Per-channel folders: A and B on one scale per channel, and A - B on a symmetric diverging scale.
+#: The channel images: A and B on one scale per channel, and A - B on a symmetric diverging scale;
+#: each the stem of its pages (``channels_a.png``) or the folder of its files (``channels_a/NNNN.png``).
 CHANNEL_DIRS = ("channels_a", "channels_b", "channels_diff")
 #: Upsampled maps alive per channel of a chunk (A, B, A - B): the chunk budget is shared by them.
 MAPS_PER_CHANNEL = 3
@@ -54,46 +53,41 @@ def _symmetric(largest: np.ndarray) -> np.ndarray:
 
 
 def _write_channels(
-    features_a: np.ndarray, features_b: np.ndarray, size: tuple[int, int], target: Path, options: RenderOptions,
-    lut: np.ndarray, digits: int,
-) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    features_a: np.ndarray, features_b: np.ndarray, size: tuple[int, int], target: Path, options: RenderOptions, lut: np.ndarray,
+) -> tuple[list[dict[str, Any]], list[str], np.ndarray, np.ndarray]:
     """Every channel of A and B on one scale per channel (their joint range on the upsampled maps)
     and A - B on a symmetric diverging scale, written chunk by chunk while the next chunk is
-    upsampled. Returns the files (one list per :data:`CHANNEL_DIRS` folder), the (C, 2) shared
-    scales and the (C,) half-widths of the difference scales."""
+    upsampled (pages, or files with ``options.channel_files``). Returns the manifest entries (one
+    per :data:`CHANNEL_DIRS` name), the files written, the (C, 2) shared scales and the (C,)
+    half-widths of the difference scales."""
     count = features_a.shape[0]
-    files = [[f"{folder}/{i:0{digits}d}.{options.image_format}" for i in range(count)] for folder in CHANNEL_DIRS]
-    for folder in CHANNEL_DIRS:
-        (target / folder).mkdir()
     luts = (lut, lut, colormap_lut(DIFFERENCE_CMAP))
-    step = max(1, channels_per_chunk(size, options.chunk_mb) // MAPS_PER_CHANNEL)
+    budget = max(1, channels_per_chunk(size, options.chunk_mb) // MAPS_PER_CHANNEL)
     scales = np.empty((count, 2), np.float64)
     limits = np.empty(count, np.float64)
     pool = ThreadPoolExecutor(options.threads)
+    writers = [channel_writer(target, name, count, size, options, table, pool, budget) for name, table in zip(CHANNEL_DIRS, luts)]
     try:
-        writing: list[Future[None]] = []
-        for start in range(0, count, step):
-            up_a = upsample(features_a[start : start + step], size, options.resize_device)
-            up_b = upsample(features_b[start : start + step], size, options.resize_device)
+        for start, end in writers[0].chunks(writers[0].step(budget)):
+            up_a = upsample(features_a[start:end], size, options.resize_device)
+            up_b = upsample(features_b[start:end], size, options.resize_device)
             lo = np.minimum(up_a.min(axis=(1, 2)), up_b.min(axis=(1, 2)))[:, None, None]
             hi = np.maximum(up_a.max(axis=(1, 2)), up_b.max(axis=(1, 2)))[:, None, None]
             difference = up_a - up_b
             half = _symmetric(np.abs(difference).max(axis=(1, 2)))[:, None, None]
             indices = (palette_indices(up_a, lo, hi), palette_indices(up_b, lo, hi), palette_indices(difference, -half, half))
-            end = start + len(up_a)
             scales[start:end, 0], scales[start:end, 1], limits[start:end] = lo.ravel(), hi.ravel(), half.ravel()
             del up_a, up_b, difference
-            finish(writing)  # at most one chunk is being written while the next one is computed
-            writing = [
-                pool.submit(write_batch, [target / f for f in names[first : min(first + WRITE_BATCH, end)]],
-                            images[first - start : first - start + WRITE_BATCH], table, None)
-                for names, images, table in zip(files, indices, luts)
-                for first in range(start, end, WRITE_BATCH)
-            ]
-        finish(writing)
+            for writer, images in zip(writers, indices):
+                writer.drain()  # at most one chunk is being written while the next one is computed
+                writer.submit(start, images, None)
+        for writer in writers:
+            writer.close()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return files, scales, limits
+        for writer in writers:
+            writer.release()
+    return [writer.entry() for writer in writers], [f for writer in writers for f in writer.files], scales, limits
 
 
 def compare_layer(
@@ -111,12 +105,15 @@ def compare_layer(
     Files: ``sum_a.png``, ``sum_b.png`` (shared scale), ``difference.png`` (A - B sum, symmetric
     diverging scale, white = 0), ``sheet_a.png``, ``sheet_b.png`` (the top-k channels of A by
     ``options.rank_by``, same channels for B, shared scale), ``panel_sum.png`` and
-    ``panel_sheet.png`` (labelled figures with colorbars) and ``manifest.json``; and per channel
-    ``channels_a/NNNN.png`` and ``channels_b/NNNN.png`` on ONE scale per channel (the joint
-    min..max of the channel's upsampled A and B: ``channels.scale_lo``/``scale_hi``) and
-    ``channels_diff/NNNN.png`` (A - B of the channel on a symmetric diverging scale,
-    ``-channels.diff_limit``..``diff_limit``, white = 0). The manifest's ``channels`` also holds
-    the mean and max of A and of B and the max |A - B| of each channel's raw map.
+    ``panel_sheet.png`` (labelled figures with colorbars) and ``manifest.json``; and every
+    channel of A and of B on ONE scale per channel (the joint min..max of the channel's
+    upsampled A and B: ``channels.scale_lo``/``scale_hi``), tiles of the pages ``channels_a.png``
+    and ``channels_b.png`` (manifest: ``channels.atlas_a``, ``atlas_b``), and A - B of each
+    channel on a symmetric diverging scale (``-channels.diff_limit``..``diff_limit``, white = 0)
+    in ``channels_diff.png`` (``atlas_diff``); with ``options.channel_files`` they are the files
+    ``channels_a/NNNN.png``, ... (``files_a``, ``files_b``, ``files_diff``). The manifest's
+    ``channels`` also holds the mean and max of A and of B and the max |A - B| of each
+    channel's raw map.
     """
     features_a = np.ascontiguousarray(features_a, dtype=np.float32)
     features_b = np.ascontiguousarray(features_b, dtype=np.float32)
@@ -125,8 +122,7 @@ def compare_layer(
     count = features_a.shape[0]
     size = options.output_size(features_a.shape[1:], None)
     lut = colormap_lut(options.cmap)
-    digits = max(4, len(str(count - 1)))
-    channel_files, scales, diff_limits = _write_channels(features_a, features_b, size, target, options, lut, digits)
+    entries, channel_files, scales, diff_limits = _write_channels(features_a, features_b, size, target, options, lut)
     stats_a, stats_b = ChannelStats.of(features_a), ChannelStats.of(features_b)
     largest_difference = np.abs(features_a - features_b).reshape(count, -1).max(axis=1)
 
@@ -179,9 +175,7 @@ def compare_layer(
         "difference": {"file": "difference.png", "cmap": DIFFERENCE_CMAP, "max_abs": largest},
         "sheet": {"rank_by": options.rank_by, "channels": ranked.tolist(), "range": list(sheet_range)},
         "channels": {
-            "files_a": channel_files[0],
-            "files_b": channel_files[1],
-            "files_diff": channel_files[2],
+            **{f"{key}_{which}": value for entry, which in zip(entries, ("a", "b", "diff")) for key, value in entry.items()},
             "mean_a": rounded(stats_a.mean),
             "max_a": rounded(stats_a.max),
             "mean_b": rounded(stats_b.mean),
@@ -193,7 +187,7 @@ def compare_layer(
             "diff_limit": rounded(diff_limits),
         },
         "files": [
-            *channel_files[0], *channel_files[1], *channel_files[2],
+            *channel_files,
             "sum_a.png", "sum_b.png", "difference.png", "sheet_a.png", "sheet_b.png",
             "panel_sum.png", "panel_sheet.png", "manifest.json",
         ],

@@ -247,13 +247,34 @@ def _figure(files: FileCheck, job_dir: Path, prefix: str, entry: Any, title: str
             "note": ", ".join(notes)}
 
 
+def _channel_images(files: FileCheck, job_dir: Path, channels: dict[str, Any], suffix: str = "") -> tuple[int, dict[str, Any]]:
+    """The channel images of a manifest's ``channels``: ``atlas<suffix>`` (tiles of pages, the
+    page's layout) or ``files<suffix>`` (one file per channel, as written before pages or with
+    ``--channel-files``). Returns the channel count and the page's entry: ``{"files": [url or
+    None per channel]}`` or ``{"atlas": {"pages": [url or None per page], "tile": [h, w],
+    "columns", "perPage"}}``; a page or file that is not a safe regular file is None (shown missing)."""
+    from .render import Atlas
+
+    if f"atlas{suffix}" in channels:
+        try:
+            atlas = Atlas.from_entry(channels[f"atlas{suffix}"])
+        except VizError as exc:
+            raise BadJobFile(f"channels.atlas{suffix}: {exc}") from None
+        pages = [files.url(job_dir, page) for page in atlas.pages]
+        return atlas.count, {"atlas": {"pages": pages, "tile": list(atlas.tile), "columns": atlas.columns, "perPage": atlas.per_page}}
+    listed = channels.get(f"files{suffix}")
+    if not isinstance(listed, list):
+        raise BadJobFile(f"its 'channels' has neither 'atlas{suffix}' nor a 'files{suffix}' list")
+    return len(listed), {"files": [files.url(job_dir, name) for name in listed]}
+
+
 def _image_layer_data(root: Path, job_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     files = FileCheck(root)
     prefix = _url(job_dir.relative_to(root).parts) + "/"
     channels = manifest.get("channels")
-    if not isinstance(channels, dict) or not isinstance(channels.get("files"), list):
-        raise BadJobFile("its 'channels' has no 'files' list")
-    count = len(channels["files"])
+    if not isinstance(channels, dict):
+        raise BadJobFile("its 'channels' is not an object")
+    count, images = _channel_images(files, job_dir, channels)
     stats = {key: _numbers(channels[key], count, f"channels.{key}") for key in SORT_KEYS if key in channels}
     cmap = manifest.get("colormap")
     figures = []
@@ -283,7 +304,7 @@ def _image_layer_data(root: Path, job_dir: Path, manifest: dict[str, Any]) -> di
         "info": info,
         "figures": [f for f in figures if f],
         "cmap": colour_stops(cmap),
-        "files": [files.url(job_dir, name) for name in channels["files"]],
+        **images,
         "stats": stats,
         "scale": [_numbers(channels.get("scale_lo"), count, "channels.scale_lo"),
                   _numbers(channels.get("scale_hi"), count, "channels.scale_hi")] if "scale_lo" in channels else None,
@@ -336,23 +357,22 @@ def _compare_channels(files: FileCheck, job_dir: Path, manifest: dict[str, Any])
     channels = manifest.get("channels")
     if channels is None:
         return {"count": 0}
-    if not isinstance(channels, dict) or not isinstance(channels.get("files_a"), list):
-        raise BadJobFile("its 'channels' has no 'files_a' list")
-    count = len(channels["files_a"])
-
-    def listed(key: str) -> list[Any]:
-        value = channels.get(key)
-        if not isinstance(value, list) or len(value) != count:
-            raise BadJobFile(f"channels.{key} is not a list of {count} entries")
-        return value
-
+    if not isinstance(channels, dict):
+        raise BadJobFile("its 'channels' is not an object")
+    images = {}
+    counts = set()
+    for suffix, page_key in (("_diff", ""), ("_a", "A"), ("_b", "B")):  # the grid shows A - B
+        count, found = _channel_images(files, job_dir, channels, suffix)
+        counts.add(count)
+        images.update({key + page_key: value for key, value in found.items()})
+    if len(counts) != 1:
+        raise BadJobFile("its channels of A, B and A - B are not as many")
+    (count,) = counts
     return {
         "count": count,
         "cmap": colour_stops(manifest.get("colormap")),
         "diffCmap": colour_stops(channels.get("diff_cmap", "RdBu_r")),
-        "files": [files.url(job_dir, name) for name in listed("files_diff")],  # the grid shows A - B
-        "filesA": [files.url(job_dir, name) for name in listed("files_a")],
-        "filesB": [files.url(job_dir, name) for name in listed("files_b")],
+        **images,
         "stats": {page_key: _numbers(channels[key], count, f"channels.{key}") for key, page_key in COMPARE_SORT_KEYS.items() if key in channels},
         "scale": [_numbers(channels.get("scale_lo"), count, "channels.scale_lo"), _numbers(channels.get("scale_hi"), count, "channels.scale_hi")],
         "diffLimit": _numbers(channels.get("diff_limit"), count, "channels.diff_limit"),

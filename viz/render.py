@@ -28,6 +28,7 @@ from numba import njit
 import fastinterp
 
 from .errors import VizError
+from .paths import inside
 
 NORM_MODES = ("channel", "layer", "percentile")
 RANK_MODES = ("mean", "max", "energy")
@@ -36,14 +37,21 @@ IMAGE_FORMATS = ("png", "jpg")
 PNG_COMPRESS_LEVEL = 1
 JPEG_QUALITY = 95
 #: Bytes per output pixel while a chunk is processed: float32 map, float32 scratch, uint8 index,
-#: and the uint8 index of the previous chunk still being written.
-BYTES_PER_CHUNK_PIXEL = 10
+#: and of the previous chunk still being written: its indices tiled into page bands (or its
+#: indices), their filtered scanlines and their encoded bytes.
+BYTES_PER_CHUNK_PIXEL = 12
 #: Default chunk budget. Small on purpose: chunks that stay in the CPU caches avoid the page
 #: faults of fresh 100 MB arrays (measured: 4-5x faster normalisation than one big chunk).
 DEFAULT_CHUNK_MB = 16.0
-#: Channels per writer task.
+#: Channels per writer task (one file per channel).
 WRITE_BATCH = 16
 LUT_SIZE = 256
+#: Most pixels on one page of channel tiles: ResNet-50 layer4 at 8x (2,048 tiles of 96 x 96,
+#: 19 Mpx) is one page; a browser holds a shown page at 4 bytes a pixel.
+DEFAULT_PAGE_PIXELS = 1 << 25
+#: Pixels of a page encoded as one band (one deflate block, one task of the writer threads):
+#: whole rows of tiles, at least one.
+BAND_PIXELS = 1 << 19
 
 
 def default_threads() -> int:
@@ -74,6 +82,12 @@ class RenderOptions:
     #: Where the channels are upsampled: None on the host, or a CUDA device (``"cuda"``,
     #: ``"cuda:N"``) for fastinterp's GPU backend, each chunk copied there and back.
     resize_device: str | None = None
+    #: One file per channel (``channels/NNNN.png``) instead of tiles on a few pages
+    #: (``channels.png``, :class:`Atlas`). JPEG channel images are always one file each (JPEG's
+    #: 8x8 blocks would mix neighbouring tiles).
+    channel_files: bool = False
+    #: Most pixels on one page of channel tiles.
+    page_pixels: int = DEFAULT_PAGE_PIXELS
 
     def __post_init__(self) -> None:
         _check_choice("norm", self.norm, NORM_MODES)
@@ -89,7 +103,14 @@ class RenderOptions:
             raise VizError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.chunk_mb <= 0 or self.threads < 1:
             raise VizError("--chunk-mb must be > 0 and --threads >= 1")
+        if not (isinstance(self.page_pixels, int) and self.page_pixels >= 1):
+            raise VizError(f"page_pixels must be an integer >= 1, got {self.page_pixels!r}")
         colormap_lut(self.cmap)  # fail now on an unknown colormap
+
+    @property
+    def loose_channels(self) -> bool:
+        """Whether each channel image is a file of its own (else tiles of :class:`Atlas` pages)."""
+        return self.channel_files or self.image_format != "png"
 
     def output_size(self, feature_hw: tuple[int, int], input_hw: tuple[int, int] | None) -> tuple[int, int]:
         """(height, width) of the upsampled channel images."""
@@ -304,30 +325,33 @@ def _put_u32(out, position, value):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _paeth_rows(image, rows, counts):  # pragma: no cover - compiled
-    """The PNG scanlines of a (h, w) uint8 image, Paeth-filtered, into (h, w + 1) ``rows``;
+def _paeth_rows(image, first, rows, counts):  # pragma: no cover - compiled
+    """The PNG scanlines of rows ``first``.. of a (h, w) uint8 image, Paeth-filtered (row
+    ``first - 1``, when there is one, is their upper neighbour), into (h - first, w + 1) ``rows``;
     ``counts`` (256 or more) becomes the histogram of their bytes."""
     height, width = image.shape
-    for y in range(height):
-        rows[y, 0] = PNG_FILTER_PAETH
+    for y in range(first, height):
+        line = rows[y - first]
+        line[0] = PNG_FILTER_PAETH
         for x in range(width):
             left = np.int32(image[y, x - 1]) if x > 0 else np.int32(0)
             up = np.int32(image[y - 1, x]) if y > 0 else np.int32(0)
             upper_left = np.int32(image[y - 1, x - 1]) if x > 0 and y > 0 else np.int32(0)
             to_left, to_up, to_corner = abs(up - upper_left), abs(left - upper_left), abs(left + up - 2 * upper_left)
             guess = left if to_left <= to_up and to_left <= to_corner else (up if to_up <= to_corner else upper_left)
-            rows[y, x + 1] = (np.int32(image[y, x]) - guess) & 0xFF
+            line[x + 1] = (np.int32(image[y, x]) - guess) & 0xFF
     counts[:256] = 0
     for byte in rows.ravel():  # a pass of its own: counting inside the filter loop is 1.7x slower
         counts[byte] += 1
 
 
 @njit(cache=True, nogil=True)
-def _zlib_stream(rows, counts, out, position):  # pragma: no cover - compiled
-    """The bytes of ``rows`` (``counts``: their histogram, and 1 for the end of block) as a zlib
-    stream (RFC 1950) of one dynamic-Huffman deflate block of literals, written to ``out`` from
-    ``position``; returns the position after it."""
-    data = rows.ravel()
+def _huffman_block(data, counts, out, position, final):  # pragma: no cover - compiled
+    """The bytes of ``data`` (``counts``: their histogram, and 1 for the end of block) as one
+    dynamic-Huffman deflate block of literals (RFC 1951), written to ``out`` from the byte
+    ``position``; returns the position after it. A ``final`` block ends zero-padded to a byte;
+    another ends with an empty stored block (zlib's sync flush), so that it too ends on a byte and
+    blocks encoded apart can be concatenated."""
     lengths = _huffman_lengths(counts, MAX_CODE_BITS)
     codes = _canonical_codes(lengths)
     # The code lengths of both alphabets as code-length symbols: runs of zeros as 17 (3-10) or 18 (11-138).
@@ -356,10 +380,8 @@ def _zlib_stream(rows, counts, out, position):  # pragma: no cover - compiled
     while n_length_codes > 4 and length_lengths[CODE_LENGTH_ORDER[n_length_codes - 1]] == 0:
         n_length_codes -= 1
 
-    out[position], out[position + 1] = 0x78, 0x01  # deflate with a 32 KiB window; (0x78 << 8 | 0x01) % 31 == 0
-    position += 2
     buffer, filled = np.uint64(0), 0
-    header = 1 | 2 << 1 | (LITERAL_SYMBOLS - 257) << 3 | (DISTANCE_CODES - 1) << 8 | (n_length_codes - 4) << 13  # last block, dynamic
+    header = (1 if final else 0) | 2 << 1 | (LITERAL_SYMBOLS - 257) << 3 | (DISTANCE_CODES - 1) << 8 | (n_length_codes - 4) << 13  # dynamic
     position, buffer, filled = _put_bits(out, position, buffer, filled, header, 17)
     for k in range(n_length_codes):
         position, buffer, filled = _put_bits(out, position, buffer, filled, length_lengths[CODE_LENGTH_ORDER[k]], 3)
@@ -381,19 +403,57 @@ def _zlib_stream(rows, counts, out, position):  # pragma: no cover - compiled
             filled -= 32
             position += 4
     position, buffer, filled = _put_bits(out, position, buffer, filled, codes[END_OF_BLOCK], lengths[END_OF_BLOCK])
+    if not final:  # the header of an empty stored block: not last, type 0
+        position, buffer, filled = _put_bits(out, position, buffer, filled, 0, 3)
     while filled > 0:  # the last partial byte, zero-padded
         out[position] = buffer & np.uint64(0xFF)
         buffer >>= np.uint64(8)
         filled -= 8
         position += 1
-    low, high = np.int64(1), np.int64(0)  # Adler-32 of the uncompressed bytes
+    if not final:  # the stored block's length 0 and its complement
+        out[position : position + 4] = np.array([0, 0, 0xFF, 0xFF], np.uint8)
+        position += 4
+    return position
+
+
+@njit(cache=True, nogil=True)
+def _adler32(data):  # pragma: no cover - compiled
+    """Adler-32 (RFC 1950) of ``data``."""
+    low, high = np.int64(1), np.int64(0)
     for start in range(0, len(data), ADLER_BLOCK):
         for byte in data[start : start + ADLER_BLOCK]:
             low += byte
             high += low
         low %= ADLER_MODULUS
         high %= ADLER_MODULUS
-    return _put_u32(out, position, high << 16 | low)
+    return high << 16 | low
+
+
+def adler32_combine(first: int, second: int, second_length: int) -> int:
+    """Adler-32 of two byte strings one after the other, from their own (zlib's adler32_combine)."""
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % ADLER_MODULUS
+    high = ((first >> 16) + (second >> 16) + second_length * (first & 0xFFFF) - second_length) % ADLER_MODULUS
+    return high << 16 | low
+
+
+@njit(cache=True, nogil=True)
+def _zlib_stream(rows, counts, out, position):  # pragma: no cover - compiled
+    """The bytes of ``rows`` (``counts``: their histogram, and 1 for the end of block) as a zlib
+    stream (RFC 1950) of one deflate block (:func:`_huffman_block`), written to ``out`` from
+    ``position``; returns the position after it."""
+    data = rows.ravel()
+    out[position], out[position + 1] = 0x78, 0x01  # deflate with a 32 KiB window; (0x78 << 8 | 0x01) % 31 == 0
+    position = _huffman_block(data, counts, out, position + 2, True)
+    return _put_u32(out, position, _adler32(data))
+
+
+@njit(cache=True, nogil=True)
+def _chunk_crc(file, start, end, crc_table):  # pragma: no cover - compiled
+    """Write the CRC of the PNG chunk whose type starts at ``start`` and data ends at ``end``; returns the end."""
+    crc = np.uint32(0xFFFFFFFF)
+    for k in range(start, end):
+        crc = crc_table[(crc ^ file[k]) & 0xFF] ^ (crc >> np.uint32(8))
+    return _put_u32(file, end, crc ^ np.uint32(0xFFFFFFFF))
 
 
 @njit(cache=True, nogil=True)
@@ -407,16 +467,61 @@ def _palette_pngs(indices, head, tail, crc_table, out, sizes):  # pragma: no cov
         file = out[i]
         file[: len(head)] = head
         start = len(head)
-        _paeth_rows(indices[i], rows, counts)
+        _paeth_rows(indices[i], 0, rows, counts)
         end = _zlib_stream(rows, counts, file, start + 8)
         _put_u32(file, start, end - start - 8)
         file[start + 4 : start + 8] = np.array([73, 68, 65, 84], np.uint8)  # "IDAT"
-        crc = np.uint32(0xFFFFFFFF)
-        for k in range(start + 4, end):
-            crc = crc_table[(crc ^ file[k]) & 0xFF] ^ (crc >> np.uint32(8))
-        end = _put_u32(file, end, crc ^ np.uint32(0xFFFFFFFF))
+        end = _chunk_crc(file, start + 4, end, crc_table)
         file[end : end + len(tail)] = tail
         sizes[i] = end + len(tail)
+
+
+@njit(cache=True, nogil=True)
+def _idat_band(image, first, zlib_header, crc_table, out):  # pragma: no cover - compiled
+    """Rows ``first``.. of a (h, w) uint8 image (row ``first - 1`` being the row above them in the
+    picture) as one IDAT chunk in ``out``: their Paeth-filtered scanlines as a deflate block that
+    ends on a byte (:func:`_huffman_block`, not final), after the zlib header when ``zlib_header``.
+    Returns the chunk's length in bytes and the Adler-32 of the scanlines."""
+    rows = np.empty((image.shape[0] - first, image.shape[1] + 1), np.uint8)
+    counts = np.zeros(LITERAL_SYMBOLS, np.int64)
+    counts[END_OF_BLOCK] = 1
+    _paeth_rows(image, first, rows, counts)
+    position = 8
+    if zlib_header:
+        out[8], out[9] = 0x78, 0x01
+        position = 10
+    end = _huffman_block(rows.ravel(), counts, out, position, False)
+    _put_u32(out, 0, end - 8)
+    out[4:8] = np.array([73, 68, 65, 84], np.uint8)  # "IDAT"
+    return _chunk_crc(out, 4, end, crc_table), _adler32(rows.ravel())
+
+
+def png_head(height: int, width: int, palette: bytes) -> bytes:
+    """The signature, IHDR (8-bit palette image) and PLTE chunks that start a palette PNG."""
+    return PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)) + _png_chunk(b"PLTE", palette)
+
+
+def idat_band(image: np.ndarray, first: int, *, zlib_header: bool) -> tuple[memoryview, int]:
+    """Rows ``first``.. of a (h, w) uint8 index image, as one IDAT chunk of a palette PNG written
+    band by band (:func:`_idat_band`; row ``first - 1`` is only their upper neighbour for the
+    filter); returns the chunk and the Adler-32 of its uncompressed bytes (``(h - first) * (w + 1)``).
+    Bands encoded apart (e.g. on several threads) are written one after the other between
+    :func:`png_head` and :func:`png_end`."""
+    image = np.ascontiguousarray(image, np.uint8)
+    symbols = (image.shape[0] - first) * (image.shape[1] + 1) + 1
+    out = np.empty(8 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 5 + 4, np.uint8)
+    size, adler = _idat_band(image, first, zlib_header, CRC_TABLE, out)
+    return memoryview(out)[:size], int(adler)
+
+
+#: The zlib stream's end after blocks that each end on a byte: an empty final block of the fixed code.
+FINAL_EMPTY_BLOCK = b"\x03\x00"
+
+
+def png_end(adler: int) -> bytes:
+    """What ends a PNG written with :func:`idat_band`: the last IDAT (an empty final deflate block
+    and the Adler-32 of all the scanlines) and IEND."""
+    return _png_chunk(b"IDAT", FINAL_EMPTY_BLOCK + struct.pack(">I", adler)) + _png_chunk(b"IEND", b"")
 
 
 def palette_pngs(indices: np.ndarray, palette: bytes) -> list[memoryview]:
@@ -429,7 +534,7 @@ def palette_pngs(indices: np.ndarray, palette: bytes) -> list[memoryview]:
     """
     indices = np.ascontiguousarray(indices, np.uint8)
     count, height, width = indices.shape
-    head = PNG_SIGNATURE + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)) + _png_chunk(b"PLTE", palette)
+    head = png_head(height, width, palette)
     tail = _png_chunk(b"IEND", b"")
     symbols = height * (width + 1) + 1
     bound = len(head) + 12 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 8 + 4 + len(tail)
@@ -476,6 +581,7 @@ def warm_up_in_background() -> threading.Thread:
         upsample(np.zeros((2, 2), np.float64), (4, 4))
         indices = quantize_planes(upsampled, np.empty(2, np.float32), np.empty(2, np.float32), upsampled[0].copy(), own_range=True)
         palette_pngs(indices, bytes(3 * LUT_SIZE))
+        idat_band(indices[0], 0, zlib_header=True)
 
     thread = threading.Thread(target=load, name="fastinterp-warm-up", daemon=True)
     thread.start()
@@ -697,17 +803,263 @@ def _write_file(path: Path, data: bytes) -> None:
     4.6 kB file): for thousands of small files the buffered file object's work shows."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        remaining = memoryview(data)
-        while remaining:  # a regular file may take less than asked (e.g. a nearly full disk)
-            remaining = remaining[os.write(descriptor, remaining) :]
+        _write_all(descriptor, data)
     finally:
         os.close(descriptor)
+
+
+def _write_all(descriptor: int, data: bytes | memoryview) -> None:
+    remaining = memoryview(data)
+    while remaining:  # a regular file may take less than asked (e.g. a nearly full disk)
+        remaining = remaining[os.write(descriptor, remaining) :]
 
 
 def finish(futures: Sequence[Future[None]]) -> None:
     """Wait for the writer tasks, raising the first error."""
     for future in futures:
         future.result()
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """Where the channel images of a layer lie as tiles of a few 8-bit palette PNG pages.
+
+    Channel ``c`` is tile ``k = c % per_page`` of page ``pages[c // per_page]``, in row-major
+    order: its pixels are rows ``(k // columns) * h`` .. ``+ h`` and columns ``(k % columns) * w``
+    .. ``+ w`` of the page, ``(h, w) = tile``, exactly the palette indices a file of its own
+    would hold. Pages hold ``per_page`` tiles (the last one the rest) in ``columns`` columns;
+    the unused end of a page's last row is index 0. One page is ``<stem>.png``; more are
+    ``<stem>-000.png``, ``<stem>-001.png``, ...: creating thousands of small files costs far
+    more than encoding them on this kind of machine (0.04-1.3 ms of system time per file).
+    """
+
+    stem: str
+    count: int
+    tile: tuple[int, int]
+    columns: int
+    per_page: int
+
+    @classmethod
+    def plan(cls, stem: str, count: int, tile: tuple[int, int], page_pixels: int, max_columns: int) -> Atlas:
+        """Pages of at most ``page_pixels`` pixels (at least one tile each), nearly square, with at
+        most ``max_columns`` tiles in a row (a row of tiles is encoded at once: the chunk budget)."""
+        tile_pixels = tile[0] * tile[1]
+        capacity = count if count * tile_pixels <= page_pixels else max(1, page_pixels // tile_pixels)
+        # square: columns * w == rows * h with rows = capacity / columns
+        columns = max(1, min(capacity, max_columns, math.ceil(math.sqrt(capacity * tile[0] / tile[1]))))
+        per_page = count if capacity == count else capacity // columns * columns  # later pages start on a row
+        return cls(stem, count, (int(tile[0]), int(tile[1])), columns, per_page)
+
+    @property
+    def pages(self) -> list[str]:
+        """The page files, in order."""
+        number = -(-self.count // self.per_page)
+        digits = max(3, len(str(number - 1)))
+        return [f"{self.stem}.png"] if number == 1 else [f"{self.stem}-{p:0{digits}d}.png" for p in range(number)]
+
+    def page_shape(self, page: int) -> tuple[int, int]:
+        """(height, width) of page ``page`` in pixels."""
+        tiles = min(self.per_page, self.count - page * self.per_page)
+        return -(-tiles // self.columns) * self.tile[0], self.columns * self.tile[1]
+
+    def box(self, channel: int) -> tuple[int, int, int, int]:
+        """Channel ``channel``'s tile on its page as Pillow's (left, top, right, bottom)."""
+        if not 0 <= channel < self.count:
+            raise VizError(f"channel {channel} is not one of the {self.count} channels")
+        k = channel % self.per_page
+        top, left = (k // self.columns) * self.tile[0], (k % self.columns) * self.tile[1]
+        return left, top, left + self.tile[1], top + self.tile[0]
+
+    def entry(self) -> dict[str, Any]:
+        """The manifest's description (see docs/viz.md)."""
+        return {"pages": self.pages, "tile": list(self.tile), "columns": self.columns, "per_page": self.per_page, "count": self.count}
+
+    @classmethod
+    def from_entry(cls, entry: Any) -> Atlas:
+        """An atlas from a manifest's description; a :class:`VizError` if it is not one this module writes."""
+        try:
+            pages = [str(page) for page in entry["pages"]]
+            stem = pages[0][: -len(".png")] if len(pages) == 1 else pages[0].rsplit("-", 1)[0]
+            atlas = cls(stem, int(entry["count"]), (int(entry["tile"][0]), int(entry["tile"][1])), int(entry["columns"]), int(entry["per_page"]))
+            consistent = (min(atlas.count, *atlas.tile, atlas.columns, atlas.per_page) >= 1 and atlas.pages == pages
+                          and stem.replace("_", "").isalnum() and stem.isascii())
+        except (KeyError, IndexError, TypeError, ValueError):
+            consistent = False
+        if not consistent:
+            raise VizError(f"not an atlas description: {str(entry)[:200]}")
+        return atlas
+
+
+def load_channel(directory: Path | str, channels: dict[str, Any], channel: int, which: str = "") -> Any:
+    """Channel ``channel``'s image as a ``PIL.Image`` (palette mode for PNG), from a job folder and its
+    manifest's ``channels`` entry: a crop of its atlas page (``atlas``), or its own file (``files``,
+    written with ``channel_files``). ``which``: ``""`` for a one-image job; ``"a"``, ``"b"`` or
+    ``"diff"`` for a compare's channels of A, of B and of A - B."""
+    from PIL import Image
+
+    suffix = f"_{which}" if which else ""
+    if f"atlas{suffix}" in channels:
+        atlas = Atlas.from_entry(channels[f"atlas{suffix}"])
+        page = channels[f"atlas{suffix}"]["pages"][channel // atlas.per_page] if 0 <= channel < atlas.count else None
+        box = atlas.box(channel)
+        with Image.open(inside(directory, page)) as image:
+            return image.crop(box)
+    files = channels[f"files{suffix}"]
+    if not 0 <= channel < len(files):
+        raise VizError(f"channel {channel} is not one of the {len(files)} channels")
+    with Image.open(inside(directory, files[channel])) as image:
+        image.load()
+        return image
+
+
+class ChannelFiles:
+    """Writes a layer's channel images one file each, ``<folder>/NNNN.<format>``, on the writer pool."""
+
+    def __init__(self, target: Path, folder: str, count: int, image_format: str, lut: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        digits = max(4, len(str(count - 1)))
+        self.names = [f"{folder}/{i:0{digits}d}.{image_format}" for i in range(count)]
+        (target / folder).mkdir()
+        self.target, self.lut, self.pool = target, lut, pool
+        self._writing: list[Future[None]] = []
+
+    def step(self, channels: int) -> int:
+        """Channels per chunk for a budget of ``channels``."""
+        return channels
+
+    def chunks(self, step: int) -> list[tuple[int, int]]:
+        return [(start, min(start + step, len(self.names))) for start in range(0, len(self.names), step)]
+
+    def submit(self, start: int, indices: np.ndarray, progress: Callable[[int], None] | None) -> None:
+        """Write the (n, h, w) index images of channels ``start``.. (after :meth:`drain`)."""
+        end = start + len(indices)
+        # each task's files end with the chunk, so progress counts exactly the channels written
+        self._writing = [
+            self.pool.submit(write_batch, [self.target / f for f in self.names[first : min(first + WRITE_BATCH, end)]],
+                             indices[first - start : first - start + WRITE_BATCH], self.lut, progress)
+            for first in range(start, end, WRITE_BATCH)
+        ]
+
+    def drain(self) -> None:
+        """Wait until the submitted images are written."""
+        finish(self._writing)
+
+    def close(self) -> None:
+        self.drain()
+
+    def release(self) -> None:
+        """Nothing to release: files are closed as they are written."""
+
+    @property
+    def files(self) -> list[str]:
+        return self.names
+
+    def entry(self) -> dict[str, Any]:
+        return {"files": self.names}
+
+
+class AtlasPages:
+    """Writes a layer's channel images as the tiles of :class:`Atlas` pages, a chunk at a time:
+    each chunk (whole rows of tiles of one page) is tiled into bands, the bands are encoded on the
+    writer pool (:func:`idat_band`) and written in order to the page's file by :meth:`drain`."""
+
+    def __init__(self, target: Path, atlas: Atlas, lut: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        self.target, self.atlas, self.pool = target, atlas, pool
+        self.palette = lut.tobytes()
+        self._pending: list[tuple[int, Future[tuple[memoryview, int]], int]] = []  # page, band, scanline bytes
+        self._above: np.ndarray | None = None  # the last pixel row tiled so far on the current page
+        self._page, self._descriptor, self._adler = -1, -1, 1
+
+    def step(self, channels: int) -> int:
+        """Channels per chunk for a budget of ``channels``: whole rows of tiles."""
+        return max(1, channels // self.atlas.columns) * self.atlas.columns
+
+    def chunks(self, step: int) -> list[tuple[int, int]]:
+        """(first, end) channels of each chunk: whole rows of tiles, never across two pages."""
+        atlas = self.atlas
+        return [(start, min(start + step, page_start + atlas.per_page, atlas.count))
+                for page_start in range(0, atlas.count, atlas.per_page)
+                for start in range(page_start, min(page_start + atlas.per_page, atlas.count), step)]
+
+    def submit(self, start: int, indices: np.ndarray, progress: Callable[[int], None] | None) -> None:
+        """Tile and encode the (n, h, w) index images of channels ``start``.. (a chunk of :meth:`chunks`)."""
+        atlas, (height, width) = self.atlas, self.atlas.tile
+        page, columns = start // atlas.per_page, atlas.columns
+        band_rows = max(1, BAND_PIXELS // (columns * width * height))
+        for first in range(0, len(indices), band_rows * columns):
+            tiles = indices[first : first + band_rows * columns]
+            at_top = (start + first) % atlas.per_page == 0
+            rows = -(-len(tiles) // columns)
+            band = np.empty((rows * height + (not at_top), columns * width), np.uint8)
+            if not at_top:
+                band[0] = self._above
+            grid = band[(not at_top) :].reshape(rows, height, columns, width)
+            whole = len(tiles) // columns
+            grid[:whole] = tiles[: whole * columns].reshape(whole, columns, height, width).transpose(0, 2, 1, 3)
+            if len(tiles) % columns:
+                grid[whole] = 0
+                grid[whole, :, : len(tiles) % columns] = tiles[whole * columns :].transpose(1, 0, 2)
+            self._above = band[-1].copy()
+            self._pending.append((page, self.pool.submit(self._encode, band, not at_top, at_top, len(tiles), progress),
+                                  rows * height * (columns * width + 1)))
+
+    @staticmethod
+    def _encode(band: np.ndarray, first: int, zlib_header: bool, count: int, progress: Callable[[int], None] | None) -> tuple[memoryview, int]:
+        encoded = idat_band(band, first, zlib_header=zlib_header)
+        if progress is not None:
+            progress(count)
+        return encoded
+
+    def drain(self) -> None:
+        """Write the encoded bands in order, opening and ending pages as they come."""
+        pending, self._pending = self._pending, []
+        for page, band, length in pending:
+            data, adler = band.result()
+            if page != self._page:
+                self._end_page()
+                self._page = page
+                self._descriptor = os.open(self.target / self.atlas.pages[page], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                height, width = self.atlas.page_shape(page)
+                _write_all(self._descriptor, png_head(height, width, self.palette))
+                self._adler = 1
+            _write_all(self._descriptor, data)
+            self._adler = adler32_combine(self._adler, adler, length)
+
+    def _end_page(self) -> None:
+        if self._descriptor >= 0:
+            try:
+                _write_all(self._descriptor, png_end(self._adler))
+            finally:
+                self.release()
+
+    def close(self) -> None:
+        """Write what is left and end the last page."""
+        self.drain()
+        self._end_page()
+
+    def release(self) -> None:
+        """Close the open page (after an error: it is left incomplete)."""
+        if self._descriptor >= 0:
+            descriptor, self._descriptor = self._descriptor, -1
+            os.close(descriptor)
+
+    @property
+    def files(self) -> list[str]:
+        return self.atlas.pages
+
+    def entry(self) -> dict[str, Any]:
+        return {"atlas": self.atlas.entry()}
+
+
+def channel_writer(
+    target: Path, name: str, count: int, size: tuple[int, int], options: RenderOptions, lut: np.ndarray,
+    pool: ThreadPoolExecutor, chunk_channels: int,
+) -> ChannelFiles | AtlasPages:
+    """The writer of a layer's ``count`` channel images of ``size`` into ``target``: files in the folder
+    ``name`` (``options.loose_channels``), else the pages ``name.png`` or ``name-000.png``, ...
+    ``chunk_channels``: the channels the chunk budget holds (a row of tiles is no longer)."""
+    if options.loose_channels:
+        return ChannelFiles(target, name, count, options.image_format, lut, pool)
+    return AtlasPages(target, Atlas.plan(name, count, size, options.page_pixels, chunk_channels), lut, pool)
 
 
 def _write_summaries(
@@ -755,6 +1107,11 @@ def render_layer(
     """Write every channel, the sum/mean/max maps, the top-k sheet, the overlay and
     ``manifest.json`` for one layer's (C, h, w) feature maps into the existing ``target``.
 
+    The channels are the tiles of the pages ``channels.png`` (or ``channels-000.png``, ...;
+    :class:`Atlas`, the manifest's ``channels.atlas``), or with ``options.channel_files`` (and
+    for JPEG) the files ``channels/NNNN.<format>`` (``channels.files``); :func:`load_channel`
+    reads one back from either.
+
     ``image`` is the (H, W, 3) uint8 input as the network saw it (for the overlay and for
     ``scale=None``); ``context`` (model, weights, layer, image, ...) goes into the manifest;
     ``progress(n)`` is called as channels are written (n channels each time, C in all).
@@ -768,45 +1125,35 @@ def render_layer(
     size = options.output_size(features.shape[1:], None if image is None else image.shape[:2])
     lut = colormap_lut(options.cmap)
     stats = ChannelStats.of(features)
-    digits = max(4, len(str(count - 1)))
-    (target / "channels").mkdir()
-    channel_files = [f"channels/{i:0{digits}d}.{options.image_format}" for i in range(count)]
-    step = channels_per_chunk(size, options.chunk_mb)
-
-    buffer = np.empty((min(step, count), *size), np.float32)
-
-    def chunks() -> Any:
-        for start in range(0, count, step):
-            part = features[start : start + step]
-            yield start, upsample(part, size, options.resize_device, buffer[: len(part)])
-
-    layer_range = None
-    if options.norm == "layer":  # a first pass for the range keeps memory bounded
-        extremes = [(up.min(), up.max()) for _, up in chunks()]
-        layer_range = (min(e[0] for e in extremes), max(e[1] for e in extremes))
-    scales = np.empty((count, 2), np.float64)
-    max_map = np.full(size, -np.inf, np.float32)
+    budget = channels_per_chunk(size, options.chunk_mb)
     pool = ThreadPoolExecutor(options.threads)
+    writer = channel_writer(target, "channels", count, size, options, lut, pool, budget)
+    chunks = writer.chunks(writer.step(budget))
+    buffer = np.empty((max(end - start for start, end in chunks), *size), np.float32)
+
+    def upsampled() -> Any:
+        for start, end in chunks:
+            yield start, upsample(features[start:end], size, options.resize_device, buffer[: end - start])
+
     try:
-        writing: list[Future[None]] = []
-        for start, up in chunks():
+        layer_range = None
+        if options.norm == "layer":  # a first pass for the range keeps memory bounded
+            extremes = [(up.min(), up.max()) for _, up in upsampled()]
+            layer_range = (min(e[0] for e in extremes), max(e[1] for e in extremes))
+        scales = np.empty((count, 2), np.float64)
+        max_map = np.full(size, -np.inf, np.float32)
+        for start, up in upsampled():
             lo, hi = _chunk_ranges(up, options, layer_range)
             indices = quantize_planes(up, lo, hi, max_map, own_range=options.norm == "channel")
             scales[start : start + len(up)] = np.stack([lo, hi], axis=1)
-            finish(writing)  # at most one chunk is being written while the next one is computed
-            end = start + len(indices)
-            # each task's files end with the chunk, so progress counts exactly the channels written
-            writing = [
-                pool.submit(write_batch, [target / f for f in channel_files[first : min(first + WRITE_BATCH, end)]],
-                            indices[first - start : first - start + WRITE_BATCH], lut, progress)
-                for first in range(start, end, WRITE_BATCH)
-            ]
+            writer.drain()  # at most one chunk is being written while the next one is computed
+            writer.submit(start, indices, progress)
         # The summaries, the sheet and the overlay are drawn while the last chunk is written.
         summary_info, sum_map = _write_summaries(features, max_map, size, target, options, lut)
         top = min(options.top_k, count)
         ranked = stats.top(options.rank_by, top)
         sheet_range = _write_sheet(features[ranked], ranked, count, size, target / "sheet.png", options, context or {})
-        files = [*channel_files, *(info["file"] for info in summary_info.values()), "sheet.png"]
+        files = [*writer.files, *(info["file"] for info in summary_info.values()), "sheet.png"]
         overlay_info = None
         if image is not None:
             from PIL import Image
@@ -815,9 +1162,10 @@ def render_layer(
             overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
             files.append("overlay.png")
         files += [*extra_files, "manifest.json"]
-        finish(writing)
+        writer.close()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        writer.release()
 
     manifest = {
         **(context or {}),
@@ -831,7 +1179,7 @@ def render_layer(
         "sheet": {"file": "sheet.png", "rank_by": options.rank_by, "channels": ranked.tolist(), "range": list(sheet_range)},
         "overlay": overlay_info,
         "channels": {
-            "files": channel_files,
+            **writer.entry(),
             "mean": rounded(stats.mean),
             "min": rounded(stats.min),
             "max": rounded(stats.max),

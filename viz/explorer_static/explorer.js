@@ -66,6 +66,49 @@
       el("figcaption", { text: fig.note ? `${fig.title} (${fig.note})` : fig.title }));
   }
 
+  // --- channel images: a file each, or a tile of an atlas page ----------------------------------
+  // Channel c of a layer's images ({files} or {atlas}, see viz/explorer.py): {src} of its own file,
+  // or {src, left, top, width, height} of its tile on a page; null when it is missing.
+  function imageOf(images, channel) {
+    if (images.files) return images.files[channel] ? { src: images.files[channel] } : null;
+    const atlas = images.atlas, k = channel % atlas.perPage, src = atlas.pages[Math.floor(channel / atlas.perPage)];
+    const [height, width] = atlas.tile;
+    return src ? { src, left: (k % atlas.columns) * width, top: Math.floor(k / atlas.columns) * height, width, height } : null;
+  }
+  // A grid thumbnail: an image, or for a tile the page as the background of a box of the tile's size,
+  // scaled as a whole (so no pixel of a neighbouring tile shows at its edges).
+  function thumbnail(dir, image, side, className) {
+    if (!image) return el("img", { alt: "missing" });
+    if (image.left == null) return el("img", { src: dir + image.src, alt: "", decoding: "async" });
+    const tile = el("span", { class: "tile" });
+    Object.assign(tile.style, { width: `${image.width}px`, height: `${image.height}px`, backgroundImage: `url("${dir + image.src}")`,
+      backgroundPosition: `${-image.left}px ${-image.top}px`, transform: `scale(${Math.min(side / image.width, side / image.height)})` });
+    return el("span", { class: className }, tile);
+  }
+  // The one-channel view: the image enlarged by the largest whole factor within room x room (pixels stay
+  // square); a tile is drawn from its page onto a canvas. then(zoom, width, height) once its size is known.
+  function fullImage(dir, image, room, id, label, then) {
+    if (image && image.left != null) {
+      const canvas = el("canvas", { id, "aria-label": label, width: image.width, height: image.height, role: "img", "data-src": dir + image.src,
+        "data-box": `${image.left},${image.top},${image.width},${image.height}` });
+      const zoom = Math.max(1, Math.min(Math.floor(room / image.width), Math.floor(room / image.height)));
+      canvas.style.width = `${image.width * zoom}px`;
+      const page = new Image();
+      page.addEventListener("load", () => {
+        const context = canvas.getContext("2d");
+        context.imageSmoothingEnabled = false;
+        context.drawImage(page, image.left, image.top, image.width, image.height, 0, 0, image.width, image.height);
+        canvas.dataset.drawn = "1";
+      });
+      page.src = dir + image.src;
+      if (then) then(zoom, image.width, image.height);
+      return canvas;
+    }
+    const img = el("img", { id, src: image ? dir + image.src : null, alt: label });
+    enlarge(img, room, room, then && ((zoom) => then(zoom, img.naturalWidth, img.naturalHeight)));
+    return img;
+  }
+
   // --- the URL hash names the view -------------------------------------------------------------
   function hashOf(s) {
     const params = new URLSearchParams();
@@ -322,9 +365,8 @@
     }
     cell(i) {
       const channel = this.order[i], values = this.data.stats[state.sort];
-      const src = this.data.files[channel];
       const cell = el("a", { class: this.data.kind === "scan" ? "cell strip" : "cell", role: "listitem", href: hashOf({ ...state, channel }), "data-channel": channel },
-        src ? el("img", { src: this.data.dir + src, alt: "", decoding: "async" }) : el("img", { alt: "missing" }),
+        thumbnail(this.data.dir, imageOf(this.data, channel), this.side, "thumb"),
         el("span", {}, el("b", { text: `#${channel}` }), values ? fmt(values[channel]) : ""));
       cell.style.width = `${this.side}px`;
       cell.style.height = `${this.side + ROW_LABEL_PX}px`;
@@ -367,41 +409,38 @@
     const position = grid.position.get(channel);
     const rank = position == null ? "not in the filtered list" : `${position + 1} of ${grid.order.length} by ${SORT_LABELS[state.sort]}`;
     const body = el("div", { class: "body" });
-    const src = data.files[channel];
+    const shown = imageOf(data, channel);
     const stats = el("table", {}, el("tbody", {}, Object.entries(data.stats).map(([key, values]) =>
       el("tr", {}, el("th", { text: SORT_LABELS[key] || key }), el("td", { class: "num", text: fmt(values[channel]) })))));
     if (data.kind === "image") {
       const lo = data.scale ? data.scale[0][channel] : null, hi = data.scale ? data.scale[1][channel] : null;
-      const image = el("img", { src: src ? data.dir + src : null, alt: `channel ${channel}`, id: "channel-image" });
       const bar = lo != null && hi != null ? vbar(data.cmap, lo, hi) : null;
       const size = el("p", { class: "note" });
       const room = Math.min(window.innerWidth - 140, 520, Math.max(200, window.innerHeight - 220));
-      enlarge(image, room, room, (zoom) => {
-        size.textContent = `${image.naturalWidth} × ${image.naturalHeight} px${zoom > 1 ? `, shown ${zoom}×` : ""}; colour scale ${fmt(lo)} … ${fmt(hi)}`;
+      const image = fullImage(data.dir, shown, room, "channel-image", `channel ${channel}`, (zoom, width, height) => {
+        size.textContent = `${width} × ${height} px${zoom > 1 ? `, shown ${zoom}×` : ""}; colour scale ${fmt(lo)} … ${fmt(hi)}`;
       });
       body.append(el("div", {}, el("div", { class: "full" }, image, bar), size),
         el("div", {}, el("h2", { text: "Statistics of the channel's map" }), stats));
     } else if (data.kind === "compare") {
       const lo = data.scale[0][channel], hi = data.scale[1][channel], limit = data.diffLimit[channel];
       const room = Math.max(64, Math.min((window.innerWidth - 400) / 3, 360, window.innerHeight - 260)); // A, B and A − B in a row
-      const pane = (title, file, id) => {
-        const image = el("img", { src: file ? data.dir + file : null, alt: `${title}, channel ${channel}`, id });
-        enlarge(image, room, room);
-        return el("div", { class: "pane" }, image, el("span", { title, text: title }));
-      };
+      const pane = (title, image, id) =>
+        el("div", { class: "pane" }, fullImage(data.dir, image, room, id, `${title}, channel ${channel}`), el("span", { title, text: title }));
+      const of = (which) => imageOf({ files: data["files" + which], atlas: data["atlas" + which] }, channel);
       body.append(
         el("div", {}, el("div", { class: "full", id: "channel-ab" },
-          pane(`A: ${data.labels[0]}`, data.filesA[channel], "channel-a"), pane(`B: ${data.labels[1]}`, data.filesB[channel], "channel-b"),
+          pane(`A: ${data.labels[0]}`, of("A"), "channel-a"), pane(`B: ${data.labels[1]}`, of("B"), "channel-b"),
           lo != null && hi != null ? vbar(data.cmap, lo, hi) : null),
         el("p", { class: "note", text: `A and B on one colour scale, ${fmt(lo)} … ${fmt(hi)}` })),
-        el("div", {}, el("div", { class: "full", id: "channel-diff" }, pane("A − B", data.files[channel], "channel-image"),
+        el("div", {}, el("div", { class: "full", id: "channel-diff" }, pane("A − B", shown, "channel-image"),
           limit != null ? vbar(data.diffCmap, -limit, limit) : null),
         el("p", { class: "note", text: `difference, ${fmt(-limit)} … ${fmt(limit)} (white = 0, red where A is higher)` })),
         el("div", {}, el("h2", { text: "Statistics of the channel's raw maps" }), stats));
     } else {
       const tops = data.top[channel] || [];
-      const strip = src ? el("img", { src: data.dir + src, alt: `top images of channel ${channel}`, id: "channel-image" }) : el("p", { class: "empty", text: "No strip file for this channel (yet)." });
-      if (src) enlarge(strip, Math.min(window.innerWidth - 60, 1060), Math.max(120, window.innerHeight / 3));
+      const strip = shown ? el("img", { src: data.dir + shown.src, alt: `top images of channel ${channel}`, id: "channel-image" }) : el("p", { class: "empty", text: "No strip file for this channel (yet)." });
+      if (shown) enlarge(strip, Math.min(window.innerWidth - 60, 1060), Math.max(120, window.innerHeight / 3));
       body.append(el("div", { class: "strip" }, strip),
         el("div", {}, el("h2", { text: "Statistics over the dataset" }), stats),
         el("div", { class: "tops" }, el("h2", { text: `Top ${tops.length} images, best first (left to right in the strip)` }),
