@@ -22,8 +22,9 @@ vit="$work/vit/vit_b_16/grace_hopper/encoder.layers.encoder_layer_11.ln_1"
 cp "$vit/sheet.png" "$gallery/vit_b_16_sheet.png"
 cp "$vit/overlay.png" "$gallery/vit_b_16_overlay.png"
 
-# An earlier layer, per-channel images at 8x (48x48 -> 384x384), ranked by energy.
-python3 -m viz --weights none --layer layer2 --rank energy --out "$work/l2" --quiet
+# An earlier layer, per-channel images at 8x (48x48 -> 384x384), ranked by energy; one file per
+# channel (--channel-files) to copy two of them (by default they are tiles of channels.png).
+python3 -m viz --weights none --layer layer2 --rank energy --channel-files --out "$work/l2" --quiet
 for channel in 0007 0042; do cp "$work/l2/resnet50/grace_hopper/layer2/channels/$channel.png" "$gallery/layer2_channel_$channel.png"; done
 cp "$work/l2/resnet50/grace_hopper/layer2/sheet.png" "$gallery/layer2_sheet.png"
 
