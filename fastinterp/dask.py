@@ -436,7 +436,9 @@ def resize(
     other_axes = [axis for axis in range(darr.ndim) if axis not in axes]
     others = list(itertools.product(*(range(darr.numblocks[axis]) for axis in other_axes)))
     graph: dict[tuple, Any] = {}
-    offsets = (_neighbour_offsets(row_spans, darr.chunks[row_axis]), _neighbour_offsets(column_spans, darr.chunks[col_axis]))
+    offsets = _neighbour_offsets(row_spans, darr.chunks[row_axis]), _neighbour_offsets(
+        column_spans, darr.chunks[col_axis]
+    )
     if None not in offsets:
         # Output blocks map one to one onto input blocks. Each reads its own input block, and
         # copies of the parts of its neighbours that it needs, which one small task per input
