@@ -269,8 +269,8 @@ def _most_input_blocks_held(source: da.Array, lazy: da.Array) -> int:
 @pytest.mark.parametrize("rate", [0.8, 0.5, 1.3])
 def test_out_of_core_order_holds_about_a_row_of_input_blocks(rate):
     """A tall image of 40 x 4 blocks runs row after row: at most two rows of input blocks held
-    at once. (Blocks that read nothing from their neighbours used to run first, all over the
-    array, each holding its input block until its neighbours' turn: 80 blocks at 0.8.)"""
+    at once. (The overlap-layer graph held 11 at 0.8 and 1.3, 43 at 0.5; taking parts only
+    from the neighbours a block reads, 12 at 0.8: blocks that need none ran first.)"""
     source = da.zeros((40 * 41, 4 * 41, 3), dtype=np.uint8, chunks=(41, 41, 3))
     lazy = fastinterp.dask.resize(source, rate)
     assert _most_input_blocks_held(source, lazy) <= 2 * 4
