@@ -17,5 +17,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python3 -m pip install --quiet --disable-pip-version-check \
     torch==2.14.1 torchvision==0.29.1 -e ".[test,viz,bench]"
-python3 -m pytest -q -p no:cacheprovider -m "not cudasim" --ignore=tests/cudasim "$@"
+# Two workers (pytest-xdist), as many as the CI machine has cores: most of a cold run is numba
+# compiling kernels, one signature at a time per process, and numba's file cache is safe to share
+# between processes. worksteal starts each worker on a contiguous half of the tests (module
+# fixtures such as Chromium and LocalCluster start once per worker) and rebalances at the end.
+# Not -n auto: it counts the host's cores, not a container's CPU quota.
+python3 -m pytest -q -p no:cacheprovider -n 2 --dist worksteal -m "not cudasim" --ignore=tests/cudasim "$@"
 NUMBA_ENABLE_CUDASIM=1 python3 -m pytest -q -p no:cacheprovider -m cudasim tests/cudasim "$@"
