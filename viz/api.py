@@ -30,7 +30,7 @@ COMPARE_DIR = "compare"
 
 
 #: Default limit on what one run may write: an upper bound (images counted uncompressed), so a
-#: run under it always fits; the default job (ResNet-50 layer4, 8x: about 15 MB) is estimated at 27 MB.
+#: run under it always fits; the default job (ResNet-50 layer4, 8x: about 7 MB as a page of channel tiles) is estimated at 27 MB.
 DEFAULT_MAX_OUTPUT_GB = 4.0
 #: Upper bounds of the bytes per pixel of a written image: an 8-bit palette PNG (zlib never
 #: grows data by more than a few bytes per block), an RGB JPEG at quality 95 and an RGB PNG.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from .render import (
     channel_writer,
     channels_per_chunk,
     colormap_lut,
+    manifest_json,
     mosaic,
     palette_indices,
     rounded,
@@ -192,5 +192,5 @@ def compare_layer(
             "panel_sum.png", "panel_sheet.png", "manifest.json",
         ],
     }
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (target / "manifest.json").write_text(manifest_json(manifest))
     return manifest

@@ -779,6 +779,14 @@ def overlay(image: np.ndarray, summary: np.ndarray, lut: np.ndarray, alpha: floa
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """A manifest as JSON text: each top-level entry on a line of its own, each written compactly.
+    ``json.dumps(indent=...)`` takes the pure-Python encoder: 50 ms for the 12,000 numbers of a
+    2048-channel layer, against about 5 ms here."""
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in manifest.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 def rounded(values: np.ndarray) -> list[float]:
     """Numbers for a manifest: each value to 7 significant digits (float32's precision)."""
     return [float(f"{v:.7g}") for v in np.asarray(values, np.float64)]
@@ -1190,5 +1198,5 @@ def render_layer(
         **(extra or {}),
         "files": files,
     }
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (target / "manifest.json").write_text(manifest_json(manifest))
     return manifest

@@ -77,13 +77,13 @@
   }
   // A grid thumbnail: an image, or for a tile the page as the background of a box of the tile's size,
   // scaled as a whole (so no pixel of a neighbouring tile shows at its edges).
-  function thumbnail(dir, image, side, className) {
+  function thumbnail(dir, image, side) {
     if (!image) return el("img", { alt: "missing" });
     if (image.left == null) return el("img", { src: dir + image.src, alt: "", decoding: "async" });
     const tile = el("span", { class: "tile" });
     Object.assign(tile.style, { width: `${image.width}px`, height: `${image.height}px`, backgroundImage: `url("${dir + image.src}")`,
       backgroundPosition: `${-image.left}px ${-image.top}px`, transform: `scale(${Math.min(side / image.width, side / image.height)})` });
-    return el("span", { class: className }, tile);
+    return el("span", { class: "thumb" }, tile);
   }
   // The one-channel view: the image enlarged by the largest whole factor within room x room (pixels stay
   // square); a tile is drawn from its page onto a canvas. then(zoom, width, height) once its size is known.
@@ -366,7 +366,7 @@
     cell(i) {
       const channel = this.order[i], values = this.data.stats[state.sort];
       const cell = el("a", { class: this.data.kind === "scan" ? "cell strip" : "cell", role: "listitem", href: hashOf({ ...state, channel }), "data-channel": channel },
-        thumbnail(this.data.dir, imageOf(this.data, channel), this.side, "thumb"),
+        thumbnail(this.data.dir, imageOf(this.data, channel), this.side),
         el("span", {}, el("b", { text: `#${channel}` }), values ? fmt(values[channel]) : ""));
       cell.style.width = `${this.side}px`;
       cell.style.height = `${this.side + ROW_LABEL_PX}px`;
