@@ -163,19 +163,36 @@ def time_run(
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0 if reprobed else 1)
 
 
-def paired_times(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[float, float]:
-    """Median times of two calls timed in alternation, after one untimed call of each.
+#: The pause before each call timed in alternation or rotation. After each parallel op, torch's
+#: OpenMP workers spin for about 10 ms of CPU before they sleep (GNU OpenMP's default spin count;
+#: measured from /proc/self/task/*/schedstat), on the cores the next call needs: without the
+#: pause, a method timed right after torch is charged for torch's spinning, one timed after
+#: itself is not (fastinterp's (2048, 96, 96) antialias read 16.8 or 9.4 ms on a quiet machine
+#: depending on which came first, and the median of an alternation fell on either).
+SETTLE_S = 0.03
 
-    Each round times both, in an order that alternates from round to round. Load on a shared
-    machine that comes and goes then weighs on both sides alike: the ratio of these medians
-    moves far less from run to run than that of two medians timed minutes apart.
+
+def settled_time(run: Callable[[], Any], settle_s: float = SETTLE_S) -> float:
+    """Seconds one call of ``run`` takes, started after ``settle_s`` seconds of sleep."""
+    time.sleep(settle_s)
+    return call_once(run)[1]
+
+
+def paired_times(first: Callable[[], Any], second: Callable[[], Any], rounds: int | None = None) -> tuple[float, float]:
+    """Median times of two calls timed in alternation (``rounds`` rounds, by default the
+    mode's), after one untimed call of each.
+
+    Each round times both, in an order that alternates from round to round, each call after
+    :data:`SETTLE_S` of sleep. Load on a shared machine that comes and goes then weighs on both
+    sides alike: the ratio of these medians moves far less from run to run than that of two
+    medians timed minutes apart.
     """
     first(), second()
     times: tuple[list[float], list[float]] = ([], [])
-    for round_index in range(settings().paired_rounds):
+    for round_index in range(settings().paired_rounds if rounds is None else rounds):
         order = (0, 1) if round_index % 2 == 0 else (1, 0)
         for side in order:
-            times[side].append(call_once((first, second)[side])[1])
+            times[side].append(settled_time((first, second)[side]))
     return float(np.median(times[0])), float(np.median(times[1]))
 
 

@@ -6,7 +6,8 @@ HWC, fresh and ``out=``; torch NCHW and channels_last; OpenCV per plane and HWC)
 ``table path``: fastinterp's kernels with tap tables (:func:`fastinterp._cpu.run_tasks`, what
 these rows ran before :mod:`fastinterp._cpu_fixed`), into a preallocated output in each layout.
 Each round runs every method once, in an order that rotates from round to round, so that load
-on a shared machine weighs on all alike. Threads are pinned equal for numba, torch and OpenCV,
+on a shared machine weighs on all alike, each after a pause of ``SETTLE_S`` (see
+:mod:`benchmarks._harness`). Threads are pinned equal for numba, torch and OpenCV,
 as in the report. Each method's result is checked against fastinterp's before timing.
 
 Target (issue 13, section 3): on every row the fastest fastinterp variant beats every peer.
@@ -17,13 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from benchmarks._harness import format_ms, max_abs_diff, pin_threads, prime_fresh_memory
+from benchmarks._harness import format_ms, max_abs_diff, pin_threads, prime_fresh_memory, settled_time
 from benchmarks._methods import (
     METHODS, Case, Prepared, channels_first_view, channels_last, channels_last_shape, expected_cf, input_cf,
     report_cases,
@@ -79,15 +79,15 @@ def prepared_methods(case: Case) -> dict[str, Prepared]:
 
 
 def rotating_medians(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Median time of each call over ``rounds`` rounds, each round timing every call once."""
+    """Median time of each call over ``rounds`` rounds, each round timing every call once, each
+    call after a pause (:func:`benchmarks._harness.settled_time`: not charged for the thread
+    pool of the call before it spinning)."""
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(settled_time(calls[name]))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
