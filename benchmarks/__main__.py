@@ -225,7 +225,9 @@ def write_report(
         lines += case_section(title, groups, exclusions)
     lines += ["## Targets timed in alternation, legacy path and start-up", ""]
     for group, members in by_group(records).items():
-        if "ratio" in members[0].info:  # two methods timed in alternation
+        if "lines" in members[0].info:  # a measurement that explains itself line by line
+            lines += [f"### {group}", "", *(f"{r.label}:" for r in members[:1]), "", *members[0].info["lines"], ""]
+        elif "ratio" in members[0].info:  # two methods timed in alternation
             sides = ("numerator_s", "denominator_s")
             rows = [[r.label, *(format_ms(r.info[side]) for side in sides), f"{r.info['ratio']:.2f}x"] for r in members]
             header = ["numerator / denominator", "numerator median ms", "denominator median ms", "ratio"]

@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 
 import fastinterp
-from benchmarks import startup
+from benchmarks import bench_out, startup
 from benchmarks._floor import empty_and_fill, fill
-from benchmarks._harness import bench_method, call_once, paired_times, time_run
+from benchmarks._harness import bench_method, call_once, paired_times, settings, time_run
 from benchmarks._methods import CORE_METHODS, METHODS, feature_map_cases, input_cf
 from fastinterp.reference import legacy_transform
 
 HEADLINE = "feature maps (2048, 24, 24) x8 float32"
 PAIRED_GROUP = "core targets, each ratio timed in alternation"
+OUT_BREAKDOWN_GROUP = "where the out= time goes (CPU time per plane)"
 
 PAIRS = [(case, name) for case in feature_map_cases() for name in CORE_METHODS]
 
@@ -65,6 +66,15 @@ def test_headline_target(benchmark: Any, numerator: str, denominator: str, bound
         ratio=times[0] / times[1],
         targets=[{"value": "ratio", "unit": "x", **bound}],
     )
+
+
+def test_out_breakdown(benchmark: Any) -> None:
+    """Where the headline's ``out=`` time goes beyond the fill, on one thread
+    (:func:`benchmarks.bench_out.breakdown`): the report prints its lines."""
+    benchmark.group = OUT_BREAKDOWN_GROUP
+    rounds = settings().paired_rounds
+    lines = benchmark.pedantic(bench_out.breakdown, args=(rounds,), rounds=1, iterations=1)
+    benchmark.extra_info.update(label=f"{HEADLINE}, one thread, {rounds} rotating rounds", lines=lines)
 
 
 LEGACY_INPUTS = {
