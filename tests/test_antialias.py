@@ -191,8 +191,8 @@ def test_no_fixed_taps_where_the_factor_is_not_a_small_integer(in_size, out_size
     assert fixed_taps(in_size, out_size, np.dtype(np.float32)) is None
 
 
-#: (dtype, width factor) of the fixed-taps kernels the CI compiles: every dtype, every factor
-#: (each pair is a kernel of its own; HYPOTHESIS_PROFILE=thorough tests them all).
+#: (dtype, width factor) of the fixed-taps kernels the CI compiles (sampling.FIXED_TAPS_FACTORS;
+#: each pair is a kernel of its own; HYPOTHESIS_PROFILE=thorough tests every factor named here).
 FIXED_KERNELS = [(dtype, factor) for dtype in DTYPES for factor in (2, 3, 4, 8) if fixed_taps_compiled(dtype, factor, 1)]
 
 
