@@ -31,8 +31,9 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit, prange
-from numba.extending import overload
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output
 from ._plan import check_antialias_align
@@ -397,6 +398,29 @@ def _run_task_impl(src, out, ys, xs, span, fixed_weights, channels, rows_first, 
     return fixed_task
 
 
+@intrinsic
+def _claim_task(typingctx, counter):
+    """``counter[0]``, incremented in the same atomic step: the next task of :func:`parallel_antialias`.
+
+    The driver hands out tasks one at a time from a shared counter, not in one fixed block per
+    thread (what prange does with the workqueue layer): a thread that loses its core then runs
+    fewer tasks instead of holding up the call. It happens after any torch op on the CPU:
+    torch's OpenMP workers spin for about 10 ms of CPU each before they sleep (GNU OpenMP's
+    default), on the cores our threads need; with one of two threads sharing its core with a
+    spinning process, the (2048, 96, 96) -> 24 x 24 resize took 32 ms instead of 53.
+    The plain drivers of fastinterp._cpu keep prange's blocks: their short calls gain less, and
+    the loop around the task body cost 0.6-1.1 s more to compile for each of them.
+    """
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [context.get_constant(types.intp, 0)])
+        return builder.atomic_rmw("add", pointer, context.get_constant(types.int64, 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
 @njit(cache=True)
 def serial_antialias(src, out, ys, xs, span, fixed_weights, channels, rows_first, rows_per_task, block_rows):
     """Every task, in order, on the calling thread: :func:`_fixed_task` where the width has
@@ -411,9 +435,15 @@ def serial_antialias(src, out, ys, xs, span, fixed_weights, channels, rows_first
 def parallel_antialias(src, out, ys, xs, span, fixed_weights, channels, rows_first, rows_per_task, block_rows):
     """:func:`serial_antialias` on numba's thread pool."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
-    for task in prange(n_tasks):
-        # int64, so that both drivers share one compiled task body (see fastinterp._cpu)
-        _run_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, np.int64(task), blocks, rows_per_task, block_rows)
+    counter = np.zeros(1, np.int64)
+    for _ in prange(n_tasks):
+        # Each iteration runs tasks from the shared counter until none is left: in effect the
+        # first iteration of each thread does its share, the others find nothing left. Task
+        # numbers are int64, as in serial_antialias: both drivers share one compiled task body.
+        task = _claim_task(counter)
+        while task < n_tasks:
+            _run_task(src, out, ys, xs, span, fixed_weights, channels, rows_first, task, blocks, rows_per_task, block_rows)
+            task = _claim_task(counter)
 
 
 def run_antialias(
