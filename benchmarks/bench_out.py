@@ -144,7 +144,7 @@ def main() -> None:
     print(f"(2048, 24, 24) x8 float32; threads pinned: {pinned}; {args.rounds} rotating rounds, medians")
     print("\nTargets (all threads, wall clock, each call after a pause):")
     print("\n".join(targets(args.rounds)))
-    print("\nBreakdown (one thread, CPU time of the calling thread):")
+    print("\nBreakdown (one thread, CPU time of the process):")
     print("\n".join(breakdown(args.rounds)))
     print(f"\nload average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
 
