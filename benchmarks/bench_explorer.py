@@ -6,7 +6,7 @@
     the page's ``explorer-ready`` mark (layer data loaded, grid drawn, keys and clicks handled),
     read from the page's own performance timeline. Also: the same page until every drawn
     thumbnail is decoded, and the time of a key press that opens a channel (from the press to
-    the channel's image loaded), both as seen from Playwright. The baseline, in the same run
+    the channel's image loaded, or its tile drawn), both as seen from Playwright. The baseline, in the same run
     and browser: a static HTML file of the same byte size as index.html, navigation start to
     its load event. Target: interactive within 1 s (median of the loads).
 (b) The page's own files (HTML template, CSS, JavaScript, in ``viz/explorer_static/``) and the
@@ -36,8 +36,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
-def write_job(out: Path) -> Path:
-    """A one-image job with a 2,048-channel layer of 7 x 7 maps (channel images 56 x 56), and its index.html."""
+def write_job(out: Path, channel_files: bool = False) -> Path:
+    """A one-image job with a 2,048-channel layer of 7 x 7 maps (channel images 56 x 56), and its index.html:
+    the channels as tiles of one page (the default), or one file each with ``channel_files``."""
     import torch
 
     import viz
@@ -46,9 +47,28 @@ def write_job(out: Path) -> Path:
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv2d(3, CHANNELS, 3, stride=32, padding=1))).eval()
-    viz.visualize(model, [default_image()], ["conv"], out, options=viz.RenderOptions(scale=8),
+    viz.visualize(model, [default_image()], ["conv"], out, options=viz.RenderOptions(scale=8, channel_files=channel_files),
                   preprocess=original_preprocess(224), progress=False)
     return explorer.write_index(out)
+
+
+# Every thumbnail shown: an image of its own decoded, or for tiles (CSS sprites of one page) the
+# page, which a fresh image of the same URL finds decoded once the browser has it.
+THUMBNAILS_DECODED = """() => {
+  const cells = [...document.querySelectorAll('.cell img, .cell .tile')];
+  if (!cells.length) return false;
+  return cells.every(c => {
+    if (c.tagName === 'IMG') return c.complete && c.naturalWidth > 0;
+    const page = new Image();
+    page.src = getComputedStyle(c).backgroundImage.slice(5, -2);
+    return page.complete && page.naturalWidth > 0;
+  });
+}"""
+# The one-channel view shown: its image loaded, or its tile drawn on the canvas.
+CHANNEL_DRAWN = """() => {
+  const i = document.getElementById('channel-image');
+  return !!i && (i.dataset.drawn === '1' || (i.complete && i.naturalWidth > 0));
+}"""
 
 
 def page_bytes(index_html: Path) -> dict[str, int]:
@@ -76,18 +96,18 @@ def measure(index_html: Path, loads: int) -> dict[str, Any]:
             context = browser.new_context(viewport={"width": 1280, "height": 800})
             page = context.new_page()
             requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url) if "/channels/" in request.url else None)
+            page.on("request", lambda request: requested.append(request.url) if "/channels" in request.url else None)
             page.goto(baseline_html.as_uri())
             baseline = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventStart")
             start = time.perf_counter()
             page.goto(url)
             page.wait_for_function("performance.getEntriesByName('explorer-ready').length > 0")
             ready = page.evaluate("performance.getEntriesByName('explorer-ready')[0].startTime")
-            page.wait_for_function("[...document.querySelectorAll('.cell img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(THUMBNAILS_DECODED)
             decoded = (time.perf_counter() - start) * 1000
             pressed = time.perf_counter()
             page.keyboard.press("j")
-            page.wait_for_function("(i => i && i.complete && i.naturalWidth > 0)(document.getElementById('channel-image'))")
+            page.wait_for_function(CHANNEL_DRAWN)
             key = (time.perf_counter() - pressed) * 1000
             if _:
                 for name, value in zip(result, (baseline, ready, decoded, key, len(set(requested)))):
@@ -102,10 +122,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=5, help="timed page loads (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--channel-files", action="store_true", help="the channels as one file each, not tiles of one page")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-explorer-") as scratch:
-        index_html = write_job(Path(scratch) / "out")
+        index_html = write_job(Path(scratch) / "out", args.channel_files)
         sizes = page_bytes(index_html)
         times = measure(index_html, args.loads)
     report = {"times": times, "bytes": sizes, "load average before, after": [load_before, os.getloadavg()],
