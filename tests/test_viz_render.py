@@ -372,6 +372,20 @@ def test_atlas_layout_of_resnet50_layer4_and_of_pages():
         atlas.box(2048)
 
 
+@pytest.mark.parametrize("change", [
+    {"count": float("inf")},  # JSON's Infinity: int() raised OverflowError, not a VizError
+    {"count": 2048.5}, {"count": "2048"}, {"columns": True}, {"tile": [96.7, 96]},  # were truncated or coerced
+    {"count": 10**15, "per_page": 10**15},  # one page of 10^15 tiles
+    {"columns": 10**12},  # more columns than tiles on the page
+    {"per_page": 2049},  # more tiles on a page than channels
+    {"count": 10**15, "per_page": 1},  # 10^15 page names were built before the 1 listed was compared: a hang
+])
+def test_an_atlas_description_a_writer_cannot_have_written_is_refused(change):
+    entry = {**Atlas.plan("channels", 2048, (96, 96), 1 << 25, 10_000).entry(), **change}
+    with pytest.raises(VizError, match="^not an atlas description"):
+        Atlas.from_entry(entry)
+
+
 @pytest.mark.parametrize(("scale", "norm", "page_pixels", "chunk_channels"), [
     (3, "channel", 1 << 25, 100),  # one page
     (2.5, "layer", 700, 3),  # many pages, chunks of one row

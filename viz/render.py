@@ -49,6 +49,8 @@ LUT_SIZE = 256
 #: Most pixels on one page of channel tiles: ResNet-50 layer4 at 8x (2,048 tiles of 96 x 96,
 #: 19 Mpx) is one page; a browser holds a shown page at 4 bytes a pixel.
 DEFAULT_PAGE_PIXELS = 1 << 25
+#: The largest width or height a PNG can have (its IHDR's limit).
+PNG_MAX_SIDE = 2**31 - 1
 #: Pixels of a page encoded as one band (one deflate block, one task of the writer threads):
 #: whole rows of tiles, at least one.
 BAND_PIXELS = 1 << 19
@@ -888,9 +890,14 @@ class Atlas:
         try:
             pages = [str(page) for page in entry["pages"]]
             stem = pages[0][: -len(".png")] if len(pages) == 1 else pages[0].rsplit("-", 1)[0]
-            atlas = cls(stem, int(entry["count"]), (int(entry["tile"][0]), int(entry["tile"][1])), int(entry["columns"]), int(entry["per_page"]))
-            consistent = (min(atlas.count, *atlas.tile, atlas.columns, atlas.per_page) >= 1 and atlas.pages == pages
-                          and stem.replace("_", "").isalnum() and stem.isascii())
+            numbers = [entry["count"], *entry["tile"], entry["columns"], entry["per_page"]]
+            # JSON integers only: a float (Infinity too), string or bool is no count a writer wrote
+            consistent = len(numbers) == 5 and all(type(n) is int and n >= 1 for n in numbers)
+            if consistent:
+                atlas = cls(stem, numbers[0], (numbers[1], numbers[2]), numbers[3], numbers[4])
+                # as plan() lays pages out; the page count is checked before the names are built
+                consistent = (atlas.columns <= atlas.per_page <= atlas.count and -(-atlas.count // atlas.per_page) == len(pages)
+                              and max(atlas.page_shape(0)) <= PNG_MAX_SIDE and atlas.pages == pages and stem.replace("_", "").isalnum() and stem.isascii())
         except (KeyError, IndexError, TypeError, ValueError):
             consistent = False
         if not consistent:
