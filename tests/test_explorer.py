@@ -671,6 +671,36 @@ def test_a_job_file_with_wrong_types_is_listed_not_fatal(jobs, tmp_path, part, f
     assert broken in shown or any(entry["path"].startswith(broken) for entry in index["skipped"])  # shown, or listed with why
 
 
+@pytest.mark.parametrize("change, page", [
+    ({"tile": "x1000"}, "kept"),  # tiles far larger than the page: a 10^5 px canvas, CSS boxes
+    ({"count": 2**40, "per_page": 2**40, "columns": 2**20}, "kept"),  # 2^40 tiles on the 1 small page
+    ({"count": 2**40, "per_page": 2**40, "columns": 2**20}, "removed"),  # a grid of 2^40 channels, no page to check
+])
+def test_an_atlas_that_its_pages_cannot_hold_is_not_shown(jobs, tmp_path, change, page):
+    """A layout consistent in itself (Atlas.from_entry takes it) that the page file on disk (or the
+    explorer's channel limit) contradicts: the layer is listed as skipped with why, not shown."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "grace_hopper", out / "grace_hopper")
+    where = out / "grace_hopper" / "conv2" / "manifest.json"
+    document = json.loads(where.read_text())
+    atlas = document["channels"]["atlas"]
+    atlas.update(change)
+    if atlas["tile"] == "x1000":
+        atlas["tile"] = [side * 1000 for side in document["image_size"]]
+    for key in explorer.SORT_KEYS + ("scale_lo", "scale_hi"):  # their lengths would give the count away
+        document["channels"].pop(key, None)
+    where.write_text(json.dumps(document))
+    if page == "removed":
+        (where.parent / "channels.png").unlink()
+    explorer.write_index(out)
+    index = json.loads(re.search(r'type="application/json">(.*?)</script>', (out / "index.html").read_text()).group(1))
+    assert [layer["id"] for job in index["jobs"] for layer in job["layers"]] == ["conv1"]
+    (skipped,) = index["skipped"]
+    assert skipped["path"] == "grace_hopper/conv2" and "channels.atlas" in skipped["reason"]
+
+
 def test_write_index_never_replaces_what_it_did_not_write(tmp_path):
     (tmp_path / "index.html").write_text("<p>my own page</p>")
     with pytest.raises(VizError, match="not written by the explorer"):

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import struct
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ SCAN_FORMAT = "fastinterp-scan"
 MAX_MANIFEST_BYTES = 64 * 2**20
 #: A scan.json lists every image path: a scan of millions of images writes a large one.
 MAX_SCAN_BYTES = 2**31
+#: Most channels of an atlas layer the page takes (a manifest's ``files`` list is bounded by its size;
+#: an atlas's count is one number, and the page builds an array of it).
+MAX_ATLAS_CHANNELS = 2**22
 #: Colour stops sent per colormap (the page draws colour bars as CSS gradients).
 COLOUR_STOPS = 17
 #: Statistics the grid can sort by, in the order the page offers them.
@@ -247,6 +251,22 @@ def _figure(files: FileCheck, job_dir: Path, prefix: str, entry: Any, title: str
             "note": ", ".join(notes)}
 
 
+def _png_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR, without following a symlink; None if it is not a PNG."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            head = os.read(descriptor, 24)
+        finally:
+            os.close(descriptor)
+    except OSError:
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
 def _channel_images(files: FileCheck, job_dir: Path, channels: dict[str, Any], suffix: str = "") -> tuple[int, dict[str, Any]]:
     """The channel images of a manifest's ``channels``: ``atlas<suffix>`` (tiles of pages, the
     page's layout) or ``files<suffix>`` (one file per channel, as written before pages or with
@@ -260,7 +280,13 @@ def _channel_images(files: FileCheck, job_dir: Path, channels: dict[str, Any], s
             atlas = Atlas.from_entry(channels[f"atlas{suffix}"])
         except VizError as exc:
             raise BadJobFile(f"channels.atlas{suffix}: {exc}") from None
+        if atlas.count > MAX_ATLAS_CHANNELS:
+            raise BadJobFile(f"channels.atlas{suffix}: {atlas.count} channels, more than the {MAX_ATLAS_CHANNELS} the page shows")
         pages = [files.url(job_dir, page) for page in atlas.pages]
+        for number, (page, url) in enumerate(zip(atlas.pages, pages)):
+            size = _png_size(job_dir / page) if url is not None else None
+            if url is not None and size != atlas.page_shape(number):
+                raise BadJobFile(f"channels.atlas{suffix}: {page} is not a {' × '.join(map(str, atlas.page_shape(number)))} PNG page of its tiles")
         return atlas.count, {"atlas": {"pages": pages, "tile": list(atlas.tile), "columns": atlas.columns, "perPage": atlas.per_page}}
     listed = channels.get(f"files{suffix}")
     if not isinstance(listed, list):
