@@ -128,6 +128,24 @@ def test_streaming_in_small_chunks_writes_the_same_files(tmp_path, features):
         np.testing.assert_array_equal(read_rgb(tmp_path / "whole" / name), read_rgb(tmp_path / "chunked" / name))
 
 
+@pytest.mark.parametrize("channel_files", [False, True])
+def test_a_nan_in_a_later_chunk_gives_the_same_layer_range_as_in_one_chunk(tmp_path, features, channel_files):
+    """--norm layer: the layer's range is that of all its values (NaN if one is NaN, as numpy's min
+    gives for one chunk) whichever chunk the NaN falls in; Python's min() of the chunks' minima
+    skipped a NaN after the first chunk, so --chunk-mb (and pages, whose chunks are rows of tiles)
+    changed the colours."""
+    features = features.copy()
+    features[4, 1, 1] = np.nan
+    one_channel_mb = 9 * 24 * 28 / 2**20
+    manifests = []
+    for name, chunk_mb in (("whole", 64.0), ("chunked", 2 * one_channel_mb)):
+        (tmp_path / name).mkdir()
+        manifests.append(render_layer(features, tmp_path / name, RenderOptions(scale=4, norm="layer", chunk_mb=chunk_mb, channel_files=channel_files)))
+    assert manifests[0]["channels"]["scale_lo"] == pytest.approx(manifests[1]["channels"]["scale_lo"], nan_ok=True)
+    for i in range(5):
+        np.testing.assert_array_equal(channel_rgb(tmp_path / "whole", i), channel_rgb(tmp_path / "chunked", i))
+
+
 def test_jpeg_output_and_any_colormap(tmp_path, features):
     manifest = render_layer(features, tmp_path, RenderOptions(scale=8, image_format="jpg", cmap="magma"))
     assert manifest["files"][:2] == ["channels/0000.jpg", "channels/0001.jpg"]

@@ -1153,8 +1153,9 @@ def render_layer(
     try:
         layer_range = None
         if options.norm == "layer":  # a first pass for the range keeps memory bounded
-            extremes = [(up.min(), up.max()) for _, up in upsampled()]
-            layer_range = (min(e[0] for e in extremes), max(e[1] for e in extremes))
+            extremes = np.array([(up.min(), up.max()) for _, up in upsampled()])
+            # numpy's min, not Python's: a NaN in any chunk gives NaN, as in one chunk (Python's skips it after the first)
+            layer_range = (extremes[:, 0].min(), extremes[:, 1].max())
         scales = np.empty((count, 2), np.float64)
         max_map = np.full(size, -np.inf, np.float32)
         for start, up in upsampled():
