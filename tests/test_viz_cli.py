@@ -183,6 +183,24 @@ def test_compare_a_model_with_itself_is_identical_with_zero_difference(images, t
         "model: A = resnet18, weights: random init (--weights none); B = resnet18, weights: random init (--weights none)")
 
 
+def test_the_summary_line_sums_up_a_compares_channel_files(images, tmp_path):
+    """--channel-files with --compare: the line names each folder's first and last file, not all 384;
+    pages are summed up as a one-image job's are."""
+    others = "sum_a.png, sum_b.png, difference.png, sheet_a.png, sheet_b.png, panel_sum.png, panel_sheet.png, manifest.json"
+    target = tmp_path / "{}" / "compare" / "resnet18-vs-resnet18" / "cat" / "layer2"
+    code, out, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", "none", "--channel-files", "--out", tmp_path / "files")
+    assert code == 0, err
+    assert out.splitlines()[2] == (
+        f"{images / 'cat.png'} layer2 -> {str(target).format('files')}/: 128 channel images (channels_a/0000.png .. channels_a/0127.png), "
+        "128 channel images (channels_b/0000.png .. channels_b/0127.png), 128 channel images (channels_diff/0000.png .. "
+        f"channels_diff/0127.png), {others}")
+    code, out, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--compare", "none", "--out", tmp_path / "pages")
+    assert code == 0, err
+    assert out.splitlines()[2] == (
+        f"{images / 'cat.png'} layer2 -> {str(target).format('pages')}/: 128 channels as 64x64 tiles of channels_a.png, "
+        f"128 channels as 64x64 tiles of channels_b.png, 128 channels as 64x64 tiles of channels_diff.png, {others}")
+
+
 def test_compare_none_against_offline_imagenet_warns_of_identical_weights(images, tmp_path, monkeypatch):
     def offline(weights):
         raise OSError("no network")

@@ -331,15 +331,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _listing(manifest: dict) -> str:
-    """The files of a one-image job in a line: the channels' pages (or files) summed up, then the others."""
-    files, atlas = manifest["files"], manifest.get("channels", {}).get("atlas")
-    channels = atlas["pages"] if atlas else [f for f in files if f.startswith("channels/")]
-    others = ", ".join(f for f in files if f not in set(channels))
-    if atlas:
-        (h, w), pages = atlas["tile"], atlas["pages"]
-        where = pages[0] if len(pages) == 1 else f"{len(pages)} pages {pages[0]} .. {pages[-1]}"
-        return f"{atlas['count']} channels as {h}x{w} tiles of {where}, {others}"
-    return (f"{len(channels)} channel images ({channels[0]} .. {channels[-1]}), " if channels else "") + others
+    """The files of a job in a line: each set of channel images (a one-image job's ``atlas`` or ``files``,
+    a compare's ``atlas_a``/``files_a``, ...) summed up, then the other files."""
+    channels = manifest.get("channels") or {}
+    parts, summed = [], set()
+    for key, value in channels.items():
+        if key == "atlas" or key.startswith("atlas_"):
+            (h, w), pages = value["tile"], value["pages"]
+            where = pages[0] if len(pages) == 1 else f"{len(pages)} pages {pages[0]} .. {pages[-1]}"
+            parts.append(f"{value['count']} channels as {h}x{w} tiles of {where}")
+            summed.update(pages)
+        elif (key == "files" or key.startswith("files_")) and value:
+            parts.append(f"{len(value)} channel images ({value[0]} .. {value[-1]})")
+            summed.update(value)
+    return ", ".join([*parts, *(f for f in manifest["files"] if f not in summed)])
 
 
 def _jobs(args: argparse.Namespace, options: RenderOptions, layers: list[str] | None, images: list[Path], side: int,
