@@ -404,6 +404,17 @@ def test_an_atlas_description_a_writer_cannot_have_written_is_refused(change):
         Atlas.from_entry(entry)
 
 
+def test_load_channel_refuses_a_page_its_atlas_does_not_describe(tmp_path, features):
+    """An edited tile size (or a page swapped for another) made Pillow crop past the page's edge:
+    a tile padded with index 0, silently wrong; now a one-line error."""
+    manifest = render_layer(features, tmp_path, RenderOptions(scale=4))
+    atlas = manifest["channels"]["atlas"]
+    assert load_channel(tmp_path, manifest["channels"], 4).size == tuple(reversed(atlas["tile"]))
+    edited = {**manifest["channels"], "atlas": {**atlas, "tile": [side * 2 for side in atlas["tile"]]}}
+    with pytest.raises(VizError, match=r"^channels\.png is a \d+ x \d+ image, not the \d+ x \d+ page of its atlas$"):
+        load_channel(tmp_path, edited, 4)
+
+
 @pytest.mark.parametrize(("scale", "norm", "page_pixels", "chunk_channels"), [
     (3, "channel", 1 << 25, 100),  # one page
     (2.5, "layer", 700, 3),  # many pages, chunks of one row

@@ -915,9 +915,12 @@ def load_channel(directory: Path | str, channels: dict[str, Any], channel: int, 
     suffix = f"_{which}" if which else ""
     if f"atlas{suffix}" in channels:
         atlas = Atlas.from_entry(channels[f"atlas{suffix}"])
-        page = channels[f"atlas{suffix}"]["pages"][channel // atlas.per_page] if 0 <= channel < atlas.count else None
         box = atlas.box(channel)
+        page = atlas.pages[channel // atlas.per_page]
         with Image.open(inside(directory, page)) as image:
+            height, width = atlas.page_shape(channel // atlas.per_page)
+            if image.size != (width, height):  # Pillow would crop past the edge: a tile padded with 0
+                raise VizError(f"{page} is a {image.height} x {image.width} image, not the {height} x {width} page of its atlas")
             return image.crop(box)
     files = channels[f"files{suffix}"]
     if not 0 <= channel < len(files):
