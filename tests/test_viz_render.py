@@ -415,6 +415,13 @@ def test_load_channel_refuses_a_page_its_atlas_does_not_describe(tmp_path, featu
         load_channel(tmp_path, edited, 4)
 
 
+def test_load_channel_of_images_the_manifest_does_not_have_is_a_one_line_error(tmp_path, features):
+    """A one-image job has no "a" (compare) images: a KeyError('files_a') came out before."""
+    manifest = render_layer(features, tmp_path, RenderOptions(scale=2))
+    with pytest.raises(VizError, match="^the manifest's channels have neither 'atlas_a' nor 'files_a'$"):
+        load_channel(tmp_path, manifest["channels"], 0, "a")
+
+
 @pytest.mark.parametrize(("scale", "norm", "page_pixels", "chunk_channels"), [
     (3, "channel", 1 << 25, 100),  # one page
     (2.5, "layer", 700, 3),  # many pages, chunks of one row

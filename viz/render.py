@@ -922,7 +922,9 @@ def load_channel(directory: Path | str, channels: dict[str, Any], channel: int, 
             if image.size != (width, height):  # Pillow would crop past the edge: a tile padded with 0
                 raise VizError(f"{page} is a {image.height} x {image.width} image, not the {height} x {width} page of its atlas")
             return image.crop(box)
-    files = channels[f"files{suffix}"]
+    files = channels.get(f"files{suffix}")
+    if not isinstance(files, list):
+        raise VizError(f"the manifest's channels have neither 'atlas{suffix}' nor 'files{suffix}'")
     if not 0 <= channel < len(files):
         raise VizError(f"channel {channel} is not one of the {len(files)} channels")
     with Image.open(inside(directory, files[channel])) as image:
