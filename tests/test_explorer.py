@@ -545,6 +545,26 @@ def test_a_page_that_is_a_symlink_is_not_shown(jobs, tmp_path, session):
     session.check_clean(out)
 
 
+def test_a_page_replaced_by_a_symlink_after_the_index_was_written_is_dropped_on_refresh(jobs, tmp_path):
+    """A refresh rebuilds a layer whose pages changed, not only one whose manifest did: a page
+    swapped for a symlink to a file outside OUT was still named in the layer's data file."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(jobs / "grace_hopper", out / "grace_hopper")
+    explorer.write_index(out)
+    page = out / "grace_hopper" / "conv2" / "channels.png"
+    secret = tmp_path / "secret.png"
+    shutil.copy(page, secret)
+    with Image.open(secret) as image:
+        image.crop((0, 0, 8, 8)).save(secret)  # another picture, as an outside file would be
+    page.unlink()
+    page.symlink_to(secret)
+    explorer.write_index(out)
+    data = "".join(path.read_text() for path in (out / explorer.DATA_DIR).glob("*.js"))
+    assert data.count("channels.png") == 1  # conv1's page only
+
+
 # --- untrusted names and files -------------------------------------------------------------------
 
 

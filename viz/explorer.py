@@ -53,6 +53,8 @@ MAX_SCAN_BYTES = 2**31
 #: Most channels of an atlas layer the page takes (a manifest's ``files`` list is bounded by its size;
 #: an atlas's count is one number, and the page builds an array of it).
 MAX_ATLAS_CHANNELS = 2**22
+#: Pages of a layer whose changes rebuild its data (a real layer has a few; an edited manifest may list millions).
+MAX_STAMPED_PAGES = 1000
 #: Colour stops sent per colormap (the page draws colour bars as CSS gradients).
 COLOUR_STOPS = 17
 #: Statistics the grid can sort by, in the order the page offers them.
@@ -423,7 +425,20 @@ def _manifest_job(root: Path, manifest_path: Path, jobs: dict[tuple[str, str], J
     per_channel = kind == "image" or isinstance(manifest.get("channels"), dict)  # a compare before per-channel files: none
     count = shape[0] if per_channel and isinstance(shape, list) and shape and isinstance(shape[0], int) else None
     label = manifest.get("layer") if isinstance(manifest.get("layer"), str) else job_dir.name
-    job.layers.append(Layer(job_dir.name, label, count, [manifest_path], lambda: build(root, job_dir, manifest)))
+    job.layers.append(Layer(job_dir.name, label, count, [manifest_path, *_page_paths(job_dir, manifest)], lambda: build(root, job_dir, manifest)))
+
+
+def _page_paths(job_dir: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The channel pages a manifest lists (a few files): a layer's data is rebuilt when one changes,
+    so a page replaced by a symlink or by another picture is checked again."""
+    channels = manifest.get("channels")
+    entries = [value for key, value in channels.items() if key.startswith("atlas")] if isinstance(channels, dict) else []
+    names = [name for entry in entries if isinstance(entry, dict) and isinstance(entry.get("pages"), list) for name in entry["pages"]]
+    paths = []
+    for name in names[:MAX_STAMPED_PAGES]:
+        with contextlib.suppress(BadJobFile):
+            paths.append(job_dir.joinpath(*_relative_parts(name)))
+    return paths
 
 
 # --- scans ---------------------------------------------------------------------------------------
@@ -573,7 +588,7 @@ def _stamp(paths: Sequence[Path]) -> str:
     parts = [str(Path(__file__).stat().st_mtime_ns)]
     for path in paths:
         try:
-            status = path.stat()
+            status = path.lstat()  # a file swapped for a symlink changes the stamp
             parts.append(f"{path.name}:{status.st_mtime_ns}:{status.st_size}")
         except OSError:
             parts.append(f"{path.name}:missing")
