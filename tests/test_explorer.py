@@ -363,6 +363,22 @@ def test_compare_channel_view_shows_a_beside_b_on_one_scale_and_the_difference(j
     session.check_clean(jobs)
 
 
+def test_a_compare_with_channel_files_shows_a_b_and_the_difference_from_them(tmp_path, session):
+    """The one-file-per-channel compare layout (--channel-files, and every compare written before
+    pages): the channel view's three panes are those files, loaded."""
+    out = tmp_path / "out"
+    viz.compare(conv_net(0), conv_net(1), [default_image()], ["conv2"], out, labels=("seed 0", "seed 1"),
+                options=viz.RenderOptions(scale=4, threads=2, channel_files=True), preprocess=original_preprocess(INPUT_SIZE))
+    explorer.write_index(out)
+    session.open(out, "#job=compare/grace_hopper&layer=conv2&channel=5")
+    page = session.page
+    for image, folder in (("#channel-a", "channels_a"), ("#channel-b", "channels_b"), ("#channel-image", "channels_diff")):
+        assert page.locator(image).get_attribute("src") == f"compare/grace_hopper/conv2/{folder}/0005.png"
+        page.wait_for_function(f"document.querySelector('{image}').naturalWidth > 0")
+    assert page.locator(".cell img[src$='channels_diff/0005.png']").count() == 1  # the grid shows A - B
+    session.check_clean(out)
+
+
 def test_a_compare_without_per_channel_files_still_shows_its_maps(jobs, tmp_path, session):
     import shutil
 
