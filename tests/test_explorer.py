@@ -668,6 +668,7 @@ def test_names_from_files_are_text_and_paths_stay_inside(tmp_path, browser):
     ("image", ("channels", "mean"), [1, 2]),
     ("image", ("channels", "atlas"), "channels"),
     ("image", ("channels", "atlas", "pages"), ["../../../x.png"]),
+    ("image", ("channels", "atlas", "pages"), ["\ud800.png"]),  # a lone surrogate: no file name can be made of it
     ("image", ("channels", "atlas", "columns"), -1),
     ("compare", ("channels", "atlas_b", "count"), 31),
     ("image", ("summaries",), [{"file": "sum.png"}]),

@@ -429,15 +429,17 @@ def _manifest_job(root: Path, manifest_path: Path, jobs: dict[tuple[str, str], J
 
 
 def _page_paths(job_dir: Path, manifest: dict[str, Any]) -> list[Path]:
-    """The channel pages a manifest lists (a few files): a layer's data is rebuilt when one changes,
-    so a page replaced by a symlink or by another picture is checked again."""
+    """The channel pages of a manifest's atlases (a few files): a layer's data is rebuilt when one
+    changes, so a page replaced by a symlink or by another picture is checked again. Only the pages
+    of a description :meth:`Atlas.from_entry` takes (their names are plain ASCII)."""
+    from .render import Atlas
+
     channels = manifest.get("channels")
-    entries = [value for key, value in channels.items() if key.startswith("atlas")] if isinstance(channels, dict) else []
-    names = [name for entry in entries if isinstance(entry, dict) and isinstance(entry.get("pages"), list) for name in entry["pages"]]
-    paths = []
-    for name in names[:MAX_STAMPED_PAGES]:
-        with contextlib.suppress(BadJobFile):
-            paths.append(job_dir.joinpath(*_relative_parts(name)))
+    paths: list[Path] = []
+    for key, entry in channels.items() if isinstance(channels, dict) else ():
+        if key.startswith("atlas"):
+            with contextlib.suppress(VizError):
+                paths += [job_dir / page for page in Atlas.from_entry(entry).pages[:MAX_STAMPED_PAGES]]
     return paths
 
 
