@@ -35,7 +35,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output
+from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output, read_only
 from ._plan import check_antialias_align
 from ._threads import parallel_launch
 
@@ -515,7 +515,7 @@ def run_tables(
     span, weights = ((fixed.start, fixed.stop, fixed.first), fixed.weights) if fixed else ((0, 0, 0), ())
     channels = src.shape[3] if src.ndim == 4 else 1
     (items, in_h, in_w), (out_h, out_w) = src.shape[:3], dest.shape[1:3]
-    flat_src = src.reshape(items, in_h, in_w * channels)
+    flat_src = read_only(src.reshape(items, in_h, in_w * channels))
     flat_dest = dest.reshape(dest.shape[0], out_h, out_w * channels)
     if serial:
         serial_antialias(flat_src, flat_dest, ys, xs, span, weights, channels, rows_first, rows_per_task, block_rows)

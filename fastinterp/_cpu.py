@@ -260,8 +260,18 @@ def parallel_tasks(src, out, ys, xs, rows_per_task):
         _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task)
 
 
+def read_only(src: np.ndarray) -> np.ndarray:
+    """``src`` as a read-only view, as every driver passes its source: numba compiles a kernel
+    once for writable and once for read-only arrays (``np.asarray`` of a PIL image is
+    read-only), and the kernels only read their source, so one kind compiles each kernel once."""
+    view = src.view()
+    view.flags.writeable = False
+    return view
+
+
 def run_tasks(src, out, ys, xs, rows_per_task: int, serial: bool) -> None:
     """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard."""
+    src = read_only(src)
     if serial:
         serial_tasks(src, out, ys, xs, rows_per_task)
     else:

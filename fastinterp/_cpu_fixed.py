@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output, schedule
+from ._cpu import _as_weight_type, _task_count, _task_rows, _to_output, read_only, schedule
 from ._plan import Plan
 from ._threads import parallel_launch
 
@@ -226,7 +226,7 @@ def parallel_tasks(src, out, factor, rows_per_task, channels, one):
 def run_fixed(src: np.ndarray, target: np.ndarray, factor: int, channels: int, compute_dtype: np.dtype) -> None:
     """Resize C-contiguous flat rows ``src`` (images, H, W * channels) into ``target`` (images,
     out_h, out_w * channels) by ``factor`` (:data:`UPSCALE` or :data:`HALVE`)."""
-    one = weight_unit(src.dtype, compute_dtype)
+    src, one = read_only(src), weight_unit(src.dtype, compute_dtype)
     rows_per_task, serial = schedule(src.shape[0], target.shape[1], target.size)
     if serial:
         serial_tasks(src, target, factor, rows_per_task, channels, one)
