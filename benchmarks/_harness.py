@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -176,6 +177,21 @@ def settled_time(run: Callable[[], Any], settle_s: float = SETTLE_S) -> float:
     """Seconds one call of ``run`` takes, started after ``settle_s`` seconds of sleep."""
     time.sleep(settle_s)
     return call_once(run)[1]
+
+
+def rotating_medians(
+    calls: dict[str, Callable[[], Any]], rounds: int, timer: Callable[[Callable[[], Any]], float] = settled_time,
+) -> dict[str, float]:
+    """Median of ``timer(call)`` for every call over ``rounds`` rounds, each round timing every
+    call once in an order that rotates from round to round (by default each call after a pause,
+    :func:`settled_time`: not charged for the thread pool of the call before it spinning)."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(timer(calls[name]))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def paired_times(first: Callable[[], Any], second: Callable[[], Any], rounds: int | None = None) -> tuple[float, float]:

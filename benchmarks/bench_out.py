@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,25 +28,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks._floor import empty_and_fill, fill
-from benchmarks._harness import pin_threads, prime_fresh_memory, settled_time
+from benchmarks._harness import pin_threads, prime_fresh_memory, rotating_medians, settled_time
 
 PLANES, IN_SIZE, OUT_SIZE = 2048, 24, 192
 #: Plane counts whose outputs (2.4 and 7.1 MB) stay in the last-level cache: the difference of
 #: their times is the resize's arithmetic alone, without the cost of a call.
 CACHED_PLANES = (16, 48)
-
-
-def rotating_medians(calls: dict[str, Callable[[], Any]], rounds: int, timer: Callable[[Callable[[], Any]], float]) -> dict[str, float]:
-    """Median of ``timer(call)`` for every call over ``rounds`` rounds, the order rotating."""
-    names = list(calls)
-    for call in calls.values():
-        call()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(timer(calls[name]))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def cpu_time(call: Callable[[], Any]) -> float:
@@ -85,6 +71,8 @@ def targets(rounds: int) -> list[str]:
         **resize_calls(planes, (OUT_SIZE, OUT_SIZE), fresh=False),
         **resize_calls(planes, (OUT_SIZE, OUT_SIZE), fresh=True),
     }
+    for call in calls.values():  # untimed first calls
+        call()
     medians = rotating_medians(calls, rounds, settled_time)
     lines = [f"- {name}: {medians[name] * 1e3:.1f} ms" for name in calls]
     for name, floor, bound in (("CHW out=", "fill out=", 1.1), ("HWC out=", "fill out=", 1.1),
@@ -110,6 +98,8 @@ def breakdown(rounds: int) -> list[str]:
             in_cache = resize_calls(planes[:count].copy(), square, fresh=False)
             calls.update({f"{name} {count} planes": call for name, call in in_cache.items()})
         calls["CHW out= horizontal pass"] = resize_calls(planes, (IN_SIZE, OUT_SIZE), fresh=False)["CHW out="]
+        for call in calls.values():
+            call()
         per_call = rotating_medians(calls, rounds, cpu_time)
     finally:
         fastinterp.set_num_threads(threads)

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from benchmarks._harness import format_ms, max_abs_diff, pin_threads, prime_fresh_memory, settled_time
+from benchmarks._harness import format_ms, max_abs_diff, pin_threads, prime_fresh_memory, rotating_medians
 from benchmarks._methods import (
     METHODS, Case, Prepared, channels_first_view, channels_last, channels_last_shape, expected_cf, input_cf,
     report_cases,
@@ -76,19 +73,6 @@ def prepared_methods(case: Case) -> dict[str, Prepared]:
         if difference > tolerance:
             raise AssertionError(f"{case.id}: {name} differs from fastinterp by {difference} (> {tolerance})")
     return methods
-
-
-def rotating_medians(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """Median time of each call over ``rounds`` rounds, each round timing every call once, each
-    call after a pause (:func:`benchmarks._harness.settled_time`: not charged for the thread
-    pool of the call before it spinning)."""
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            times[name].append(settled_time(calls[name]))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
