@@ -100,6 +100,17 @@ def prime_fresh_memory(gib: float = 1.0) -> None:
     del scratch
 
 
+def prepare_timing(threads: int | None = None) -> dict[str, int]:
+    """What every benchmark process does before it times anything: pin the thread counts
+    (``threads``, else ``FASTINTERP_BENCH_THREADS``, else all cores; see :func:`pin_threads`)
+    and prime fresh memory (:func:`prime_fresh_memory`). Returns the pinned counts."""
+    if threads:
+        os.environ["FASTINTERP_BENCH_THREADS"] = str(threads)
+    pinned = pin_threads()
+    prime_fresh_memory()
+    return pinned
+
+
 def max_abs_diff(actual: np.ndarray, expected: np.ndarray) -> float:
     """Largest absolute difference; inf if any difference is NaN.
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._floor import empty_and_fill, fill
-from benchmarks._harness import pin_threads, prime_fresh_memory, rotating_medians, settled_time
+from benchmarks._harness import prepare_timing, rotating_medians, settled_time
 
 PLANES, IN_SIZE, OUT_SIZE = 2048, 24, 192
 #: Plane counts whose outputs (2.4 and 7.1 MB) stay in the last-level cache: the difference of
@@ -126,10 +126,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="threads for numba (default: all cores)")
     parser.add_argument("--rounds", type=int, default=9, help="rotating rounds")
     args = parser.parse_args()
-    if args.threads:
-        os.environ["FASTINTERP_BENCH_THREADS"] = str(args.threads)
-    pinned = pin_threads()
-    prime_fresh_memory()
+    pinned = prepare_timing(args.threads)
     load_before = os.getloadavg()[0]
     print(f"(2048, 24, 24) x8 float32; threads pinned: {pinned}; {args.rounds} rotating rounds, medians")
     print("\nTargets (all threads, wall clock, each call after a pause):")

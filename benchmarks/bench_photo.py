@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from benchmarks._harness import format_ms, max_abs_diff, pin_threads, prime_fresh_memory, rotating_medians
+from benchmarks._harness import format_ms, max_abs_diff, prepare_timing, rotating_medians
 from benchmarks._methods import (
     METHODS, Case, Prepared, channels_first_view, channels_last, channels_last_shape, expected_cf, input_cf,
     report_cases,
@@ -80,10 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="threads for numba, torch and OpenCV (default: all cores)")
     parser.add_argument("--rounds", type=int, default=15, help="rotating rounds per case")
     args = parser.parse_args()
-    if args.threads:
-        os.environ["FASTINTERP_BENCH_THREADS"] = str(args.threads)
-    pinned = pin_threads()
-    prime_fresh_memory()
+    pinned = prepare_timing(args.threads)
     load_before = os.getloadavg()[0]
     print(f"threads pinned: {pinned}; {args.rounds} rotating rounds per case, medians")
     verdicts = []

@@ -15,8 +15,7 @@ from benchmarks._harness import (
     by_group,
     evaluate_targets,
     format_ms,
-    pin_threads,
-    prime_fresh_memory,
+    prepare_timing,
     records_from_session,
 )
 
@@ -24,8 +23,7 @@ _pinned: dict[str, int] = {}
 
 
 def pytest_configure(config: Any) -> None:
-    _pinned.update(pin_threads())
-    prime_fresh_memory()
+    _pinned.update(prepare_timing())
 
 
 def pytest_benchmark_update_machine_info(config: Any, machine_info: dict[str, Any]) -> None:
