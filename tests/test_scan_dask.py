@@ -199,7 +199,9 @@ def test_a_killed_cluster_scan_resumes_on_a_cluster_or_in_process(tmp_path):
     _kill_group_when_saved(process, killed, 2)
     assert process.returncode == -signal.SIGKILL, process.stderr.read()  # killed mid-scan, not finished
     pieces = saved_pieces(killed)
-    assert all(stop - start == 4 and start % 4 == 0 for start, stop in pieces) and 0 < covered(killed) < 41
+    # whole partitions of 4, the last one (40, 41) holding the one image left; Dask may finish it first
+    assert all(start % 4 == 0 and stop == min(start + 4, 41) for start, stop in pieces), pieces
+    assert 0 < covered(killed) < 41, pieces
     assert not load_scan(killed).complete  # the partial view
     shutil.copytree(killed, copied)
 
