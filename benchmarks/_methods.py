@@ -80,12 +80,11 @@ def antialias_cases() -> list[Case]:
 
 
 def antialias_targets(case: Case) -> list[dict[str, Any]]:
-    """Issue 13's targets for ``fastinterp CHW`` in an antialias case: faster than Pillow per
-    plane, and in float32 at least twice as fast as torch's ``antialias=True``."""
-    targets: list[dict[str, Any]] = [{"over": "Pillow per plane", "max": 1.0}]
-    if case.dtype == "float32":
-        targets.append({"over": "torch NCHW", "max": 0.5})
-    return targets
+    """Issue 13's target for ``fastinterp CHW`` in an antialias case: faster than Pillow per
+    plane. (At least twice as fast as torch's ``antialias=True`` in float32 is timed in
+    alternation, in ``test_bench_core.py``: back-to-back rounds here charge the first method
+    timed for the thread pool and memory state left by the one before.)"""
+    return [{"over": "Pillow per plane", "max": 1.0}]
 
 
 def feature_map_cases() -> list[Case]:
