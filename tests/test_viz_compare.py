@@ -133,3 +133,16 @@ def test_the_estimate_bounds_what_a_compare_writes(tmp_path, image_format):
     written = sum(p.stat().st_size for p in result.directory.rglob("*") if p.is_file())
     estimate = compare_estimate("x", result.manifest["feature_shape"], options).output_bytes
     assert written <= estimate
+
+
+def test_a_nan_in_either_model_gives_the_same_ranges(tmp_path):
+    """A NaN at one position of every channel of A or of B: the shared sum and sheet ranges do not
+    depend on which side holds it (as ``np.min`` of the single-model render, the NaN propagates)."""
+    clean, poisoned = features(0), features(1)
+    poisoned[:, 1, 1] = np.nan
+    options = RenderOptions(scale=3, threads=1)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    nan_in_b = compare_layer(clean, poisoned, tmp_path / "b", options)
+    nan_in_a = compare_layer(poisoned, clean, tmp_path / "a", options)
+    for ranges in (nan_in_a["sum_range"], nan_in_b["sum_range"], nan_in_a["sheet"]["range"], nan_in_b["sheet"]["range"]):
+        assert np.isnan(ranges).all(), ranges

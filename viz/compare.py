@@ -38,7 +38,9 @@ MAPS_PER_CHANNEL = 3
 
 
 def _shared_range(*arrays: np.ndarray) -> tuple[float, float]:
-    return float(min(a.min() for a in arrays)), float(max(a.max() for a in arrays))
+    """The range of all ``arrays`` together; NaN if any holds a NaN, as ``min`` of one array gives
+    (Python's ``min`` over the arrays' minima would drop a NaN unless it came first)."""
+    return float(np.min([a.min() for a in arrays])), float(np.max([a.max() for a in arrays]))
 
 
 def _tiles(maps: np.ndarray, lo: float, hi: float) -> np.ndarray:
