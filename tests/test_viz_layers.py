@@ -348,3 +348,24 @@ def test_format_layers_marks_what_is_drawn_and_the_default():
     assert lines["head"].split()[-1] == "-"
     reused = {line.split()[0]: line for line in format_layers(describe_layers(Reused(), torch.zeros(1, 3, 8, 8)))}
     assert reused["relu"].endswith("-  [runs 2x: its calls cannot be told apart, not drawn]")
+
+
+class EmptyHead(nn.Module):
+    """A convolution whose head keeps none of its channels: an empty (1, 0, h, w) map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x)[:, :0])
+
+
+def test_an_empty_map_is_refused_in_one_line_and_never_the_default(tmp_path):
+    model = EmptyHead().eval()
+    with pytest.raises(VizError, match=r"^layer 'head' outputs shape \(1, 0, 6, 6\), an empty map: nothing to draw$"):
+        to_spatial_maps(torch.zeros(1, 0, 6, 6), model, "head")
+    assert map_layout(model, "head", (1, 0, 6, 6)) is None and map_layout(model, "head", (1, 3, 0, 6)) is None
+    with pytest.raises(VizError, match="^EmptyHead has no layer whose output is a spatial map"):  # not 'head'
+        default_layer(model, torch.zeros(1, 3, 8, 8))

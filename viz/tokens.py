@@ -143,6 +143,8 @@ class MapReader:
         """
         from torch import nn
 
+        if 0 in shape:  # no channels or no positions: nothing to draw
+            return None
         if len(shape) == 4:
             layout = self.layouts.get(layer, CHANNELS_FIRST)
             return None if layout == WINDOWS else MapLayout(layout)
@@ -160,6 +162,8 @@ class MapReader:
     def maps(self, output: Any, layer: str, input_hw: tuple[int, int] | None = None) -> Any:
         """The (N, C, h, w) maps of ``layer``'s ``output``; a :class:`VizError` if it is not a map."""
         layout = self.layout(layer, tuple(output.shape), input_hw)
+        if 0 in output.shape:
+            raise VizError(f"layer {layer!r} outputs shape {tuple(output.shape)}, an empty map: nothing to draw")
         if layout is None:
             raise VizError(
                 f"layer {layer!r} outputs shape {tuple(output.shape)}, not a spatial map "
