@@ -370,9 +370,17 @@ def partial_dirs(out: Path) -> set[str]:
     return {name for name in os.listdir(out) if name.startswith(".viz-partial-")} if out.exists() else set()
 
 
+#: Runs the rest of its command line with SIGINT at its default, as a terminal runs a foreground job
+#: (Python then turns SIGINT into KeyboardInterrupt). A shell starts background jobs (``cmd &``)
+#: with SIGINT ignored, and a process keeps an ignored SIGINT across exec, Python included: a test
+#: run started that way (CI, nohup) made the child ignore the test's SIGINT and finish, exit 0.
+FOREGROUND = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+              "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
+
+
 def start_slow_run(image: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "viz", str(image), *SLOW, "--out", str(out)],
+        [*FOREGROUND, "-m", "viz", str(image), *SLOW, "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=out.parent,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
