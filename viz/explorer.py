@@ -27,14 +27,13 @@ import os
 import re
 import struct
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 from .errors import VizError
-from .paths import inside
+from .paths import inside, write_atomically
 from .staging import STAGING_PREFIX
 
 INDEX_NAME = "index.html"
@@ -574,11 +573,7 @@ def _write_if_changed(root: Path, path: Path, text: str) -> bool:
     except OSError as exc:
         raise VizError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        write_atomically(path, lambda out: out.write(data), prefix=f".{path.name}.")
     except OSError as exc:
         raise VizError(f"cannot write {path}: {exc.strerror or exc}") from None
     return True

@@ -6,15 +6,18 @@ trusted: they may be ``.`` or ``..``, hold separators or control characters, be 
 names on Windows (``CON``, ``NUL``), be longer than a file system allows, or collide with each
 other once cleaned. :func:`safe_component` makes one name safe, :func:`unique_components` makes a
 list of names safe and distinct, and :func:`inside` checks, after resolving symlinks, that a path
-lies inside a root before anything is written or replaced there.
+lies inside a root before anything is written or replaced there. :func:`write_atomically`
+replaces a file so that a reader never sees half of it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import unicodedata
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Callable, Iterable
 
 from .errors import VizError
 
@@ -120,3 +123,23 @@ def printable(text: str) -> str:
         else:
             shown.append(character)
     return "".join(shown)
+
+
+def write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, prefix: str, durable: bool = False) -> None:
+    """Write ``path`` through a temporary file ``prefix*`` beside it and ``os.replace``: a reader
+    (or a run resumed after a kill) sees the old file or the new one, never half of one. The
+    file is readable by all, as any other output (a temporary file is created private).
+    ``durable``: flushed to the disk before the rename, so a crash of the machine keeps it too.
+    The temporary file is removed on any failure; a killed process leaves it, under ``prefix``."""
+    handle, temporary = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

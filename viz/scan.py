@@ -25,7 +25,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import threading
 import uuid
 import warnings
@@ -38,7 +37,7 @@ import numpy as np
 
 from .errors import VizError
 from .inputs import IMAGE_SUFFIXES, Preprocess
-from .paths import inside, printable, unique_components
+from .paths import inside, printable, unique_components, write_atomically
 from .staging import STAGING_PREFIX
 
 FORMAT_NAME = "fastinterp-scan"
@@ -99,19 +98,9 @@ def _remove(root: Path, path: Path) -> None:
 
 
 def _write_atomically(root: Path, relative: str, write: Callable[[Any], None]) -> None:
-    """Write ``root/relative`` through a temporary file in ``root`` and ``os.replace``: a reader
-    (or a resumed scan after a kill) sees the old file or the new one, never half of one."""
-    final = inside(root, root / relative)
-    handle = tempfile.NamedTemporaryFile("wb", dir=root, prefix=TEMP_PREFIX, delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, final)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """Write ``root/relative``, proven inside ``root``, with :func:`viz.paths.write_atomically`
+    (durable: the resumable state must survive a crash)."""
+    write_atomically(inside(root, root / relative), write, prefix=TEMP_PREFIX, durable=True)
 
 
 # --------------------------------------------------------------------------- images
