@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -253,10 +254,13 @@ def _figure(files: FileCheck, job_dir: Path, prefix: str, entry: Any, title: str
 
 
 def _png_size(path: Path) -> tuple[int, int] | None:
-    """(height, width) from a PNG's IHDR, without following a symlink; None if it is not a PNG."""
+    """(height, width) from a PNG's IHDR, without following a symlink; None if it is not a PNG
+    (or not a regular file: opened without blocking, so a named pipe swapped in is not waited on)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                return None
             head = os.read(descriptor, 24)
         finally:
             os.close(descriptor)
