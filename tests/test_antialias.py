@@ -33,9 +33,7 @@ def kernel_resize(src, out_h, out_w, *, rows_first=None, fixed=None, rows_per_ta
     dtype = src.dtype
     compute = np.dtype(np.float64 if dtype == np.float64 else np.float32)
     work_dtype = np.float32 if dtype == np.float16 else dtype
-    # A writable copy: numba compiles every kernel again for read-only arrays (np.asarray of a
-    # PIL image is one), a minute of CPU for a fixed-taps kernel; the front's tests pass those.
-    src = np.array(src, dtype=work_dtype, order="C")
+    src = np.ascontiguousarray(src, dtype=work_dtype)  # the drivers take any source read-only (_cpu.read_only)
     target = np.empty((src.shape[0], out_h, out_w, *src.shape[3:]), work_dtype)
     rows_per_task = rows_per_task or out_h
     in_h, in_w = src.shape[1], src.shape[2]
