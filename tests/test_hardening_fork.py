@@ -44,12 +44,18 @@ DATALOADER = PARENT_CALL + (
 )
 
 
+#: A hang guard, never a timing: a cold run compiles the kernel in the child first (12 s of CPU,
+#: 27 s at load 4.5), and a loaded 2-core CI machine shares the cores with numba compiling in
+#: both pytest workers; a hung fork never finishes, whatever the patience.
+PATIENCE_S = 300
+
+
 def _run(code: str, layer: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     if layer is not None:
         env["NUMBA_THREADING_LAYER"] = layer
     try:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=90)
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=PATIENCE_S)
     except subprocess.TimeoutExpired:
         pytest.fail("the forked workers hung (a threading layer that is not fork-safe?)")
 
