@@ -799,3 +799,22 @@ def test_a_page_swapped_for_a_fifo_is_not_waited_on(tmp_path):
     finally:
         if reader.is_alive():  # release the blocked reader
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_channel_files_and_figures_swapped_for_symlinks_after_the_index_are_dropped_on_refresh(tmp_path):
+    """Loose channel files (``channel_files=True``) and the summary figures: a refresh notices a
+    file replaced by a symlink to a file outside OUT, as it does for pages."""
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    (result,) = viz.visualize(conv_net(0, (8,)), [image], ["conv1"], out, options=viz.RenderOptions(scale=2, threads=1, channel_files=True),
+                              preprocess=original_preprocess(32), progress=False)
+    data = lambda: "".join(path.read_text() for path in (out / explorer.DATA_DIR).glob("*.js"))  # noqa: E731
+    assert "0002.png" in data() and "sum.png" in data()
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    for swapped in (result.directory / "channels" / "0002.png", result.directory / "sum.png"):
+        swapped.unlink()
+        swapped.symlink_to(secret)
+    explorer.write_index(out)
+    assert "0002.png" not in data() and "sum.png" not in data()

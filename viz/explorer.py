@@ -428,7 +428,19 @@ def _manifest_job(root: Path, manifest_path: Path, jobs: dict[tuple[str, str], J
     per_channel = kind == "image" or isinstance(manifest.get("channels"), dict)  # a compare before per-channel files: none
     count = shape[0] if per_channel and isinstance(shape, list) and shape and isinstance(shape[0], int) else None
     label = manifest.get("layer") if isinstance(manifest.get("layer"), str) else job_dir.name
-    job.layers.append(Layer(job_dir.name, label, count, [manifest_path, *_page_paths(job_dir, manifest)], lambda: build(root, job_dir, manifest)))
+    sources = [manifest_path, *_folders(job_dir), *_page_paths(job_dir, manifest)]
+    job.layers.append(Layer(job_dir.name, label, count, sources, lambda: build(root, job_dir, manifest)))
+
+
+def _folders(job_dir: Path) -> list[Path]:
+    """``job_dir`` and its subfolders (the loose channel files'): a file created, removed or
+    renamed in a folder, as when it is swapped for a symlink, changes the folder's time, so a
+    layer's data is rebuilt and its files checked again without a stamp per file."""
+    try:
+        with os.scandir(job_dir) as entries:
+            return [job_dir, *sorted(job_dir / e.name for e in entries if e.is_dir(follow_symlinks=False))]
+    except OSError:
+        return [job_dir]
 
 
 def _page_paths(job_dir: Path, manifest: dict[str, Any]) -> list[Path]:
