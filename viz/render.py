@@ -225,15 +225,21 @@ ADLER_MODULUS = 65521
 ADLER_BLOCK = 1 << 16
 
 
-def _crc_table() -> np.ndarray:
-    """The byte-wise table of PNG's CRC-32 (polynomial 0xEDB88320)."""
+def _crc_tables() -> np.ndarray:
+    """PNG's CRC-32 (polynomial 0xEDB88320) as the (8, 256) tables of "slicing by 8": row 0 is the
+    byte-wise table; row k advances a byte's CRC over k more zero bytes, so 8 bytes are folded
+    in with 8 independent look-ups instead of 8 dependent ones (5x faster)."""
     crc = np.arange(256, dtype=np.uint32)
     for _ in range(8):
         crc = np.where(crc & 1, np.uint32(0xEDB88320) ^ (crc >> np.uint32(1)), crc >> np.uint32(1))
-    return crc.astype(np.uint32)
+    tables = np.empty((8, 256), np.uint32)
+    tables[0] = crc
+    for k in range(1, 8):
+        tables[k] = (tables[k - 1] >> np.uint32(8)) ^ tables[0][tables[k - 1] & np.uint32(0xFF)]
+    return tables
 
 
-CRC_TABLE = _crc_table()
+CRC_TABLES = _crc_tables()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -327,24 +333,61 @@ def _put_u32(out, position, value):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _paeth_rows(image, first, rows, counts):  # pragma: no cover - compiled
+def _paeth_rows(image, first, rows):  # pragma: no cover - compiled
     """The PNG scanlines of rows ``first``.. of a (h, w) uint8 image, Paeth-filtered (row
-    ``first - 1``, when there is one, is their upper neighbour), into (h - first, w + 1) ``rows``;
-    ``counts`` (256 or more) becomes the histogram of their bytes."""
+    ``first - 1``, when there is one, is their upper neighbour), into (h - first, w + 1) ``rows``.
+
+    Without branches in x and in 16-bit numbers, so that LLVM vectorises the loop (each output
+    byte depends on the image only): 2.5x faster than a loop that tests for the edges."""
     height, width = image.shape
     for y in range(first, height):
-        line = rows[y - first]
+        line, current = rows[y - first], image[y]
         line[0] = PNG_FILTER_PAETH
-        for x in range(width):
-            left = np.int32(image[y, x - 1]) if x > 0 else np.int32(0)
-            up = np.int32(image[y - 1, x]) if y > 0 else np.int32(0)
-            upper_left = np.int32(image[y - 1, x - 1]) if x > 0 and y > 0 else np.int32(0)
-            to_left, to_up, to_corner = abs(up - upper_left), abs(left - upper_left), abs(left + up - 2 * upper_left)
-            guess = left if to_left <= to_up and to_left <= to_corner else (up if to_up <= to_corner else upper_left)
-            line[x + 1] = (np.int32(image[y, x]) - guess) & 0xFF
-    counts[:256] = 0
-    for byte in rows.ravel():  # a pass of its own: counting inside the filter loop is 1.7x slower
-        counts[byte] += 1
+        if y == 0:  # no row above: the guess is the left neighbour
+            line[1] = current[0]
+            for x in range(1, width):
+                line[x + 1] = current[x] - current[x - 1]
+            continue
+        above = image[y - 1]
+        line[1] = current[0] - above[0]  # no left neighbour: the guess is the upper one
+        for x in range(1, width):
+            left, up, upper_left = np.int16(current[x - 1]), np.int16(above[x]), np.int16(above[x - 1])
+            up_step, left_step = np.int16(up - upper_left), np.int16(left - upper_left)
+            to_left, to_up = np.int16(abs(up_step)), np.int16(abs(left_step))
+            to_corner = np.int16(abs(np.int16(up_step + left_step)))
+            guess = up if to_up <= to_corner else upper_left
+            guess = left if (to_left <= to_up) & (to_left <= to_corner) else guess
+            line[x + 1] = np.uint8(current[x] - np.uint8(guess))
+
+
+@njit(cache=True, nogil=True)
+def _histogram_adler(data, counts):  # pragma: no cover - compiled
+    """``counts[:256]`` becomes the histogram of the bytes of ``data``; returns their Adler-32
+    (RFC 1950). One pass, four bytes a step: four histograms (filtered scanlines hold long runs
+    of one byte, whose counts would otherwise wait on each other) and Adler's sums advanced by
+    four bytes at once (``high`` gains ``4 low + 4 b0 + 3 b1 + 2 b2 + b3``)."""
+    partial = np.zeros((4, 256), np.int64)
+    low, high = np.int64(1), np.int64(0)
+    for start in range(0, len(data), ADLER_BLOCK):
+        end = min(start + ADLER_BLOCK, len(data))
+        whole = start + (end - start) // 4 * 4
+        for k in range(start, whole, 4):
+            b0, b1, b2, b3 = np.int64(data[k]), np.int64(data[k + 1]), np.int64(data[k + 2]), np.int64(data[k + 3])
+            partial[0, b0] += 1
+            partial[1, b1] += 1
+            partial[2, b2] += 1
+            partial[3, b3] += 1
+            high += 4 * (low + b0) + 3 * b1 + 2 * b2 + b3
+            low += b0 + b1 + b2 + b3
+        for k in range(whole, end):
+            partial[0, data[k]] += 1
+            low += data[k]
+            high += low
+        low %= ADLER_MODULUS
+        high %= ADLER_MODULUS
+    for byte in range(256):
+        counts[byte] = partial[0, byte] + partial[1, byte] + partial[2, byte] + partial[3, byte]
+    return high << 16 | low
 
 
 @njit(cache=True, nogil=True)
@@ -392,18 +435,25 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
         position, buffer, filled = _put_bits(out, position, buffer, filled, length_codes[symbol], length_lengths[symbol])
         if symbol >= 17:
             position, buffer, filled = _put_bits(out, position, buffer, filled, extras[s], 3 if symbol == 17 else 7)
-    for k in range(data.shape[0]):  # the hot loop, written out: through the helper it is 4x slower
-        byte = data[k]
-        buffer |= np.uint64(codes[byte]) << np.uint64(filled)
-        filled += lengths[byte]
-        if filled >= 32:
-            out[position] = buffer & np.uint64(0xFF)
-            out[position + 1] = (buffer >> np.uint64(8)) & np.uint64(0xFF)
-            out[position + 2] = (buffer >> np.uint64(16)) & np.uint64(0xFF)
-            out[position + 3] = (buffer >> np.uint64(24)) & np.uint64(0xFF)
-            buffer >>= np.uint64(32)
-            filled -= 32
-            position += 4
+    # The hot loop, written out (through the helper it is 4x slower): each byte's code and length
+    # from one table entry, and 64 bits written at a time (a code that does not fit is carried).
+    table = codes.astype(np.uint64) | lengths.astype(np.uint64) << np.uint64(32)
+    for k in range(data.shape[0]):
+        entry = table[data[k]]
+        code, length = entry & np.uint64(0xFFFFFFFF), np.int64(entry >> np.uint64(32))
+        buffer |= code << np.uint64(filled)
+        filled += length
+        if filled >= 64:
+            for b in range(8):
+                out[position + b] = (buffer >> np.uint64(8 * b)) & np.uint64(0xFF)
+            position += 8
+            filled -= 64
+            buffer = code >> np.uint64(length - filled) if filled > 0 else np.uint64(0)
+    while filled >= 8:  # back to fewer than 8 bits for _put_bits
+        out[position] = buffer & np.uint64(0xFF)
+        buffer >>= np.uint64(8)
+        filled -= 8
+        position += 1
     position, buffer, filled = _put_bits(out, position, buffer, filled, codes[END_OF_BLOCK], lengths[END_OF_BLOCK])
     if not final:  # the header of an empty stored block: not last, type 0
         position, buffer, filled = _put_bits(out, position, buffer, filled, 0, 3)
@@ -418,19 +468,6 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
     return position
 
 
-@njit(cache=True, nogil=True)
-def _adler32(data):  # pragma: no cover - compiled
-    """Adler-32 (RFC 1950) of ``data``."""
-    low, high = np.int64(1), np.int64(0)
-    for start in range(0, len(data), ADLER_BLOCK):
-        for byte in data[start : start + ADLER_BLOCK]:
-            low += byte
-            high += low
-        low %= ADLER_MODULUS
-        high %= ADLER_MODULUS
-    return high << 16 | low
-
-
 def adler32_combine(first: int, second: int, second_length: int) -> int:
     """Adler-32 of two byte strings one after the other, from their own (zlib's adler32_combine)."""
     low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % ADLER_MODULUS
@@ -439,27 +476,33 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _zlib_stream(rows, counts, out, position):  # pragma: no cover - compiled
-    """The bytes of ``rows`` (``counts``: their histogram, and 1 for the end of block) as a zlib
-    stream (RFC 1950) of one deflate block (:func:`_huffman_block`), written to ``out`` from
-    ``position``; returns the position after it."""
-    data = rows.ravel()
+def _zlib_stream(rows, counts, adler, out, position):  # pragma: no cover - compiled
+    """The bytes of ``rows`` (``counts``: their histogram, and 1 for the end of block; ``adler``:
+    their Adler-32) as a zlib stream (RFC 1950) of one deflate block (:func:`_huffman_block`),
+    written to ``out`` from ``position``; returns the position after it."""
     out[position], out[position + 1] = 0x78, 0x01  # deflate with a 32 KiB window; (0x78 << 8 | 0x01) % 31 == 0
-    position = _huffman_block(data, counts, out, position + 2, True)
-    return _put_u32(out, position, _adler32(data))
+    position = _huffman_block(rows.ravel(), counts, out, position + 2, True)
+    return _put_u32(out, position, adler)
 
 
 @njit(cache=True, nogil=True)
-def _chunk_crc(file, start, end, crc_table):  # pragma: no cover - compiled
+def _chunk_crc(file, start, end, crc_tables):  # pragma: no cover - compiled
     """Write the CRC of the PNG chunk whose type starts at ``start`` and data ends at ``end``; returns the end."""
     crc = np.uint32(0xFFFFFFFF)
-    for k in range(start, end):
-        crc = crc_table[(crc ^ file[k]) & 0xFF] ^ (crc >> np.uint32(8))
+    k = start
+    while k + 8 <= end:  # slicing by 8 (:func:`_crc_tables`)
+        low = crc ^ (np.uint32(file[k]) | np.uint32(file[k + 1]) << 8 | np.uint32(file[k + 2]) << 16 | np.uint32(file[k + 3]) << 24)
+        crc = (crc_tables[7, low & 0xFF] ^ crc_tables[6, (low >> 8) & 0xFF] ^ crc_tables[5, (low >> 16) & 0xFF]
+               ^ crc_tables[4, low >> 24] ^ crc_tables[3, file[k + 4]] ^ crc_tables[2, file[k + 5]]
+               ^ crc_tables[1, file[k + 6]] ^ crc_tables[0, file[k + 7]])
+        k += 8
+    for k in range(k, end):
+        crc = crc_tables[0, (crc ^ file[k]) & 0xFF] ^ (crc >> np.uint32(8))
     return _put_u32(file, end, crc ^ np.uint32(0xFFFFFFFF))
 
 
 @njit(cache=True, nogil=True)
-def _palette_pngs(indices, head, tail, crc_table, out, sizes):  # pragma: no cover - compiled
+def _palette_pngs(indices, head, tail, crc_tables, out, sizes):  # pragma: no cover - compiled
     """Each (h, w) image of ``indices`` as a whole PNG file in its row of ``out`` (its length in
     ``sizes``): ``head`` (signature, IHDR, PLTE), the IDAT chunk, ``tail`` (IEND)."""
     rows = np.empty((indices.shape[1], indices.shape[2] + 1), np.uint8)
@@ -469,17 +512,18 @@ def _palette_pngs(indices, head, tail, crc_table, out, sizes):  # pragma: no cov
         file = out[i]
         file[: len(head)] = head
         start = len(head)
-        _paeth_rows(indices[i], 0, rows, counts)
-        end = _zlib_stream(rows, counts, file, start + 8)
+        _paeth_rows(indices[i], 0, rows)
+        adler = _histogram_adler(rows.ravel(), counts)
+        end = _zlib_stream(rows, counts, adler, file, start + 8)
         _put_u32(file, start, end - start - 8)
         file[start + 4 : start + 8] = np.array([73, 68, 65, 84], np.uint8)  # "IDAT"
-        end = _chunk_crc(file, start + 4, end, crc_table)
+        end = _chunk_crc(file, start + 4, end, crc_tables)
         file[end : end + len(tail)] = tail
         sizes[i] = end + len(tail)
 
 
 @njit(cache=True, nogil=True)
-def _idat_band(image, first, zlib_header, crc_table, out):  # pragma: no cover - compiled
+def _idat_band(image, first, zlib_header, crc_tables, out):  # pragma: no cover - compiled
     """Rows ``first``.. of a (h, w) uint8 image (row ``first - 1`` being the row above them in the
     picture) as one IDAT chunk in ``out``: their Paeth-filtered scanlines as a deflate block that
     ends on a byte (:func:`_huffman_block`, not final), after the zlib header when ``zlib_header``.
@@ -487,7 +531,8 @@ def _idat_band(image, first, zlib_header, crc_table, out):  # pragma: no cover -
     rows = np.empty((image.shape[0] - first, image.shape[1] + 1), np.uint8)
     counts = np.zeros(LITERAL_SYMBOLS, np.int64)
     counts[END_OF_BLOCK] = 1
-    _paeth_rows(image, first, rows, counts)
+    _paeth_rows(image, first, rows)
+    adler = _histogram_adler(rows.ravel(), counts)
     position = 8
     if zlib_header:
         out[8], out[9] = 0x78, 0x01
@@ -495,7 +540,7 @@ def _idat_band(image, first, zlib_header, crc_table, out):  # pragma: no cover -
     end = _huffman_block(rows.ravel(), counts, out, position, False)
     _put_u32(out, 0, end - 8)
     out[4:8] = np.array([73, 68, 65, 84], np.uint8)  # "IDAT"
-    return _chunk_crc(out, 4, end, crc_table), _adler32(rows.ravel())
+    return _chunk_crc(out, 4, end, crc_tables), adler
 
 
 def png_head(height: int, width: int, palette: bytes) -> bytes:
@@ -512,7 +557,7 @@ def idat_band(image: np.ndarray, first: int, *, zlib_header: bool) -> tuple[memo
     image = np.ascontiguousarray(image, np.uint8)
     symbols = (image.shape[0] - first) * (image.shape[1] + 1) + 1
     out = np.empty(8 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 5 + 4, np.uint8)
-    size, adler = _idat_band(image, first, zlib_header, CRC_TABLE, out)
+    size, adler = _idat_band(image, first, zlib_header, CRC_TABLES, out)
     return memoryview(out)[:size], int(adler)
 
 
@@ -542,7 +587,7 @@ def palette_pngs(indices: np.ndarray, palette: bytes) -> list[memoryview]:
     bound = len(head) + 12 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 8 + 4 + len(tail)
     out = np.empty((count, bound), np.uint8)
     sizes = np.empty(count, np.int64)
-    _palette_pngs(indices, np.frombuffer(head, np.uint8), np.frombuffer(tail, np.uint8), CRC_TABLE, out, sizes)
+    _palette_pngs(indices, np.frombuffer(head, np.uint8), np.frombuffer(tail, np.uint8), CRC_TABLES, out, sizes)
     return [memoryview(file)[:size] for file, size in zip(out, sizes)]
 
 

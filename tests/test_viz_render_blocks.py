@@ -1,0 +1,74 @@
+"""viz.render's encoder and quantiser kernels against straightforward references (zlib, the PNG
+spec's Paeth predictor, numpy): the fast kernels must give the same bytes at every edge."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from viz.render import ADLER_BLOCK, CRC_TABLES, _chunk_crc, _histogram_adler, _paeth_rows
+
+
+def spec_paeth_rows(image: np.ndarray, first: int) -> np.ndarray:
+    """PNG filter 4 as the PNG specification writes it (9.4), one byte at a time."""
+    height, width = image.shape
+    rows = np.empty((height - first, width + 1), np.uint8)
+    for y in range(first, height):
+        rows[y - first, 0] = 4
+        for x in range(width):
+            a = int(image[y, x - 1]) if x > 0 else 0
+            b = int(image[y - 1, x]) if y > 0 else 0
+            c = int(image[y - 1, x - 1]) if x > 0 and y > 0 else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            guess = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            rows[y - first, x + 1] = (int(image[y, x]) - guess) % 256
+    return rows
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 40))), st.data())
+def test_paeth_rows_equal_the_specifications_filter(image, data):
+    """Every byte value and row difference, widths around the vector lengths, with and without a row above."""
+    first = data.draw(st.integers(0, image.shape[0] - 1))
+    rows = np.full((image.shape[0] - first, image.shape[1] + 1), 77, np.uint8)
+    _paeth_rows(image, first, rows)
+    np.testing.assert_array_equal(rows, spec_paeth_rows(image, first))
+
+
+def check_histogram_adler(data: np.ndarray) -> None:
+    counts = np.full(257, -5, np.int64)
+    counts[256] = 1  # the end of block's count is the caller's and stays
+    adler = _histogram_adler(data, counts)
+    assert adler == zlib.adler32(data.tobytes())
+    np.testing.assert_array_equal(counts[:256], np.bincount(data, minlength=256))
+    assert counts[256] == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(np.uint8, st.integers(0, 70)))
+def test_histogram_and_adler32_of_short_data_equal_numpy_and_zlib(data):
+    """Lengths that are not multiples of the four bytes a step, and the empty input (Adler-32 is 1)."""
+    check_histogram_adler(data)
+
+
+@pytest.mark.parametrize("length", [ADLER_BLOCK - 1, ADLER_BLOCK, ADLER_BLOCK + 3, 3 * ADLER_BLOCK + 2])
+def test_histogram_and_adler32_across_the_reduction_blocks(length):
+    """All 255s: the largest sums between two reductions; random bytes: every count."""
+    check_histogram_adler(np.full(length, 255, np.uint8))
+    check_histogram_adler(np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("length", [*range(0, 20), 1000, 100_003])
+def test_chunk_crc_equals_zlibs_crc32(length):
+    """Sliced by 8 bytes and then one at a time: lengths on and off the 8-byte steps."""
+    data = np.random.default_rng(length).integers(0, 256, length + 4, dtype=np.uint8)
+    file = np.concatenate([np.zeros(3, np.uint8), data, np.zeros(4, np.uint8)])
+    end = _chunk_crc(file, 3, 3 + len(data), CRC_TABLES)
+    assert end == 3 + len(data) + 4
+    assert int.from_bytes(file[end - 4 : end].tobytes(), "big") == zlib.crc32(data.tobytes())
