@@ -121,6 +121,39 @@ def axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> AxisT
     return taps
 
 
+#: :func:`tap_period` of taps without a period.
+NO_PERIOD = (0, 0, 0)
+
+
+@functools.lru_cache(maxsize=1024)
+def tap_period(in_size: int, out_size: int, align: str, dtype: np.dtype) -> tuple[int, int, int]:
+    """``(start, period, count)`` such that output ``start + k * period + q`` (``k < count``,
+    ``q < period``) blends inputs ``first[start] + k`` and ``first[start] + k + 1`` in
+    :func:`axis_taps`, or ``(0, 0, 0)``.
+
+    An integer upscale's taps repeat with the factor as period between its clamped or
+    differently weighted edges (by 8 with ``align="center"``: outputs 8i + 4 to 8i + 11 read
+    inputs i and i + 1). The kernels then need no gathers there. Only the indices repeat: the
+    kernels keep reading each output's own weights, so that a factor whose weights are not exact
+    binary fractions gives the same bits as the tables. Checked on the tables themselves.
+    """
+    if out_size % in_size or out_size < 2 * in_size:
+        return NO_PERIOD
+    period = out_size // in_size
+    taps = axis_taps(in_size, out_size, align, dtype)
+    blended = int(np.count_nonzero(taps.first != taps.second))  # the clamped taps are a suffix
+    later = np.flatnonzero(taps.first[:blended] != taps.first[0])
+    # The run of the first input is the period before the second input's first column (or
+    # before the clamped columns, for a one-pixel run).
+    start = max(0, (int(later[0]) if later.size else blended) - period)
+    count = (blended - start) // period
+    columns = np.arange(start, start + count * period)
+    expected = taps.first[start] + (columns - start) // period
+    if count == 0 or not (np.array_equal(taps.first[columns], expected) and np.array_equal(taps.second[columns], expected + 1)):
+        return NO_PERIOD
+    return (start, period, count)
+
+
 @cached_by_bytes(CACHE_BYTES)
 def legacy_axis_taps(in_size: int, out_size: int, align: str, dtype: np.dtype) -> LegacyAxisTaps:
     """Taps of the original script (see :func:`fastinterp.reference.legacy_src_coord`).

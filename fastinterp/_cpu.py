@@ -6,7 +6,11 @@ its arguments' types, one per memory pattern:
 
 * planes (P, H, W), channels-first, separable: a task interpolates the input rows it needs
   horizontally into a small scratch buffer, then blends pairs of those rows vertically, so
-  the inner loops run over contiguous memory and vectorise;
+  the inner loops run over contiguous memory and vectorise. Where the column taps are
+  periodic in whole vectors (an integer upscale by a multiple of 8 in float32, of 4 in
+  float64: see :func:`fastinterp._coords.tap_period`), the horizontal pass reads each pair of
+  input pixels once and writes its output columns as whole vectors (:func:`_blend_vector`);
+  elsewhere it gathers the taps of each output column;
 * pixels (N, H, W, C), channels-last: each output pixel blends four contiguous channel
   vectors; the inner loop runs over channels. With taps of type
   :class:`~fastinterp._coords.LegacyAxisTaps` it computes the original script's expression
@@ -23,17 +27,21 @@ is not worth waking the thread pool.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
-from ._coords import InverseTaps, LegacyAxisTaps
+from ._coords import NO_PERIOD, InverseTaps, LegacyAxisTaps
 from ._threads import get_num_threads, parallel_launch
 
 #: Below this many output elements a call runs on the calling thread only.
 SERIAL_THRESHOLD = 1 << 16
 #: Target number of tasks per thread, so that uneven tasks still balance.
 TASKS_PER_THREAD = 8
+#: Bytes of one vector of :func:`_blend_vector` (an AVX2 register: 8 float32 or 4 float64 lanes;
+#: LLVM splits it into two where vectors are narrower, and it stays correct everywhere).
+VECTOR_BYTES = 32
 
 
 def schedule(outer: int, out_h: int, out_elements: int) -> tuple[int, bool]:
@@ -102,21 +110,102 @@ def _unclamped_count(taps):
     return n
 
 
+def _lanes(row):  # pragma: no cover - replaced by the overload below in jitted code
+    raise NotImplementedError
+
+
+@overload(_lanes, inline="always")
+def _lanes_impl(row):
+    """Elements of ``row``'s dtype in one vector of :data:`VECTOR_BYTES` (a constant of the type)."""
+    lanes = VECTOR_BYTES * 8 // row.dtype.bitwidth
+    return lambda row: lanes
+
+
+@intrinsic
+def _blend_vector(typingctx, row, start, left, right, w_left, w_right):
+    """``row[start + k] = left * w_left[start + k] + right * w_right[start + k]`` for the
+    :func:`_lanes` ``k`` of one vector, as one vector load, multiply, add and store.
+
+    A loop over 8 columns does not give this: numba's loop vectoriser takes 8 lanes times 4
+    interleaved (32 columns) per step, so 8 columns run in its 4-lane tail behind runtime alias
+    checks, and numba turns off the SLP vectoriser that would make one vector of 8 unrolled
+    statements (NUMBA_SLP_VECTORIZE=0 by default).
+    Each lane is the same IEEE multiply and add as the scalar loop, so the bits are the same.
+    The caller keeps ``start + lanes`` within all three arrays (nothing is checked here).
+    """
+    same = row.dtype == w_left.dtype == w_right.dtype == left == right
+    if not (same and isinstance(row.dtype, types.Float) and row.ndim == w_left.ndim == w_right.ndim == 1):
+        return None
+    lanes = VECTOR_BYTES * 8 // row.dtype.bitwidth
+
+    def codegen(context, builder, signature, args):
+        row_value, start_value, left_value, right_value, w_left_value, w_right_value = args
+        element = context.get_data_type(row.dtype)
+        vector = ir.VectorType(element, lanes)
+        alignment = row.dtype.bitwidth // 8
+
+        def vector_pointer(array_type, array_value):
+            data = context.make_array(array_type)(context, builder, array_value).data
+            return builder.bitcast(builder.gep(data, [start_value]), vector.as_pointer())
+
+        def splat(scalar):
+            undefined = ir.Constant(vector, ir.Undefined)
+            first = builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(first, undefined, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+        weights_left = builder.load(vector_pointer(w_left, w_left_value), align=alignment)
+        weights_right = builder.load(vector_pointer(w_right, w_right_value), align=alignment)
+        blended = builder.fadd(builder.fmul(splat(left_value), weights_left), builder.fmul(splat(right_value), weights_right))
+        builder.store(blended, vector_pointer(row, row_value), align=alignment)
+        return context.get_dummy_value()
+
+    return types.none(row, start, left, right, w_left, w_right), codegen
+
+
+@njit(inline="always")
+def _interpolate_gather(line, row, xs, start, stop):
+    """Blended columns ``start:stop`` of ``row`` from ``line``, each reading its own taps."""
+    for j in range(start, stop):
+        w_left, w_right = xs.w_first[j], xs.w_second[j]
+        left, right = _as_weight_type(line[xs.first[j]], w_left), _as_weight_type(line[xs.second[j]], w_left)
+        row[j] = left * w_left + right * w_right
+
+
+@njit(inline="always")
+def _interpolate_periodic(line, row, xs, period_start, period, count):
+    """Columns ``period_start + k * period + q`` of ``row`` (``k < count``, ``q < period``, period a
+    multiple of :func:`_lanes`) from inputs ``first + k`` and ``first + k + 1`` of ``line``, as
+    vectors: the same operations as :func:`_interpolate_gather`, without its gathers."""
+    if count == 0:
+        return
+    lanes, w_type = _lanes(row), xs.w_first[0]
+    # A slice indexed from 0: numba's wraparound of a possibly negative index (first + k)
+    # would otherwise cost a select per read.
+    inputs = line[xs.first[period_start] : xs.first[period_start] + count + 1]
+    for k in range(count):
+        left, right = _as_weight_type(inputs[k], w_type), _as_weight_type(inputs[k + 1], w_type)
+        for j in range(period_start + k * period, period_start + (k + 1) * period, lanes):
+            _blend_vector(row, j, left, right, xs.w_first, xs.w_second)
+
+
 @njit(cache=True)
-def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task):
+def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, x_period):
     out_h, out_w = out.shape[1], out.shape[2]
     plane, row_start, row_stop = _task_rows(task, blocks_per_plane, rows_per_task, out_h)
     first_row = ys.first[row_start]
     rows = np.empty((ys.second[row_stop - 1] - first_row + 1, out_w), dtype=xs.w_first.dtype)
     blended_columns = _unclamped_count(xs)
+    period_start, period, count = x_period
+    if period == 0 or period % _lanes(rows) != 0:  # no period in whole vectors: gather all
+        period_start, count = blended_columns, 0
+    period_stop = period_start + count * period
     for r in range(rows.shape[0]):
-        line = src[plane, first_row + r]
-        for j in range(blended_columns):
-            w_left, w_right = xs.w_first[j], xs.w_second[j]
-            left, right = _as_weight_type(line[xs.first[j]], w_left), _as_weight_type(line[xs.second[j]], w_left)
-            rows[r, j] = left * w_left + right * w_right
+        line, row = src[plane, first_row + r], rows[r]
+        _interpolate_gather(line, row, xs, 0, period_start)
+        _interpolate_periodic(line, row, xs, period_start, period, count)
+        _interpolate_gather(line, row, xs, period_stop, blended_columns)
         for j in range(blended_columns, out_w):
-            rows[r, j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
+            row[j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
     for i in range(row_start, row_stop):
         top, bottom = rows[ys.first[i] - first_row], rows[ys.second[i] - first_row]
         w_top, w_bottom = ys.w_first[i], ys.w_second[i]
@@ -170,7 +259,7 @@ def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamp
 
 
 @njit(cache=True)
-def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task):
+def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task, x_period):
     out_h, out_w, channels = out.shape[1], out.shape[2], out.shape[3]
     image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out_h)
     for i in range(row_start, row_stop):
@@ -199,7 +288,7 @@ def _gather_rows(rows, inverse, index, total):
 
 
 @njit(cache=True)
-def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_task):
+def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_task, x_period):
     in_h, in_w, out_w = grad_in.shape[1], grad_in.shape[2], grad_out.shape[2]
     plane, row_start, row_stop = _task_rows(task, blocks_per_plane, rows_per_task, in_h)
     n_rows = row_stop - row_start
@@ -216,21 +305,23 @@ def _adjoint_task(grad_out, grad_in, ys, xs, task, blocks_per_plane, rows_per_ta
         grad_in[plane, row_start:row_stop, j] = column_sum
 
 
-def _run_task(src, out, ys, xs, task, blocks, rows_per_task):  # pragma: no cover - see the overload
+def _run_task(src, out, ys, xs, task, blocks, rows_per_task, x_period):  # pragma: no cover - see the overload
     raise NotImplementedError
 
 
 @overload(_run_task, inline="always")
-def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task):
+def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task, x_period):
     """Pick the task body from the argument types: the adjoint for inverse taps, else (P, H, W)
-    planes or (N, H, W, C) pixels by the rank of ``src``."""
+    planes or (N, H, W, C) pixels by the rank of ``src``. Only the planes body reads ``x_period``."""
     if getattr(ys, "instance_class", None) is InverseTaps:
         body = _adjoint_task
     elif src.ndim == 3:
         body = _plane_task
     else:
         body = _pixel_task
-    return lambda src, out, ys, xs, task, blocks, rows_per_task: body(src, out, ys, xs, task, blocks, rows_per_task)
+    return lambda src, out, ys, xs, task, blocks, rows_per_task, x_period: body(
+        src, out, ys, xs, task, blocks, rows_per_task, x_period
+    )
 
 
 @njit(inline="always")
@@ -243,21 +334,22 @@ def _task_count(src, out, rows_per_task):
 # Two drivers, not one with a serial branch: LLVM optimises the task body again inside every
 # driver that calls it, and a first call now compiles only the driver it runs.
 @njit(cache=True)
-def serial_tasks(src, out, ys, xs, rows_per_task):
-    """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``, in order."""
+def serial_tasks(src, out, ys, xs, rows_per_task, x_period=NO_PERIOD):
+    """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``, in order;
+    ``x_period``: see :func:`fastinterp._coords.tap_period` (the planes body reads it)."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in range(n_tasks):
-        _run_task(src, out, ys, xs, task, blocks, rows_per_task)
+        _run_task(src, out, ys, xs, task, blocks, rows_per_task, x_period)
 
 
 @njit(cache=True, parallel=True)
-def parallel_tasks(src, out, ys, xs, rows_per_task):
+def parallel_tasks(src, out, ys, xs, rows_per_task, x_period=NO_PERIOD):
     """:func:`serial_tasks` on numba's thread pool."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in prange(n_tasks):
         # prange's index is unsigned: cast it so that both drivers call one compiled task body
         # instead of compiling a second one for uint64 (1.2 s when the other driver first runs).
-        _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task)
+        _run_task(src, out, ys, xs, np.int64(task), blocks, rows_per_task, x_period)
 
 
 def read_only(src: np.ndarray) -> np.ndarray:
@@ -269,11 +361,13 @@ def read_only(src: np.ndarray) -> np.ndarray:
     return view
 
 
-def run_tasks(src, out, ys, xs, rows_per_task: int, serial: bool) -> None:
-    """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard."""
+def run_tasks(src, out, ys, xs, rows_per_task: int, serial: bool, x_period: tuple[int, int, int] = NO_PERIOD) -> None:
+    """Run the tasks serially or in parallel; parallel launches go through the thread-safety guard.
+    ``x_period``, the period of ``xs`` (:func:`fastinterp._coords.tap_period`), lets the planes body
+    skip the gathers; it changes no result."""
     src = read_only(src)
     if serial:
-        serial_tasks(src, out, ys, xs, rows_per_task)
+        serial_tasks(src, out, ys, xs, rows_per_task, x_period)
     else:
         with parallel_launch():
-            parallel_tasks(src, out, ys, xs, rows_per_task)
+            parallel_tasks(src, out, ys, xs, rows_per_task, x_period)

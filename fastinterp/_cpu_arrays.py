@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _antialias, _cpu, _cpu_fixed
-from ._coords import interleaved_taps
+from ._coords import NO_PERIOD, interleaved_taps
 from ._plan import (
     INTERLEAVE_MAX_CHANNELS, Plan, check_out_numpy, check_tensor_out, is_torch_tensor, make_plan, mark_written,
     numpy_layout, overlaps, torch_layout, user_out_shape,
@@ -57,13 +57,14 @@ def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan) -> None:
     if plan.legacy and plan.layout == "planes":  # the legacy body works on (N, H, W, C)
         src, target = src[..., np.newaxis], target[..., np.newaxis]
     ys, xs = plan.taps()
+    x_period = plan.column_period() if plan.layout == "planes" else NO_PERIOD
     if plan.layout == "pixels" and not plan.legacy and src.shape[3] <= INTERLEAVE_MAX_CHANNELS:
         # A few channels make an inner loop too short to vectorise: read each image row as
         # one flat row of W * C values instead, with the planes body and interleaved taps.
         images, channels = src.shape[0], src.shape[3]
         src, target = src.reshape(images, plan.in_h, -1), target.reshape(images, plan.out_h, -1)
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, channels)
-    _cpu.run_tasks(src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size))
+    _cpu.run_tasks(src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size), x_period)
 
 
 def resize_numpy(

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._coords import AxisTaps, axis_taps, legacy_axis_taps
+from ._coords import NO_PERIOD, AxisTaps, axis_taps, legacy_axis_taps, tap_period
 from .reference import ALIGN_MODES, ANTIALIAS_ALIGN_MODES, LEGACY_ALIGN_MODES
 
 #: Most bytes one call agrees to allocate: the output (in its dtype) and the temporaries
@@ -69,6 +69,10 @@ class Plan:
             make(self.in_h, self.out_h, self.align, self.compute_dtype),
             make(self.in_w, self.out_w, self.align, self.compute_dtype),
         )
+
+    def column_period(self) -> tuple[int, int, int]:
+        """The period of the column taps (:func:`~fastinterp._coords.tap_period`); none for legacy taps."""
+        return NO_PERIOD if self.legacy else tap_period(self.in_w, self.out_w, self.align, self.compute_dtype)
 
 
 def is_torch_tensor(obj: Any) -> bool:
