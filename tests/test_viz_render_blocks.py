@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from viz.render import ADLER_BLOCK, CRC_TABLES, _chunk_crc, _histogram_adler, _paeth_rows
+from viz.render import ADLER_BLOCK, CRC_TABLES, _chunk_crc, _histogram_adler, _paeth_rows, quantize_planes
 
 
 def spec_paeth_rows(image: np.ndarray, first: int) -> np.ndarray:
@@ -72,3 +72,45 @@ def test_chunk_crc_equals_zlibs_crc32(length):
     end = _chunk_crc(file, 3, 3 + len(data), CRC_TABLES)
     assert end == 3 + len(data) + 4
     assert int.from_bytes(file[end - 4 : end].tobytes(), "big") == zlib.crc32(data.tobytes())
+
+
+def serial_range(plane: np.ndarray) -> tuple[np.float32, np.float32]:
+    """A plane's extremes as one scan in row-major order finds them with ``<`` and ``>``: NaN is
+    skipped and, of equal zeros, the first one is kept (its sign is the manifest's)."""
+    low, high = np.float32(np.inf), np.float32(-np.inf)
+    for value in plane.ravel():
+        low = value if value < low else low
+        high = value if value > high else high
+    return low, high
+
+
+zeros_and_signs = st.sampled_from([0.0, -0.0, 0.0, -0.0, 1.5, -2.5, np.inf, -np.inf])
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 5), st.integers(1, 7), st.integers(1, 19)), elements=zeros_and_signs))
+def test_a_planes_range_keeps_the_sign_of_its_first_zero(upsampled):
+    """The range is found column by column (vectorised): the sign of a zero extreme must still be
+    the one a serial scan keeps, bit for bit."""
+    lo, hi = np.empty(len(upsampled), np.float32), np.empty(len(upsampled), np.float32)
+    quantize_planes(upsampled, lo, hi, np.full(upsampled.shape[1:], -np.inf, np.float32), own_range=True)
+    expected = np.array([serial_range(plane) for plane in upsampled], np.float32)
+    np.testing.assert_array_equal(lo.view(np.uint32), expected[:, 0].view(np.uint32))
+    np.testing.assert_array_equal(hi.view(np.uint32), expected[:, 1].view(np.uint32))
+
+
+@pytest.mark.parametrize("count, columns", [(7, 3), (6, 3), (1, 4), (5, 1)])
+def test_quantized_tiles_hold_each_planes_indices(count, columns):
+    """``out`` as a page's rows of tiles: plane c in row c // columns, column c % columns; the rest untouched."""
+    upsampled = np.random.default_rng(count).standard_normal((count, 4, 6)).astype(np.float32)
+    lo, hi = np.empty(count, np.float32), np.empty(count, np.float32)
+    alone = quantize_planes(upsampled, lo, hi, np.full((4, 6), -np.inf, np.float32), own_range=True)
+    rows = -(-count // columns)
+    grid = np.full((rows, 4, columns, 6), 200, np.uint8)
+    tiled_max = np.full((4, 6), -np.inf, np.float32)
+    assert quantize_planes(upsampled, lo.copy(), hi.copy(), tiled_max, own_range=True, out=grid) is grid
+    for c in range(count):
+        np.testing.assert_array_equal(grid[c // columns, :, c % columns], alone[c])
+    for c in range(count, rows * columns):
+        assert (grid[c // columns, :, c % columns] == 200).all()
+    np.testing.assert_array_equal(tiled_max, upsampled.max(axis=0))

@@ -160,45 +160,108 @@ def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _plane_range(plane, columns):  # pragma: no cover - compiled
+    """(min, max, has NaN) of a (H, W) float32 plane, as one scan in row-major order with Python's
+    ``min``/``max`` finds them (NaN skipped; of equal zeros, the first one's sign).
+
+    Each column's extremes are kept across the rows (a loop LLVM vectorises; a single running
+    minimum is a chain it cannot) in ``columns``, a (2, 2, W) scratch read from one half and
+    written to the other in turn: storing back where it was read, LLVM would keep the old value
+    with a masked store, which is slower on x86 than the whole scan. The columns are then
+    reduced in order; where the extreme is a zero, the first zero of the plane gives its sign."""
+    height, width = plane.shape
+    columns[0, 0] = np.inf
+    columns[0, 1] = -np.inf
+    has_nan = False
+    for y in range(height):
+        row, lows, highs = plane[y], columns[y & 1, 0], columns[y & 1, 1]
+        new_lows, new_highs = columns[1 - (y & 1), 0], columns[1 - (y & 1), 1]
+        for x in range(width):
+            value = row[x]
+            has_nan |= value != value
+            new_lows[x] = value if value < lows[x] else lows[x]
+            new_highs[x] = value if value > highs[x] else highs[x]
+    lows, highs = columns[height & 1, 0], columns[height & 1, 1]
+    low, high = np.float32(np.inf), np.float32(-np.inf)
+    for x in range(width):
+        low = lows[x] if lows[x] < low else low
+        high = highs[x] if highs[x] > high else high
+    return _first_equal(plane, low), _first_equal(plane, high), has_nan
+
+
+@njit(cache=True, nogil=True)
+def _first_equal(plane, value):  # pragma: no cover - compiled
+    """``value``, or for a zero the plane's first element equal to it (0.0 or -0.0)."""
+    if value == 0:
+        for y in range(plane.shape[0]):
+            for x in range(plane.shape[1]):
+                if plane[y, x] == value:
+                    return plane[y, x]
+    return value
+
+
+@njit(cache=True, nogil=True)
 def _quantize_planes(upsampled, lo, hi, own_range, max_map, out):  # pragma: no cover - compiled
     """:func:`palette_indices` of each (H, W) plane of ``upsampled`` on its ``lo``..``hi``, bit for
-    bit (the same float32 operations; NaN gives 0 as numpy's cast does on x86), into ``out``.
+    bit (the same float32 operations; NaN gives 0 as numpy's cast does on x86), into the tiles of
+    ``out`` (rows, H, columns, W): plane ``c`` is ``out[c // columns, :, c % columns]``.
 
-    With ``own_range`` each plane's range is found here first and written to ``lo``/``hi`` (NaN
-    when the plane holds a NaN, as ``min``/``max`` give). ``max_map`` becomes the elementwise
-    maximum of itself and every plane (NaN wins, as in ``np.maximum``). One pass per plane
-    while it is in the cache, instead of numpy's five passes over a chunk and its temporaries.
-    """
-    lut_size, top = np.float32(LUT_SIZE), np.float32(LUT_SIZE - 1)
+    With ``own_range`` each plane's range is found here first (:func:`_plane_range`) and written
+    to ``lo``/``hi`` (NaN when the plane holds a NaN, as ``min``/``max`` give). ``max_map``
+    becomes the elementwise maximum of itself and every plane (NaN wins, as in ``np.maximum``).
+    A plane stays in the cache through its passes; each pass is a loop LLVM vectorises."""
+    columns = out.shape[2]
+    scratch = np.empty((2, 2, upsampled.shape[2]), np.float32)
+    kept = np.empty(upsampled.shape[2], np.float32)
     for c in range(upsampled.shape[0]):
         plane = upsampled[c]
         if own_range:
-            low, high, has_nan = np.float32(np.inf), np.float32(-np.inf), False
-            for y in range(plane.shape[0]):
-                for x in range(plane.shape[1]):
-                    value = plane[y, x]
-                    has_nan |= np.isnan(value)
-                    low, high = min(low, value), max(high, value)
+            low, high, has_nan = _plane_range(plane, scratch)
             lo[c], hi[c] = (np.float32(np.nan), np.float32(np.nan)) if has_nan else (low, high)
         low = lo[c]
         span = hi[c] - low
         span = span if span > 0 else np.float32(np.inf)
         for y in range(plane.shape[0]):
-            for x in range(plane.shape[1]):
-                value = plane[y, x]
-                scaled = (value - low) / span * lut_size
-                out[c, y, x] = np.uint8(min(scaled, top)) if scaled >= 0 else np.uint8(0)  # NaN fails the test: 0
-                if not (max_map[y, x] >= value or np.isnan(max_map[y, x])):  # np.maximum: NaN wins
-                    max_map[y, x] = value
+            _quantize_row(plane[y], low, span, out[c // columns, y, c % columns])
+        _fold_max(plane, max_map, kept)
+
+
+@njit(cache=True, nogil=True)
+def _quantize_row(row, low, span, indices):  # pragma: no cover - compiled
+    """``indices`` of one row: ``floor((value - low) / span * 256)`` clipped to 0..255, NaN to 0."""
+    lut_size, top = np.float32(LUT_SIZE), np.float32(LUT_SIZE - 1)
+    for x in range(row.shape[0]):
+        scaled = (row[x] - low) / span * lut_size
+        indices[x] = np.uint8(np.int32(min(scaled, top))) if scaled >= 0 else np.uint8(0)  # NaN fails the test: 0
+
+
+@njit(cache=True, nogil=True)
+def _fold_max(plane, max_map, kept):  # pragma: no cover - compiled
+    """``max_map`` becomes the elementwise maximum of itself and ``plane`` (NaN wins, as in
+    ``np.maximum``); each row is made in the scratch row ``kept`` first (a masked store
+    otherwise, see :func:`_plane_range`)."""
+    for y in range(plane.shape[0]):
+        row, largest = plane[y], max_map[y]
+        for x in range(row.shape[0]):
+            kept[x] = largest[x] if (largest[x] >= row[x]) | (largest[x] != largest[x]) else row[x]
+        for x in range(row.shape[0]):
+            largest[x] = kept[x]
 
 
 def quantize_planes(
-    upsampled: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_map: np.ndarray, *, own_range: bool
+    upsampled: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_map: np.ndarray, *, own_range: bool,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """(C, H, W) float32 maps to their uint8 palette indices (as :func:`palette_indices`, each
     plane on its ``lo[c]``..``hi[c]``, found here when ``own_range``: the (C,) float32 arrays are
-    then filled in); ``max_map`` (H, W) float32 takes the elementwise maximum of the planes."""
-    out = np.empty(upsampled.shape, np.uint8)
+    then filled in); ``max_map`` (H, W) float32 takes the elementwise maximum of the planes.
+    ``out``: where the indices go, as tiles of a (rows, H, columns, W) uint8 array (plane ``c`` in
+    row ``c // columns``, column ``c % columns``: a page's layout, :meth:`AtlasPages.tiles`);
+    by default a new (C, H, W) array, which is returned."""
+    if out is None:
+        out = np.empty((upsampled.shape[0], upsampled.shape[1], 1, upsampled.shape[2]), np.uint8)
+        _quantize_planes(upsampled, lo, hi, own_range, max_map, out)
+        return out.reshape(upsampled.shape)
     _quantize_planes(upsampled, lo, hi, own_range, max_map, out)
     return out
 
@@ -980,11 +1043,13 @@ def load_channel(directory: Path | str, channels: dict[str, Any], channel: int, 
 class ChannelFiles:
     """Writes a layer's channel images one file each, ``<folder>/NNNN.<format>``, on the writer pool."""
 
-    def __init__(self, target: Path, folder: str, count: int, image_format: str, lut: np.ndarray, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, target: Path, folder: str, count: int, size: tuple[int, int], image_format: str, lut: np.ndarray,
+                 pool: ThreadPoolExecutor) -> None:
         digits = max(4, len(str(count - 1)))
         self.names = [f"{folder}/{i:0{digits}d}.{image_format}" for i in range(count)]
         (target / folder).mkdir()
-        self.target, self.lut, self.pool = target, lut, pool
+        self.target, self.size, self.lut, self.pool = target, size, lut, pool
+        self._tiles = np.empty((0, size[0], 1, size[1]), np.uint8)
         self._writing: list[Future[None]] = []
 
     def step(self, channels: int) -> int:
@@ -993,6 +1058,16 @@ class ChannelFiles:
 
     def chunks(self, step: int) -> list[tuple[int, int]]:
         return [(start, min(start + step, len(self.names))) for start in range(0, len(self.names), step)]
+
+    def tiles(self, start: int, end: int) -> np.ndarray:
+        """Where channels ``start``..``end`` are to be quantised (:func:`quantize_planes`' ``out``),
+        one image each: a new (n, h, 1, w) array, written by :meth:`submit_tiles`."""
+        self._tiles = np.empty((end - start, *self.size[:1], 1, *self.size[1:]), np.uint8)
+        return self._tiles
+
+    def submit_tiles(self, start: int, progress: Callable[[int], None] | None) -> None:
+        """Write what was quantised into :meth:`tiles` (after :meth:`drain`)."""
+        self.submit(start, self._tiles[:, :, 0], progress)
 
     def submit(self, start: int, indices: np.ndarray, progress: Callable[[int], None] | None) -> None:
         """Write the (n, h, w) index images of channels ``start``.. (after :meth:`drain`)."""
@@ -1033,6 +1108,7 @@ class AtlasPages:
         self._pending: list[tuple[int, Future[tuple[memoryview, int]], int]] = []  # page, band, scanline bytes
         self._above: np.ndarray | None = None  # the last pixel row tiled so far on the current page
         self._page, self._descriptor, self._adler = -1, -1, 1
+        self._chunk, self._first, self._count = np.empty((1, 0), np.uint8), 0, 0  # the rows of tiles being filled (:meth:`tiles`)
 
     def step(self, channels: int) -> int:
         """Channels per chunk for a budget of ``channels``: whole rows of tiles."""
@@ -1045,27 +1121,45 @@ class AtlasPages:
                 for page_start in range(0, atlas.count, atlas.per_page)
                 for start in range(page_start, min(page_start + atlas.per_page, atlas.count), step)]
 
-    def submit(self, start: int, indices: np.ndarray, progress: Callable[[int], None] | None) -> None:
-        """Tile and encode the (n, h, w) index images of channels ``start``.. (a chunk of :meth:`chunks`)."""
-        atlas, (height, width) = self.atlas, self.atlas.tile
+    def tiles(self, start: int, end: int) -> np.ndarray:
+        """Where channels ``start``..``end`` (a chunk of :meth:`chunks`) are to be quantised
+        (:func:`quantize_planes`' ``out``): their rows of tiles on the page, a (rows, h, columns, w)
+        view of a new image whose row 0 is the pixel row above them (the filter's upper neighbour);
+        the unused end of a last row is 0. Encoded by :meth:`submit_tiles`."""
+        (height, width), columns = self.atlas.tile, self.atlas.columns
+        rows = -(-(end - start) // columns)
+        self._chunk, self._first, self._count = np.empty((1 + rows * height, columns * width), np.uint8), start, end - start
+        grid = self._chunk[1:].reshape(rows, height, columns, width)
+        if (end - start) % columns:
+            grid[-1, :, (end - start) % columns :] = 0
+        if start % self.atlas.per_page:
+            self._chunk[0] = self._above
+        return grid
+
+    def submit_tiles(self, start: int, progress: Callable[[int], None] | None) -> None:
+        """Encode the rows of tiles filled through :meth:`tiles` in bands on the writer pool (after :meth:`drain`)."""
+        assert start == self._first, "the chunk of the last tiles() call"
+        atlas, chunk, count, (height, width) = self.atlas, self._chunk, self._count, self.atlas.tile
         page, columns = start // atlas.per_page, atlas.columns
         band_rows = max(1, BAND_PIXELS // (columns * width * height))
-        for first in range(0, len(indices), band_rows * columns):
-            tiles = indices[first : first + band_rows * columns]
+        for first in range(0, count, band_rows * columns):
             at_top = (start + first) % atlas.per_page == 0
-            rows = -(-len(tiles) // columns)
-            band = np.empty((rows * height + (not at_top), columns * width), np.uint8)
-            if not at_top:
-                band[0] = self._above
-            grid = band[(not at_top) :].reshape(rows, height, columns, width)
-            whole = len(tiles) // columns
-            grid[:whole] = tiles[: whole * columns].reshape(whole, columns, height, width).transpose(0, 2, 1, 3)
-            if len(tiles) % columns:
-                grid[whole] = 0
-                grid[whole, :, : len(tiles) % columns] = tiles[whole * columns :].transpose(1, 0, 2)
-            self._above = band[-1].copy()
-            self._pending.append((page, self.pool.submit(self._encode, band, not at_top, at_top, len(tiles), progress),
+            top = 1 + first // columns * height  # the band's first pixel row in the chunk
+            rows = -(-min(band_rows * columns, count - first) // columns)
+            band = chunk[top - (not at_top) : top + rows * height]
+            self._pending.append((page, self.pool.submit(self._encode, band, int(not at_top), at_top,
+                                                         min(band_rows * columns, count - first), progress),
                                   rows * height * (columns * width + 1)))
+        self._above = chunk[-1]
+
+    def submit(self, start: int, indices: np.ndarray, progress: Callable[[int], None] | None) -> None:
+        """Tile and encode the (n, h, w) index images of channels ``start``.. (a chunk of :meth:`chunks`)."""
+        grid = self.tiles(start, start + len(indices))
+        columns, whole = self.atlas.columns, len(indices) // self.atlas.columns
+        grid[:whole] = indices[: whole * columns].reshape(whole, columns, *self.atlas.tile).transpose(0, 2, 1, 3)
+        if len(indices) % columns:
+            grid[whole, :, : len(indices) % columns] = indices[whole * columns :].transpose(1, 0, 2)
+        self.submit_tiles(start, progress)
 
     @staticmethod
     def _encode(band: np.ndarray, first: int, zlib_header: bool, count: int, progress: Callable[[int], None] | None) -> tuple[memoryview, int]:
@@ -1123,7 +1217,7 @@ def channel_writer(
     ``name`` (``options.loose_channels``), else the pages ``name.png`` or ``name-000.png``, ...
     ``chunk_channels``: the channels the chunk budget holds (a row of tiles is no longer)."""
     if options.loose_channels:
-        return ChannelFiles(target, name, count, options.image_format, lut, pool)
+        return ChannelFiles(target, name, count, size, options.image_format, lut, pool)
     return AtlasPages(target, Atlas.plan(name, count, size, options.page_pixels, chunk_channels), lut, pool)
 
 
@@ -1210,10 +1304,11 @@ def render_layer(
         max_map = np.full(size, -np.inf, np.float32)
         for start, up in upsampled():
             lo, hi = _chunk_ranges(up, options, layer_range)
-            indices = quantize_planes(up, lo, hi, max_map, own_range=options.norm == "channel")
+            # straight into the page's layout: no copy of the indices to tile them
+            quantize_planes(up, lo, hi, max_map, own_range=options.norm == "channel", out=writer.tiles(start, start + len(up)))
             scales[start : start + len(up)] = np.stack([lo, hi], axis=1)
             writer.drain()  # at most one chunk is being written while the next one is computed
-            writer.submit(start, indices, progress)
+            writer.submit_tiles(start, progress)
         # The summaries, the sheet and the overlay are drawn while the last chunk is written.
         summary_info, sum_map = _write_summaries(features, max_map, size, target, options, lut)
         top = min(options.top_k, count)
