@@ -3,6 +3,7 @@ spec's Paeth predictor, numpy): the fast kernels must give the same bytes at eve
 
 from __future__ import annotations
 
+import io
 import zlib
 
 import numpy as np
@@ -10,20 +11,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from PIL import Image
 
-from viz.render import ADLER_BLOCK, CRC_TABLES, _chunk_crc, _histogram_adler, _paeth_rows, quantize_planes
+from viz.render import ADLER_BLOCK, CRC_TABLES, _chunk_crc, _histogram_adler, _paeth_rows, colormap_lut, overlay, quantize_planes, rgb_png, upsample
+from viz.render import palette_indices
 
 
-def spec_paeth_rows(image: np.ndarray, first: int) -> np.ndarray:
-    """PNG filter 4 as the PNG specification writes it (9.4), one byte at a time."""
+def spec_paeth_rows(image: np.ndarray, first: int, pixel_bytes: int) -> np.ndarray:
+    """PNG filter 4 as the PNG specification writes it (9.4), one byte at a time; the left
+    neighbours are ``pixel_bytes`` bytes back."""
     height, width = image.shape
     rows = np.empty((height - first, width + 1), np.uint8)
     for y in range(first, height):
         rows[y - first, 0] = 4
         for x in range(width):
-            a = int(image[y, x - 1]) if x > 0 else 0
+            a = int(image[y, x - pixel_bytes]) if x >= pixel_bytes else 0
             b = int(image[y - 1, x]) if y > 0 else 0
-            c = int(image[y - 1, x - 1]) if x > 0 and y > 0 else 0
+            c = int(image[y - 1, x - pixel_bytes]) if x >= pixel_bytes and y > 0 else 0
             p = a + b - c
             pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
             guess = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
@@ -32,13 +36,14 @@ def spec_paeth_rows(image: np.ndarray, first: int) -> np.ndarray:
 
 
 @settings(max_examples=80, deadline=None)
-@given(arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 40))), st.data())
-def test_paeth_rows_equal_the_specifications_filter(image, data):
-    """Every byte value and row difference, widths around the vector lengths, with and without a row above."""
+@given(arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 40))), st.data(), st.sampled_from([1, 3]))
+def test_paeth_rows_equal_the_specifications_filter(image, data, pixel_bytes):
+    """Every byte value and row difference, widths around the vector lengths (and narrower than a
+    pixel), palette and RGB, with and without a row above."""
     first = data.draw(st.integers(0, image.shape[0] - 1))
     rows = np.full((image.shape[0] - first, image.shape[1] + 1), 77, np.uint8)
-    _paeth_rows(image, first, rows)
-    np.testing.assert_array_equal(rows, spec_paeth_rows(image, first))
+    _paeth_rows(image, first, rows, pixel_bytes)
+    np.testing.assert_array_equal(rows, spec_paeth_rows(image, first, pixel_bytes))
 
 
 def check_histogram_adler(data: np.ndarray) -> None:
@@ -114,3 +119,24 @@ def test_quantized_tiles_hold_each_planes_indices(count, columns):
     for c in range(count, rows * columns):
         assert (grid[c // columns, :, c % columns] == 200).all()
     np.testing.assert_array_equal(tiled_max, upsampled.max(axis=0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30), st.just(3))))
+def test_rgb_png_decodes_to_its_pixels(image):
+    with Image.open(io.BytesIO(bytes(rgb_png(image)))) as decoded:
+        assert decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded), image)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_overlay_equals_numpys_float32_blend(alpha):
+    """The blend kernel against the numpy expression it replaces, bit for bit (ties of rint included)."""
+    rng = np.random.default_rng(int(alpha * 10))
+    image = rng.integers(0, 256, (37, 41, 3), dtype=np.uint8)
+    summary = rng.standard_normal((5, 6)).astype(np.float32)
+    lut = colormap_lut("magma")
+    resized = upsample(summary, image.shape[:2])
+    colours = lut[palette_indices(resized, resized.min(), resized.max())].astype(np.float32)
+    expected = np.clip(np.rint((1.0 - alpha) * image.astype(np.float32) + alpha * colours), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(overlay(image, summary, lut, alpha), expected)
