@@ -370,12 +370,19 @@ def partial_dirs(out: Path) -> set[str]:
     return {name for name in os.listdir(out) if name.startswith(".viz-partial-")} if out.exists() else set()
 
 
-#: Runs the rest of its command line with SIGINT at its default, as a terminal runs a foreground job
-#: (Python then turns SIGINT into KeyboardInterrupt). A shell starts background jobs (``cmd &``)
-#: with SIGINT ignored, and a process keeps an ignored SIGINT across exec, Python included: a test
-#: run started that way (CI, nohup) made the child ignore the test's SIGINT and finish, exit 0.
-FOREGROUND = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-              "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
+def with_sigint(disposition: str) -> list[str]:
+    """A command that runs Python with the rest of its command line and SIGINT set to
+    ``disposition`` (a process keeps an ignored signal across exec)."""
+    return [sys.executable, "-c", f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{disposition}); "
+            "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
+
+
+#: As a terminal runs a foreground job: SIGINT at its default (Python turns it into KeyboardInterrupt).
+#: A shell starts background jobs (``cmd &``) with SIGINT ignored: a test run started that way (the
+#: cold CI run) made the child ignore the test's SIGINT and finish, exit 0.
+FOREGROUND = with_sigint("SIG_DFL")
+#: As a shell runs a background job.
+BACKGROUND = with_sigint("SIG_IGN")
 
 
 def start_slow_run(image: Path, out: Path) -> subprocess.Popen:
@@ -414,6 +421,51 @@ def test_a_signal_mid_render_exits_cleanly_and_removes_the_staging_dir(tmp_path,
     assert process.returncode == code, stderr
     assert (stdout, stderr) == ("", f"fastinterp-viz: {word} ({signum.name}); unfinished output removed\n")
     assert not staging.exists() and not out.exists()  # the run made --out, so it removed it too
+
+
+#: The command line, with the model's first forward pass once the output is staged dropping an
+#: object whose ``__del__`` sends the process a signal. Its handler runs inside ``__del__``, where
+#: Python reports what it raises ("Exception ignored in ...") and goes on.
+SIGNAL_IN_A_FINALIZER = """
+import os, signal, sys, torch
+from viz.cli import main
+signum, out = signal.Signals[sys.argv.pop(1)], sys.argv[sys.argv.index("--out") + 1]
+
+class SignalsWhenDropped:
+    def __del__(self):
+        os.kill(os.getpid(), signum)
+
+def hook(module, inputs, output):
+    if os.path.isdir(out) and any(name.startswith(".viz-partial-") for name in os.listdir(out)):
+        handle.remove()
+        SignalsWhenDropped()
+
+handle = torch.nn.modules.module.register_module_forward_hook(hook)
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_whose_exception_python_swallows_still_stops_the_run(tmp_path, signum, code, word):
+    """The signal is recorded as well as raised: the run's next checkpoint raises it again."""
+    save_photo(tmp_path / "cat.png")
+    out = tmp_path / "out"
+    done = subprocess.run([*FOREGROUND, "-c", SIGNAL_IN_A_FINALIZER, signum.name, tmp_path / "cat.png", *FAST, "--quiet",
+                           "--out", out], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=PATIENCE_S)
+    assert (done.returncode, done.stdout, done.stderr) == (code, "", f"fastinterp-viz: {word} ({signum.name}); unfinished output removed\n")
+    assert not out.exists()
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored(tmp_path):
+    """A background job of a shell (``fastinterp-viz ... &``) is not stopped by Ctrl-C, as any program."""
+    save_photo(tmp_path / "cat.png")
+    out = tmp_path / "out"
+    done = subprocess.run([*BACKGROUND, "-c", SIGNAL_IN_A_FINALIZER, "SIGINT", tmp_path / "cat.png", *FAST, "--quiet",
+                           "--out", out], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=PATIENCE_S)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (out / "resnet18" / "cat" / "layer1" / "channels.png").is_file()
 
 
 def hold_staging_dir(out: Path) -> subprocess.Popen:

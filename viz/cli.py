@@ -16,14 +16,15 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
-from .api import DEFAULT_BATCH_SIZE, DEFAULT_MAX_OUTPUT_GB, Limits
+from . import staging
+from .api import DEFAULT_BATCH_SIZE, DEFAULT_MAX_OUTPUT_GB, Limits, RunProgress
 from .errors import VizError
 from .inputs import DEFAULT_INPUT_SIZE
 from .models import DEFAULT_MODEL
 from .render import DEFAULT_CHUNK_MB, IMAGE_FORMATS, NORM_MODES, RANK_MODES, RenderOptions, default_threads
 
 if TYPE_CHECKING:  # the heavy modules (torch) are imported only when a command needs them
-    from .api import LayerOutput, RunProgress
+    from .api import LayerOutput
     from .inputs import Preprocess
     from .models import LoadedModel
 
@@ -285,12 +286,30 @@ def _model_dir(args: argparse.Namespace) -> tuple[str]:
     return (f"{args.model}-vs-{args.compare_model or args.model}",)
 
 
+class _CheckpointProgress(RunProgress):
+    """The run's display, each of whose calls is also a checkpoint of a signal received during the
+    run (:func:`viz.staging.check_interrupted`): the writer threads count every band and file they
+    write, so Ctrl-C stops the rendering within a band instead of at the end of the batch."""
+
+    def stage(self, text: str) -> None:
+        staging.check_interrupted()
+        super().stage(text)
+
+    def expect(self, count: int) -> None:
+        staging.check_interrupted()
+        super().expect(count)
+
+    def update(self, count: int) -> None:
+        staging.check_interrupted()
+        super().update(count)
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out a parsed command line; raises :class:`VizError` for the user's mistakes."""
-    from .api import RunProgress, VizWarning
+    from .api import VizWarning
     from .render import warm_up_in_background
 
-    display = RunProgress(False if args.quiet else None, "ch" if args.compare is None else "job")
+    display = _CheckpointProgress(False if args.quiet else None, "ch" if args.compare is None else "job")
     previous = warnings.showwarning
 
     def show(message, category, *rest):  # our warnings as one line each, others as Python prints them
@@ -391,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        with _terminate_as_interrupt():
+        with _signals_as_exceptions():
             return run(args)
     except VizError as exc:
         _say(f"error: {exc}")
@@ -420,19 +439,38 @@ class Terminated(BaseException):
     Exception`` swallows it."""
 
 
-class _terminate_as_interrupt:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (SIGINT already
-    raises KeyboardInterrupt); the previous handler comes back after it."""
+#: The exception each handled signal raises.
+SIGNAL_EXCEPTIONS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+
+class _signals_as_exceptions:
+    """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated` in the
+    main thread, and each is recorded for the run's checkpoints (:func:`viz.staging.interrupt`),
+    which raise it again where Python swallowed it (its "Exception ignored" report is not
+    printed). A signal ignored when the process started stays ignored, as Python leaves it (a
+    shell starts its background jobs, ``cmd &``, with SIGINT ignored), and one handled outside
+    Python is left alone. The previous handlers come back after the block."""
 
     def __enter__(self) -> None:
-        self._previous = None
+        staging.forget_interruption()
+        self._previous = {}
         if threading.current_thread() is threading.main_thread():  # signal handlers live there only
-            self._previous = signal.signal(signal.SIGTERM, self._raise)
+            self._previous = {signum: signal.signal(signum, self._interrupt)
+                              for signum in SIGNAL_EXCEPTIONS if signal.getsignal(signum) not in (signal.SIG_IGN, None)}
+        self._unraisable = sys.unraisablehook
+        if self._previous:
+            sys.unraisablehook = self._report_unraisable
 
     @staticmethod
-    def _raise(_signum: int, _frame: object) -> None:
-        raise Terminated
+    def _interrupt(signum: int, _frame: object) -> None:
+        staging.interrupt(SIGNAL_EXCEPTIONS[signum])
+
+    def _report_unraisable(self, unraisable: object) -> None:
+        if unraisable.exc_type not in SIGNAL_EXCEPTIONS.values():  # ours is raised again at a checkpoint
+            self._unraisable(unraisable)
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        sys.unraisablehook = self._unraisable
+        staging.forget_interruption()

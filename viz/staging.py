@@ -5,6 +5,12 @@ A run that is killed (SIGKILL, power loss) cannot clean up after itself, so each
 directory holds a lock file that its run keeps locked (``flock``) while it lives; the kernel
 drops the lock when the process dies, however it dies. Every later run removes the staging
 directories whose lock it can take (their runs are dead) and leaves the others alone.
+
+A signal that interrupts a run (the command line's SIGINT and SIGTERM handlers, :mod:`viz.cli`)
+is recorded here as well as raised: Python drops an exception raised inside a ``__del__``, a
+weakref or a gc callback (it prints "Exception ignored" and goes on), so every checkpoint
+(:func:`check_interrupted`; a claim, the commit) raises the recorded one again, and a run that
+was interrupted never moves its output into place.
 """
 
 from __future__ import annotations
@@ -27,6 +33,34 @@ STAGING_PREFIX = ".viz-partial-"
 #: The lock file inside a staging directory, locked by its run for as long as it lives. Its
 #: leading dot keeps it apart from job directories (their names never start with a dot).
 OWNER_LOCK = ".owner.lock"
+
+
+#: The exception of the signal that interrupted this run (KeyboardInterrupt, viz.cli.Terminated), if any.
+_interruption: type[BaseException] | None = None
+#: Whether the output is being moved into place: a signal then waits for the last move (half of
+#: the jobs in place would break the all-or-nothing promise).
+_committing = False
+
+
+def interrupt(exception: type[BaseException]) -> None:
+    """A signal handler's work: record ``exception`` and raise it, at once, or right after a
+    commit that is under way."""
+    global _interruption
+    _interruption = exception
+    if not _committing:
+        raise exception
+
+
+def check_interrupted() -> None:
+    """A checkpoint: raise the exception of the signal that interrupted the run, if one did."""
+    if _interruption is not None:
+        raise _interruption
+
+
+def forget_interruption() -> None:
+    """Start a run afresh (a process may run several, e.g. tests calling the command line)."""
+    global _interruption
+    _interruption = None
 
 
 def _lock_staging_dir(staging: Path) -> int | None:
@@ -142,6 +176,7 @@ class OutputStaging:
     def claim(self, relative: Path | str) -> Path:
         """Reserve ``out_dir/relative`` and return the staging directory to fill instead."""
         assert self._staging is not None, "claim() outside the with-block"
+        check_interrupted()
         relative = Path(relative)
         final = self.out_dir / relative
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
@@ -173,6 +208,17 @@ class OutputStaging:
                 self._remove_created_dirs()
 
     def _commit(self) -> None:
+        global _committing
+        assert self._staging is not None
+        check_interrupted()
+        _committing = True
+        try:
+            self._move_into_place()
+        finally:
+            _committing = False
+        check_interrupted()  # a signal during the moves: the output is complete, the run still stops
+
+    def _move_into_place(self) -> None:
         assert self._staging is not None
         for relative in self._claimed:
             final = self.out_dir / relative
