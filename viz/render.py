@@ -711,6 +711,7 @@ def warm_up_in_background() -> threading.Thread:
         indices = quantize_planes(upsampled, np.empty(2, np.float32), np.empty(2, np.float32), upsampled[0].copy(), own_range=True)
         palette_pngs(indices, bytes(3 * LUT_SIZE))
         idat_band(indices[0], 0, zlib_header=True)
+        rgb_png(overlay(np.zeros((2, 2, 3), np.uint8), upsampled[0], np.zeros((LUT_SIZE, 3), np.uint8), 0.5))
 
     thread = threading.Thread(target=load, name="fastinterp-warm-up", daemon=True)
     thread.start()
