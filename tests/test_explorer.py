@@ -36,6 +36,10 @@ INPUT_SIZE = 64
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 HOSTILE = "<img src=x onerror=alert(1)>"
+#: How long a wait on the page (a condition) may take before the test fails. Playwright's default,
+#: 30 s, is within reach of a cold, loaded 2-core CI machine, where Chromium shares the cores with
+#: numba compiling in both pytest workers.
+PATIENCE_MS = 180_000
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (tests/run.sh installs it)")
 
@@ -105,7 +109,7 @@ def large(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=PATIENCE_MS)
         yield chromium
         chromium.close()
 
@@ -115,6 +119,7 @@ class Session:
 
     def __init__(self, browser, viewport: dict[str, int]) -> None:
         self.context = browser.new_context(viewport=viewport)
+        self.context.set_default_timeout(PATIENCE_MS)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.requests: list[str] = []
@@ -162,9 +167,23 @@ def shown_channels(page) -> list[int]:
     """The channels of the grid's first rows in reading order (top to bottom, left to right), with
     the grid scrolled to the top of the window (only rows near the window have cells)."""
     page.evaluate("window.scrollTo(0, document.querySelector('.grid').getBoundingClientRect().top + scrollY - 130)")
-    page.wait_for_timeout(50)
+    drawn(page)
     cells = page.eval_on_selector_all(".cell", "cells => cells.map(c => [c.getBoundingClientRect().top, c.getBoundingClientRect().left, +c.dataset.channel])")
     return [channel for _, _, channel in sorted(cells)]
+
+
+def drawn(page) -> None:
+    """Wait until the grid has drawn what the window shows after the last scroll: the scroll event
+    and the redraw it asks for (requestAnimationFrame) both come before the second frame from now."""
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def requested_channel_files(session: Session) -> set[str]:
+    """The channel files requested, once the grid has drawn for the last scroll and every image
+    in it has loaded (each was requested before it loaded)."""
+    drawn(session.page)
+    session.page.wait_for_function("[...document.querySelectorAll('.cell img')].every(i => i.complete)")
+    return set(session.images("/channels/"))
 
 
 def hash_params(page) -> dict[str, str]:
@@ -485,15 +504,13 @@ def test_2048_channel_files_scroll_without_loading_every_image(large, session):
     session.open(large, "#layer=conv1")
     grid = page.locator(".grid")
     assert grid.get_attribute("data-total") == "2048" and grid.get_attribute("data-shown") == "2048"
-    page.wait_for_timeout(100)
-    first = len(set(session.images("/channels/")))
+    first = len(requested_channel_files(session))
     assert 0 < first < 2048 / 8
     page.evaluate("window.scrollTo(0, document.body.scrollHeight / 2)")
-    page.wait_for_timeout(100)
+    drawn(page)
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_selector('.cell[data-channel="2047"]')
-    page.wait_for_timeout(100)
-    loaded = set(session.images("/channels/"))
+    loaded = requested_channel_files(session)
     assert first < len(loaded) < 2048 / 4
     assert page.locator(".cell").count() < 2048 / 8  # cells that scrolled away are gone
     session.screenshot("large")
