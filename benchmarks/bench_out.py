@@ -116,8 +116,9 @@ def breakdown(rounds: int) -> list[str]:
                      f"+ writing {write:.2f} us, overlap {100 * hidden:.0f}%")
     horizontal = per_plane["CHW out= horizontal pass"] / per_plane["CHW out= in cache"]
     lines.append(f"- so: where the arithmetic alone takes longer than writing the output, out= cannot come within "
-                 f"1.1x of the fill by hiding it; CHW's horizontal pass (a gather per output element, on an eighth "
-                 f"of the rows) is {100 * horizontal:.0f}% of its arithmetic")
+                 f"1.1x of the fill by hiding it; CHW's horizontal pass (whole vectors per pair of input pixels at "
+                 f"this factor, see fastinterp._coords.tap_period; on an eighth of the rows) is {100 * horizontal:.0f}% "
+                 f"of its arithmetic")
     return lines
 
 

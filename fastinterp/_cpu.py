@@ -201,9 +201,9 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, x_perio
     period_stop = period_start + count * period
     for r in range(rows.shape[0]):
         line, row = src[plane, first_row + r], rows[r]
-        _interpolate_gather(line, row, xs, 0, period_start)
         _interpolate_periodic(line, row, xs, period_start, period, count)
-        _interpolate_gather(line, row, xs, period_stop, blended_columns)
+        for start, stop in ((0, period_start), (period_stop, blended_columns)):  # (one compiled loop)
+            _interpolate_gather(line, row, xs, start, stop)
         for j in range(blended_columns, out_w):
             row[j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
     for i in range(row_start, row_stop):
