@@ -75,7 +75,8 @@ def test_cli_end_to_end_in_a_fresh_process(images, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "viz", images / "cat.png", "--model", "resnet18", "--weights", "none",
          "--input-size", "64", "--out", out],
-        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300,
+        # a hang guard: with numba's cache cold the child compiles first (83 s of CPU, 120 s at load 5-6)
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     target = out / "resnet18" / "cat" / "layer4"
