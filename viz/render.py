@@ -398,11 +398,12 @@ def _put_u32(out, position, value):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def _paeth_rows(image, first, rows, pixel_bytes):  # pragma: no cover - compiled
     """The PNG scanlines of rows ``first``.. of a (h, row bytes) uint8 image of ``pixel_bytes``
-    bytes a pixel (1: palette, 3: RGB), Paeth-filtered (row ``first - 1``, when there is one, is
+    bytes a pixel (1: palette, or 3: RGB), Paeth-filtered (row ``first - 1``, when there is one, is
     their upper neighbour), into (h - first, row bytes + 1) ``rows``.
 
-    Without branches in x and in 16-bit numbers, so that LLVM vectorises the loop (each output
-    byte depends on the image only): 2.5x faster than a loop that tests for the edges."""
+    Without branches in x and in 16-bit numbers (:func:`_paeth_row`), so that LLVM vectorises the
+    loop 16 bytes at a time (each output byte depends on the image only): 10x faster than a loop
+    that tests for the edges."""
     height, width = image.shape
     for y in range(first, height):
         line, current = rows[y - first], image[y]
@@ -416,14 +417,24 @@ def _paeth_rows(image, first, rows, pixel_bytes):  # pragma: no cover - compiled
         above = image[y - 1]
         for x in range(min(pixel_bytes, width)):  # no left neighbour: the guess is the upper one
             line[x + 1] = current[x] - above[x]
-        for x in range(pixel_bytes, width):
-            left, up, upper_left = np.int16(current[x - pixel_bytes]), np.int16(above[x]), np.int16(above[x - pixel_bytes])
-            up_step, left_step = np.int16(up - upper_left), np.int16(left - upper_left)
-            to_left, to_up = np.int16(abs(up_step)), np.int16(abs(left_step))
-            to_corner = np.int16(abs(np.int16(up_step + left_step)))
-            guess = up if to_up <= to_corner else upper_left
-            guess = left if (to_left <= to_up) & (to_left <= to_corner) else guess
-            line[x + 1] = np.uint8(current[x] - np.uint8(guess))
+        if pixel_bytes == 1:  # a constant step lets LLVM vectorise the loop (with a variable one it is 10x slower)
+            _paeth_row(current, above, line, 1)
+        else:
+            _paeth_row(current, above, line, 3)
+
+
+@njit(cache=True, nogil=True)
+def _paeth_row(current, above, line, pixel_bytes):  # pragma: no cover - compiled
+    """Bytes ``pixel_bytes``.. of a row below another, Paeth-filtered into ``line[1 + x]``; called
+    with a constant ``pixel_bytes``, which LLVM needs to vectorise the loop."""
+    for x in range(pixel_bytes, current.shape[0]):
+        left, up, upper_left = np.int16(current[x - pixel_bytes]), np.int16(above[x]), np.int16(above[x - pixel_bytes])
+        # distances as max - min and max(s, -s): abs() would widen the lanes to 64 bits (4x slower)
+        to_left, to_up = np.int16(max(up, upper_left) - min(up, upper_left)), np.int16(max(left, upper_left) - min(left, upper_left))
+        both = np.int16(left + up - upper_left - upper_left)
+        to_corner = np.int16(max(both, np.int16(-both)))
+        guess = left if (to_left <= to_up) & (to_left <= to_corner) else (up if to_up <= to_corner else upper_left)
+        line[x + 1] = np.uint8((current[x] - guess) & 0xFF)
 
 
 @njit(cache=True, nogil=True)
