@@ -7,9 +7,9 @@ its arguments' types, one per memory pattern:
 * planes (P, H, W), channels-first, separable: a task interpolates the input rows it needs
   horizontally into a small scratch buffer, then blends pairs of those rows vertically, so
   the inner loops run over contiguous memory and vectorise. Where the column taps are
-  periodic in whole or half vectors (an integer upscale by a multiple of 4 in float32, of 2
-  in float64: see :func:`fastinterp._coords.tap_period`), the horizontal pass reads each pair
-  of input pixels once and writes its output columns as vectors (:func:`_blend_vector_of`);
+  periodic in whole vectors (an integer upscale by a multiple of 8 in float32, of 4 in
+  float64: see :func:`fastinterp._coords.tap_period`), the horizontal pass reads each pair of
+  input pixels once and writes its output columns as whole vectors (:func:`_blend_vector`);
   elsewhere it gathers the taps of each output column;
 * pixels (N, H, W, C), channels-last: each output pixel blends four contiguous channel
   vectors; the inner loop runs over channels. With taps of type
@@ -39,7 +39,7 @@ from ._threads import get_num_threads, parallel_launch
 SERIAL_THRESHOLD = 1 << 16
 #: Target number of tasks per thread, so that uneven tasks still balance.
 TASKS_PER_THREAD = 8
-#: Bytes of one vector of :func:`_blend_vector_of` (an AVX2 register: 8 float32 or 4 float64 lanes;
+#: Bytes of one vector of :func:`_blend_vector` (an AVX2 register: 8 float32 or 4 float64 lanes;
 #: LLVM splits it into two where vectors are narrower, and it stays correct everywhere).
 VECTOR_BYTES = 32
 
@@ -121,77 +121,45 @@ def _lanes_impl(row):
     return lambda row: lanes
 
 
-def _blend_vector_of(vector_bytes: int):
-    """An intrinsic ``blend(row, start, left, right, w_left, w_right)``: ``row[start + k] = left *
-    w_left[start + k] + right * w_right[start + k]`` for the ``k`` of one vector of ``vector_bytes``,
-    as one vector load, multiply, add and store.
+@intrinsic
+def _blend_vector(typingctx, row, start, left, right, w_left, w_right):
+    """``row[start + k] = left * w_left[start + k] + right * w_right[start + k]`` for the
+    :func:`_lanes` ``k`` of one vector, as one vector load, multiply, add and store.
 
     A loop over 8 columns does not give this: numba's loop vectoriser takes 8 lanes times 4
     interleaved (32 columns) per step, so 8 columns run in its 4-lane tail behind runtime alias
     checks, and numba turns off the SLP vectoriser that would make one vector of 8 unrolled
     statements (NUMBA_SLP_VECTORIZE=0 by default).
     Each lane is the same IEEE multiply and add as the scalar loop, so the bits are the same.
-    The caller keeps the vector within all three arrays (nothing is checked here).
+    The caller keeps ``start + lanes`` within all three arrays (nothing is checked here).
     """
+    same = row.dtype == w_left.dtype == w_right.dtype == left == right
+    if not (same and isinstance(row.dtype, types.Float) and row.ndim == w_left.ndim == w_right.ndim == 1):
+        return None
+    lanes = VECTOR_BYTES * 8 // row.dtype.bitwidth
 
-    @intrinsic
-    def blend(typingctx, row, start, left, right, w_left, w_right):
-        same = row.dtype == w_left.dtype == w_right.dtype == left == right
-        if not (same and isinstance(row.dtype, types.Float) and row.ndim == w_left.ndim == w_right.ndim == 1):
-            return None
-        lanes = vector_bytes * 8 // row.dtype.bitwidth
+    def codegen(context, builder, signature, args):
+        row_value, start_value, left_value, right_value, w_left_value, w_right_value = args
+        element = context.get_data_type(row.dtype)
+        vector = ir.VectorType(element, lanes)
+        alignment = row.dtype.bitwidth // 8
 
-        def codegen(context, builder, signature, args):
-            row_value, start_value, left_value, right_value, w_left_value, w_right_value = args
-            vector = ir.VectorType(context.get_data_type(row.dtype), lanes)
-            alignment = row.dtype.bitwidth // 8
+        def vector_pointer(array_type, array_value):
+            data = context.make_array(array_type)(context, builder, array_value).data
+            return builder.bitcast(builder.gep(data, [start_value]), vector.as_pointer())
 
-            def vector_pointer(array_type, array_value):
-                data = context.make_array(array_type)(context, builder, array_value).data
-                return builder.bitcast(builder.gep(data, [start_value]), vector.as_pointer())
+        def splat(scalar):
+            undefined = ir.Constant(vector, ir.Undefined)
+            first = builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(first, undefined, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
-            def splat(scalar):
-                undefined = ir.Constant(vector, ir.Undefined)
-                first = builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0))
-                return builder.shuffle_vector(first, undefined, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+        weights_left = builder.load(vector_pointer(w_left, w_left_value), align=alignment)
+        weights_right = builder.load(vector_pointer(w_right, w_right_value), align=alignment)
+        blended = builder.fadd(builder.fmul(splat(left_value), weights_left), builder.fmul(splat(right_value), weights_right))
+        builder.store(blended, vector_pointer(row, row_value), align=alignment)
+        return context.get_dummy_value()
 
-            weights_left = builder.load(vector_pointer(w_left, w_left_value), align=alignment)
-            weights_right = builder.load(vector_pointer(w_right, w_right_value), align=alignment)
-            blended = builder.fadd(builder.fmul(splat(left_value), weights_left), builder.fmul(splat(right_value), weights_right))
-            builder.store(blended, vector_pointer(row, row_value), align=alignment)
-            return context.get_dummy_value()
-
-        return types.none(row, start, left, right, w_left, w_right), codegen
-
-    return blend
-
-
-def _interpolate_periodic_of(vector_bytes: int):
-    """``interpolate(line, row, xs, period_start, period, count)``: columns ``period_start + k *
-    period + q`` of ``row`` (``k < count``, ``q < period``, period a multiple of the lanes of a
-    vector of ``vector_bytes``) from inputs ``first + k`` and ``first + k + 1`` of ``line``, as
-    vectors: the same operations as :func:`_interpolate_gather`, without its gathers."""
-    blend = _blend_vector_of(vector_bytes)
-
-    @njit(inline="always")
-    def interpolate(line, row, xs, period_start, period, count):
-        if count == 0:
-            return
-        lanes, w_type = vector_bytes // row.itemsize, xs.w_first[0]
-        # A slice indexed from 0: numba's wraparound of a possibly negative index (first + k)
-        # would otherwise cost a select per read.
-        inputs = line[xs.first[period_start] : xs.first[period_start] + count + 1]
-        for k in range(count):
-            left, right = _as_weight_type(inputs[k], w_type), _as_weight_type(inputs[k + 1], w_type)
-            for j in range(period_start + k * period, period_start + (k + 1) * period, lanes):
-                blend(row, j, left, right, xs.w_first, xs.w_second)
-
-    return interpolate
-
-
-#: Periods of whole vectors (x8 in float32), and of half vectors (x4 in float32, x2 in float64).
-_interpolate_periodic = _interpolate_periodic_of(VECTOR_BYTES)
-_interpolate_periodic_half = _interpolate_periodic_of(VECTOR_BYTES // 2)
+    return types.none(row, start, left, right, w_left, w_right), codegen
 
 
 @njit(inline="always")
@@ -203,6 +171,23 @@ def _interpolate_gather(line, row, xs, start, stop):
         row[j] = left * w_left + right * w_right
 
 
+@njit(inline="always")
+def _interpolate_periodic(line, row, xs, period_start, period, count):
+    """Columns ``period_start + k * period + q`` of ``row`` (``k < count``, ``q < period``, period a
+    multiple of :func:`_lanes`) from inputs ``first + k`` and ``first + k + 1`` of ``line``, as
+    vectors: the same operations as :func:`_interpolate_gather`, without its gathers."""
+    if count == 0:
+        return
+    lanes, w_type = _lanes(row), xs.w_first[0]
+    # A slice indexed from 0: numba's wraparound of a possibly negative index (first + k)
+    # would otherwise cost a select per read.
+    inputs = line[xs.first[period_start] : xs.first[period_start] + count + 1]
+    for k in range(count):
+        left, right = _as_weight_type(inputs[k], w_type), _as_weight_type(inputs[k + 1], w_type)
+        for j in range(period_start + k * period, period_start + (k + 1) * period, lanes):
+            _blend_vector(row, j, left, right, xs.w_first, xs.w_second)
+
+
 @njit(cache=True)
 def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, x_period):
     out_h, out_w = out.shape[1], out.shape[2]
@@ -211,8 +196,7 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, x_perio
     rows = np.empty((ys.second[row_stop - 1] - first_row + 1, out_w), dtype=xs.w_first.dtype)
     blended_columns = _unclamped_count(xs)
     period_start, period, count = x_period
-    whole = period != 0 and period % _lanes(rows) == 0
-    if not (whole or (period != 0 and period % (_lanes(rows) // 2) == 0)):  # no period in vectors: gather all
+    if period == 0 or period % _lanes(rows) != 0:  # no period in whole vectors: gather all
         period_start, count = blended_columns, 0
     period_stop = period_start + count * period
     for r in range(rows.shape[0]):
@@ -220,10 +204,7 @@ def _plane_task(src, out, ys, xs, task, blocks_per_plane, rows_per_task, x_perio
         # From column 0, a constant: numba then drops the wraparound of a negative index, which
         # cost the gathers 18% on channels-last photos (flat rows) when the start was a variable.
         _interpolate_gather(line, row, xs, 0, period_start)
-        if whole:
-            _interpolate_periodic(line, row, xs, period_start, period, count)
-        else:
-            _interpolate_periodic_half(line, row, xs, period_start, period, count)
+        _interpolate_periodic(line, row, xs, period_start, period, count)
         _interpolate_gather(line, row, xs, period_stop, blended_columns)
         for j in range(blended_columns, out_w):
             row[j] = _as_weight_type(line[xs.first[j]], xs.w_first[j])
