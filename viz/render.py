@@ -944,7 +944,7 @@ def manifest_json(manifest: dict[str, Any]) -> str:
 
 def rounded(values: np.ndarray) -> list[float]:
     """Numbers for a manifest: each value to 7 significant digits (float32's precision)."""
-    return [float(f"{v:.7g}") for v in np.asarray(values, np.float64)]
+    return [float(f"{v:.7g}") for v in np.asarray(values, np.float64).tolist()]  # Python floats: 2x faster than numpy's
 
 
 def write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, progress: Callable[[int], None] | None) -> None:
