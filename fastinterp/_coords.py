@@ -127,29 +127,41 @@ NO_PERIOD = (0, 0, 0)
 
 @functools.lru_cache(maxsize=1024)
 def tap_period(in_size: int, out_size: int, align: str, dtype: np.dtype) -> tuple[int, int, int]:
-    """``(start, period, count)`` such that output ``start + k * period + q`` (``k < count``,
-    ``q < period``) blends inputs ``first[start] + k`` and ``first[start] + k + 1`` in
-    :func:`axis_taps`, or ``(0, 0, 0)``.
+    """:func:`period_of` the taps of :func:`axis_taps`, with the factor as period, for an integer
+    upscale (at least 2x); :data:`NO_PERIOD` otherwise.
 
     An integer upscale's taps repeat with the factor as period between its clamped or
     differently weighted edges (by 8 with ``align="center"``: outputs 8i + 4 to 8i + 11 read
-    inputs i and i + 1). The kernels then need no gathers there. Only the indices repeat: the
-    kernels keep reading each output's own weights, so that a factor whose weights are not exact
-    binary fractions gives the same bits as the tables. Checked on the tables themselves.
+    inputs i and i + 1). The kernels then need no gathers there.
     """
     if out_size % in_size or out_size < 2 * in_size:
         return NO_PERIOD
-    period = out_size // in_size
-    taps = axis_taps(in_size, out_size, align, dtype)
+    return period_of(axis_taps(in_size, out_size, align, dtype), out_size // in_size)
+
+
+def period_of(taps: AxisTaps, period: int) -> tuple[int, int, int]:
+    """``(start, period, count)`` such that output ``start + k * period + q`` (``k < count``,
+    ``q < period``) blends inputs ``taps.first[start] + k`` and ``taps.first[start] + k + 1``, or
+    :data:`NO_PERIOD`; checked on the tables themselves, so any taps may be given (a region's).
+
+    Only the indices repeat: the kernels keep reading each output's own weights, so that a
+    factor whose weights are not exact binary fractions gives the same bits as the tables.
+    """
     blended = int(np.count_nonzero(taps.first != taps.second))  # the clamped taps are a suffix
+    if blended == 0:
+        return NO_PERIOD
     later = np.flatnonzero(taps.first[:blended] != taps.first[0])
     # The run of the first input is the period before the second input's first column (or
-    # before the clamped columns, for a one-pixel run).
-    start = max(0, (int(later[0]) if later.size else blended) - period)
+    # before the clamped columns, for a one-pixel run); where that column comes sooner, the
+    # first run is cut short (a region's left edge) and is left to the gathers.
+    second_run = int(later[0]) if later.size else blended
+    start = second_run - period if second_run >= period else second_run
     count = (blended - start) // period
+    if count == 0:
+        return NO_PERIOD
     columns = np.arange(start, start + count * period)
     expected = taps.first[start] + (columns - start) // period
-    if count == 0 or not (np.array_equal(taps.first[columns], expected) and np.array_equal(taps.second[columns], expected + 1)):
+    if not (np.array_equal(taps.first[columns], expected) and np.array_equal(taps.second[columns], expected + 1)):
         return NO_PERIOD
     return (start, period, count)
 

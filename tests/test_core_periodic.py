@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import fastinterp
 from fastinterp import _cpu
-from fastinterp._coords import NO_PERIOD, axis_taps, tap_period
+from fastinterp._coords import NO_PERIOD, AxisTaps, axis_taps, period_of, tap_period
 from fastinterp._plan import make_plan
 from sampling import sample
 from test_fixed_factor import DTYPES, assert_same_bits, with_specials
@@ -47,6 +47,28 @@ def test_a_period_describes_the_tap_tables(in_size, factor, extra, align, dtype)
     columns = np.arange(start, start + count * period)
     first = taps.first[start] + (columns - start) // period
     assert np.array_equal(taps.first[columns], first) and np.array_equal(taps.second[columns], first + 1)
+
+
+def assert_describes(taps: AxisTaps, found: tuple[int, int, int]) -> None:
+    start, period, count = found
+    columns = np.arange(start, start + count * period)
+    first = taps.first[start] + (columns - start) // period
+    assert np.array_equal(taps.first[columns], first) and np.array_equal(taps.second[columns], first + 1)
+
+
+@given(region_start=st.integers(0, 191), width=st.integers(1, 192))
+def test_a_region_of_the_columns_has_the_period_of_its_full_runs(region_start, width):
+    """A region's taps (as fastinterp.dask slices them) start and end anywhere in a run: the
+    period covers whole runs only, and every whole run of the region."""
+    taps = axis_taps(24, 192, "center", F32)
+    region = AxisTaps(*(array[region_start : region_start + width] for array in taps))
+    start, period, count = period_of(region, 8)
+    if period:
+        assert period == 8
+        assert_describes(region, (start, period, count))
+    # Runs i (columns 8i + 4 .. 8i + 11, inputs i and i + 1) wholly inside the region.
+    whole_runs = sum(1 for i in range(23) if region_start <= 8 * i + 4 and 8 * i + 12 <= region_start + width)
+    assert count >= whole_runs
 
 
 def test_the_headline_upscale_is_periodic():
