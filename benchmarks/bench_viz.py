@@ -26,9 +26,14 @@
     Target: CLI total <= 1.3x that floor. Each process's CPU seconds are printed too: on a
     shared machine they say more than wall times about the work added to the forward passes.
 
+(e) ``--stages``: the CPU milliseconds of each stage of one warm ``render_layer`` of (a) (upsampling,
+    quantising into the page's tiles, encoding the page, the sum/mean/max maps, the sheet, the
+    overlay, the manifest's numbers), each run alone, and of the whole call with its writer threads: where
+    the rendering beside the forward passes of (d) goes.
+
 ``python -m benchmarks.bench_viz [--rounds N] [--scratch DIR] [--json PATH] [--families] [--folder
-[--images N]]`` from the repository root prints the numbers (wall and CPU seconds, machine load)
-and whether each target is met; with ``--families`` or ``--folder`` only those parts run.
+[--images N]] [--stages]`` from the repository root prints the numbers (wall and CPU seconds, machine
+load) and whether each target is met; with ``--families``, ``--folder`` or ``--stages`` only those parts run.
 Everything is written under ``--scratch`` (default ``viz-out/``, where the CLI writes too): the
 file system matters (creating a file costs 0.04-1.3 ms of system CPU on the machine of the
 measurements), which is why channels are tiles of one page, not 2048 files.
@@ -186,6 +191,68 @@ def bench_families(scratch: Path) -> dict[str, Any]:
     return results
 
 
+def bench_stages(scratch: Path, repeats: int = 5) -> dict[str, float]:
+    """(e): CPU seconds of each stage of one warm ``render_layer`` of ResNet-50 layer4 at 8x, each
+    stage run alone (best of ``repeats``), and of the whole call (all its threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from viz import render
+
+    features, image = layer4_features()
+    options = render.RenderOptions()
+    size = options.output_size(features.shape[1:], image.shape[:2])
+    lut = render.colormap_lut(options.cmap)
+    budget = render.channels_per_chunk(size, options.chunk_mb)
+    atlas = render.Atlas.plan("channels", len(features), size, options.page_pixels, budget)
+    step = max(1, budget // atlas.columns) * atlas.columns
+    chunks = [(start, min(start + step, len(features))) for start in range(0, len(features), step)]
+    buffer = np.empty((step, *size), np.float32)
+    pages = np.zeros((-(-len(features) // atlas.columns), size[0], atlas.columns, size[1]), np.uint8)
+    max_map = np.full(size, -np.inf, np.float32)
+    ranked = render.ChannelStats.of(features).top(options.rank_by, options.top_k)
+    sum_map = render.upsample(features.sum(axis=0, dtype=np.float64), size)
+    page = pages.reshape(-1, atlas.columns * size[1])
+    band_rows = size[0] * max(1, render.BAND_PIXELS // (atlas.columns * size[0] * size[1]))
+
+    def quantize() -> None:
+        for start, end in chunks:
+            up = render.upsample(features[start:end], size, None, buffer[: end - start])
+            lo, hi = np.empty(end - start, np.float32), np.empty(end - start, np.float32)
+            render.quantize_planes(up, lo, hi, max_map, own_range=True, out=pages[start // atlas.columns :])
+
+    stages = {
+        "upsample": lambda: [render.upsample(features[a:b], size, None, buffer[: b - a]) for a, b in chunks],
+        "upsample + quantize": quantize,
+        "encode the page": lambda: [render.idat_band(page[max(0, top - 1) : top + band_rows], int(top > 0), zlib_header=top == 0)
+                                    for top in range(0, len(page), band_rows)],
+        "sum/mean/max": lambda: render._write_summaries(features, max_map, size, scratch, options, lut),
+        "sheet": lambda: render._write_sheet(features[ranked], ranked, len(features), size, scratch / "sheet.png", options, {}),
+        "overlay": lambda: render.overlay(image, sum_map, lut, options.alpha),
+        "manifest numbers": lambda: [render.rounded(features.mean(axis=(1, 2))) for _ in range(6)],
+    }
+    results = {}
+    for name, stage in stages.items():
+        stage()
+        times = []
+        for _ in range(repeats):
+            before = time.process_time()  # with fastinterp's worker threads; nothing else runs meanwhile
+            stage()
+            times.append(time.process_time() - before)
+        results[name] = min(times)
+    whole = []
+    for index in range(repeats + 1):
+        target = scratch / f"stages-{index}"
+        target.mkdir()
+        before = os.times()
+        render.render_layer(features, target, options, image=image, context={"model": "resnet50", "layer": "layer4"})
+        after = os.times()
+        whole.append(after.user - before.user + after.system - before.system)
+    results["render_layer (all threads)"] = min(whole[1:])
+    return results
+
+
 def _timed(command: list[str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, all threads) of a process."""
     wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -239,9 +306,10 @@ def main() -> int:
     parser.add_argument("--families", action="store_true", help="only (c): every model family with default options")
     parser.add_argument("--folder", action="store_true", help="only (d): a folder of --images images, batched vs one at a time")
     parser.add_argument("--images", type=int, default=32, help="images of (d) (default: %(default)s)")
+    parser.add_argument("--stages", action="store_true", help="only (e): CPU of each stage of a warm layer4 render")
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
-    if args.families or args.folder:
+    if args.families or args.folder or args.stages:
         return _parts(args)
     with tempfile.TemporaryDirectory(prefix="bench-viz-", dir=args.scratch) as scratch_dir:
         scratch = Path(scratch_dir)
@@ -281,6 +349,8 @@ def _parts(args: argparse.Namespace) -> int:
             results["families"] = bench_families(scratch)
         if args.folder:
             results["folder"] = bench_folder(scratch, args.images)
+        if args.stages:
+            results["stages"] = bench_stages(scratch)
         results["load_after"] = os.getloadavg()
     print(f"cpus {results['cpus']}; load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f}")
     failed = False
@@ -297,6 +367,8 @@ def _parts(args: argparse.Namespace) -> int:
         cpu = folder["cpu_s"]
         print(f"    CPU seconds (user + system): floor {cpu['floor']:.1f}, CLI --batch-size {FOLDER_BATCH} {cpu['batched']:.1f}, "
               f"one at a time {cpu['one_at_a_time']:.1f}; channel pages {folder['channel_bytes_per_channel'] / 1000:.2f} kB per channel")
+    for name, seconds in results.get("stages", {}).items():
+        print(f"(e) {name:<28} {seconds * 1000:6.1f} ms of CPU")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 1 if failed else 0

@@ -672,6 +672,11 @@ def rgb_png(image: np.ndarray) -> memoryview:
     return _png_files_of(image.reshape(1, height, width * 3), 3, png_head(height, width, None))[0]
 
 
+def write_rgb(path: Path, image: np.ndarray) -> None:
+    """Write an (h, w, 3) uint8 image as an RGB PNG (:func:`rgb_png`)."""
+    _write_file(path, rgb_png(image))
+
+
 def _png_files_of(images: np.ndarray, pixel_bytes: int, head: bytes) -> list[memoryview]:
     """(n, h, row bytes) uint8 images as n PNG files that start with ``head`` (:func:`_png_files`)."""
     count, height, row_bytes = images.shape
@@ -894,7 +899,7 @@ def save_figure(path: Path, title: str, groups: Sequence[PanelGroup]) -> None:
         for label_x, label_y, text in panel.labels if panel is not None else ():
             draw.text((left + label_x * zoom, top + label_y * zoom), text, fill="white", font=label_font,
                       stroke_width=1, stroke_fill="black")
-    _write_file(path, rgb_png(np.asarray(canvas)))
+    write_rgb(path, np.asarray(canvas))
 
 
 def mosaic(maps: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
@@ -1362,7 +1367,7 @@ def render_layer(
         files = [*writer.files, *(info["file"] for info in summary_info.values()), "sheet.png"]
         overlay_info = None
         if image is not None:
-            _write_file(target / "overlay.png", rgb_png(overlay(image, sum_map, lut, options.alpha)))
+            write_rgb(target / "overlay.png", overlay(image, sum_map, lut, options.alpha))
             overlay_info = {"file": "overlay.png", "of": "sum", "alpha": options.alpha, "size": list(image.shape[:2])}
             files.append("overlay.png")
         files += [*extra_files, "manifest.json"]
