@@ -89,6 +89,16 @@ def test_bit_identical_to_the_in_memory_resize(request):
     check_against_memory(request)
 
 
+@pytest.mark.parametrize("factor", [8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_periodic_upscales_are_bit_identical_to_the_in_memory_resize(factor, dtype):
+    """Channels-first integer upscales whose column taps repeat in whole vectors: the in-memory
+    planes body blends them without gathers (``_coords.period_of``); each block's region too,
+    with chunks that cut the columns anywhere."""
+    check_against_memory(dict(shape=(3, 7, 13), chunks=((2, 1), (4, 3), (5, 1, 7)), dtype=dtype, channels_first=True,
+                              options=dict(w_rate=factor, h_rate=2), seed=factor))
+
+
 @st.composite
 def antialias_requests(draw: st.DrawFn) -> dict:
     """Requests with ``antialias=True``: downscales by up to 1/7 on one axis or both (the other
