@@ -15,6 +15,7 @@ was interrupted never moves its output into place.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -24,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Iterator
 
 from .errors import VizError
 from .paths import inside
@@ -37,18 +39,30 @@ OWNER_LOCK = ".owner.lock"
 
 #: The exception of the signal that interrupted this run (KeyboardInterrupt, viz.cli.Terminated), if any.
 _interruption: type[BaseException] | None = None
-#: Whether the output is being moved into place: a signal then waits for the last move (half of
-#: the jobs in place would break the all-or-nothing promise).
-_committing = False
+#: Whether the output is being moved into place or the staging cleaned up: a signal then waits
+#: for the end of that work (half of the jobs in place would break the all-or-nothing promise; a
+#: cleanup cut short by a second Ctrl-C would leave the staging directory in the output).
+_deferring = False
 
 
 def interrupt(exception: type[BaseException]) -> None:
     """A signal handler's work: record ``exception`` and raise it, at once, or right after a
-    commit that is under way."""
+    commit or cleanup that is under way."""
     global _interruption
     _interruption = exception
-    if not _committing:
+    if not _deferring:
         raise exception
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Within the block, :func:`interrupt` only records its signal (a checkpoint raises it after)."""
+    global _deferring
+    _deferring = True
+    try:
+        yield
+    finally:
+        _deferring = False
 
 
 def check_interrupted() -> None:
@@ -199,23 +213,21 @@ class OutputStaging:
             if exc_type is None:
                 self._commit()
         finally:
-            if self._staging is not None:
-                shutil.rmtree(self._staging, ignore_errors=True)
-            if self._lock is not None:
-                os.close(self._lock)
-                self._lock = None
-            if exc_type is not None:
-                self._remove_created_dirs()
+            with _signals_deferred():
+                if self._staging is not None:
+                    shutil.rmtree(self._staging, ignore_errors=True)
+                if self._lock is not None:
+                    os.close(self._lock)
+                    self._lock = None
+                if exc_type is not None:
+                    self._remove_created_dirs()
+        check_interrupted()  # a signal during the cleanup of a committed run: the run still stops
 
     def _commit(self) -> None:
-        global _committing
         assert self._staging is not None
         check_interrupted()
-        _committing = True
-        try:
+        with _signals_deferred():
             self._move_into_place()
-        finally:
-            _committing = False
         check_interrupted()  # a signal during the moves: the output is complete, the run still stops
 
     def _move_into_place(self) -> None:

@@ -1,0 +1,55 @@
+"""Review of the viz CLI's signal handling (issue 14 hardening): signals delivered at exact
+moments of a real run's output staging, in a child process, by a real ``signal.raise_signal``
+from an audit hook (the moment a file system call starts), so no timing decides the outcome."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A child that stages one job under the CLI's signal handlers, is interrupted while the job is
+#: staged, and gets a second signal as the cleanup starts removing files (a user pressing
+#: Ctrl-C twice, or a supervisor following SIGINT with SIGTERM). argv: out dir, first, second.
+SECOND_SIGNAL_DURING_CLEANUP = textwrap.dedent(
+    """
+    import signal, sys
+    from pathlib import Path
+    from viz import cli, staging
+
+    out, first, second = Path(sys.argv[1]), signal.Signals[sys.argv[2]], signal.Signals[sys.argv[3]]
+    armed = False
+
+    def second_signal_at_first_removal(event, args):
+        global armed
+        if armed and event in ("os.remove", "os.rmdir"):
+            armed = False
+            signal.raise_signal(second)
+
+    sys.addaudithook(second_signal_at_first_removal)
+    try:
+        with cli._signals_as_exceptions():
+            with staging.OutputStaging(out) as run:
+                (run.claim("job") / "channel.png").write_bytes(b"half written")
+                armed = True
+                signal.raise_signal(first)
+    except (KeyboardInterrupt, cli.Terminated) as exc:
+        print(type(exc).__name__)
+    """
+)
+
+
+@pytest.mark.parametrize("first, second", [("SIGINT", "SIGINT"), ("SIGTERM", "SIGINT"), ("SIGINT", "SIGTERM")])
+def test_a_second_signal_during_the_cleanup_still_leaves_nothing_in_out(tmp_path, first, second):
+    """Ctrl-C at any moment leaves nothing in --out: also a second one while the first one's
+    cleanup is removing the staged files (it used to raise there and leave the staging dir)."""
+    out = tmp_path / "made" / "out"  # created by the run, so removed by its cleanup
+    child = subprocess.run([sys.executable, "-c", SECOND_SIGNAL_DURING_CLEANUP, str(out), first, second],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() in ("KeyboardInterrupt", "Terminated")
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [], left
