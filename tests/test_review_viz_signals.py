@@ -53,3 +53,39 @@ def test_a_second_signal_during_the_cleanup_still_leaves_nothing_in_out(tmp_path
     assert child.stdout.strip() in ("KeyboardInterrupt", "Terminated")
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert left == [], left
+
+
+#: A child that records a signal whose exception Python swallows (raised inside ``__del__``)
+#: after the run's last checkpoint (the commit), inside the CLI's signal block. argv: signal.
+SWALLOWED_AFTER_THE_LAST_CHECKPOINT = textwrap.dedent(
+    """
+    import signal, sys
+    from viz import cli
+
+    signum = signal.Signals[sys.argv[1]]
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signum)
+
+    try:
+        with cli._signals_as_exceptions():
+            SignalsWhenCollected()  # its exception is 'ignored': Python goes on
+        print("finished")
+    except (KeyboardInterrupt, cli.Terminated) as exc:
+        print(type(exc).__name__)
+    print(signal.getsignal(signum) is (signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL))
+    """
+)
+
+
+@pytest.mark.parametrize("signum, exception", [("SIGINT", "KeyboardInterrupt"), ("SIGTERM", "Terminated")])
+def test_a_swallowed_signal_after_the_last_checkpoint_still_stops_the_run(signum, exception):
+    """The end of the block is the run's last checkpoint: a signal Python swallowed after the
+    commit (a ``__del__`` while the summary prints) still exits 130/143, not 0; the previous
+    handler is back and nothing is reported on stderr."""
+    child = subprocess.run([sys.executable, "-c", SWALLOWED_AFTER_THE_LAST_CHECKPOINT, signum],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == [exception, "True"]
+    assert child.stderr == ""

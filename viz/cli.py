@@ -447,7 +447,7 @@ class _signals_as_exceptions:
     """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated` in the
     main thread, and each is recorded for the run's checkpoints (:func:`viz.staging.interrupt`),
     which raise it again where Python swallowed it (its "Exception ignored" report is not
-    printed). A signal ignored when the process started stays ignored, as Python leaves it (a
+    printed); the end of the block is the last of them. A signal ignored when the process started stays ignored, as Python leaves it (a
     shell starts its background jobs, ``cmd &``, with SIGINT ignored), and one handled outside
     Python is left alone. The previous handlers come back after the block."""
 
@@ -469,8 +469,12 @@ class _signals_as_exceptions:
         if unraisable.exc_type not in SIGNAL_EXCEPTIONS.values():  # ours is raised again at a checkpoint
             self._unraisable(unraisable)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         sys.unraisablehook = self._unraisable
-        staging.forget_interruption()
+        try:
+            if exc_type is None:  # the last checkpoint: a signal swallowed after the commit still stops the run
+                staging.check_interrupted()
+        finally:
+            staging.forget_interruption()
