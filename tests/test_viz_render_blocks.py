@@ -140,3 +140,21 @@ def test_overlay_equals_numpys_float32_blend(alpha):
     colours = lut[palette_indices(resized, resized.min(), resized.max())].astype(np.float32)
     expected = np.clip(np.rint((1.0 - alpha) * image.astype(np.float32) + alpha * colours), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(overlay(image, summary, lut, alpha), expected)
+
+
+@pytest.mark.parametrize("lo, hi", [(-1.0, 2.0), (0.5, 0.5), (2.0, -1.0), (float("nan"), 1.0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coloured_panels_equal_the_numpy_colours_with_nan_as_background(lo, hi, dtype):
+    """Figure panels (sheets, compare panels): each value's colour as palette_indices gives it, NaN
+    gaps as the background; flat, inverted and NaN ranges included."""
+    from viz.render import BACKGROUND, _coloured
+
+    image = np.random.default_rng(3).uniform(-2, 3, (9, 11)).astype(dtype)
+    image[2, :4] = np.nan
+    lut = colormap_lut("viridis")
+    missing = np.isnan(image)
+    with np.errstate(invalid="ignore"):
+        expected = lut[palette_indices(np.where(missing, lo, image).astype(np.float32), lo, hi)]
+    expected[missing] = BACKGROUND
+    np.testing.assert_array_equal(np.asarray(_coloured(image, lut, lo, hi, 1)), expected)
+    np.testing.assert_array_equal(np.asarray(_coloured(image, lut, lo, hi, 3)), expected.repeat(3, axis=0).repeat(3, axis=1))

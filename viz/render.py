@@ -727,7 +727,9 @@ def warm_up_in_background() -> threading.Thread:
         indices = quantize_planes(upsampled, np.empty(2, np.float32), np.empty(2, np.float32), upsampled[0].copy(), own_range=True)
         palette_pngs(indices, bytes(3 * LUT_SIZE))
         idat_band(indices[0], 0, zlib_header=True)
-        rgb_png(overlay(np.zeros((2, 2, 3), np.uint8), upsampled[0], np.zeros((LUT_SIZE, 3), np.uint8), 0.5))
+        lut = np.zeros((LUT_SIZE, 3), np.uint8)
+        rgb_png(overlay(np.zeros((2, 2, 3), np.uint8), upsampled[0], lut, 0.5))
+        _coloured(upsampled[0], lut, 0.0, 1.0, 1)
 
     thread = threading.Thread(target=load, name="fastinterp-warm-up", daemon=True)
     thread.start()
@@ -828,12 +830,26 @@ def _coloured(image: np.ndarray, lut: np.ndarray, lo: float, hi: float, zoom: in
     """An RGB ``PIL.Image`` of a 2-D map on lo..hi (NaN as background), enlarged ``zoom`` times."""
     from PIL import Image
 
-    missing = np.isnan(image)
-    rgb = lut[palette_indices(np.where(missing, lo, image).astype(np.float32), lo, hi)]
-    rgb[missing] = BACKGROUND
-    return Image.fromarray(np.ascontiguousarray(rgb)).resize(
-        (image.shape[1] * zoom, image.shape[0] * zoom), resample=Image.Resampling.NEAREST
-    )
+    low = np.float32(lo)
+    span = np.float32(hi) - low
+    rgb = np.empty((*image.shape, 3), np.uint8)
+    _colour_rows(np.ascontiguousarray(image, np.float32), low, span if span > 0 else np.float32(np.inf), lut,
+                 np.array(BACKGROUND, np.uint8), rgb)
+    drawn = Image.fromarray(rgb)
+    return drawn.resize((image.shape[1] * zoom, image.shape[0] * zoom), resample=Image.Resampling.NEAREST) if zoom > 1 else drawn
+
+
+@njit(cache=True, nogil=True)
+def _colour_rows(image, low, span, lut, background, out):  # pragma: no cover - compiled
+    """``out`` (h, w, 3): the colour of each value of the (h, w) float32 ``image`` as
+    :func:`palette_indices` gives it (:func:`_quantize_row`), ``background`` where it is NaN."""
+    indices = np.empty(image.shape[1], np.uint8)
+    for y in range(image.shape[0]):
+        _quantize_row(image[y], low, span, indices)
+        for x in range(image.shape[1]):
+            colour = background if image[y, x] != image[y, x] else lut[indices[x]]
+            for channel in range(3):
+                out[y, x, channel] = colour[channel]
 
 
 def _colorbar(lut: np.ndarray, lo: float, hi: float, height: int, label: str) -> Any:
