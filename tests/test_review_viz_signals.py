@@ -89,3 +89,46 @@ def test_a_swallowed_signal_after_the_last_checkpoint_still_stops_the_run(signum
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [exception, "True"]
     assert child.stderr == ""
+
+
+#: A child whose main thread runs under the CLI's signal block and records a swallowed SIGINT
+#: while another thread runs the block too (``viz.cli.main`` called from a worker thread).
+A_THREAD_RUNS_THE_BLOCK_MEANWHILE = textwrap.dedent(
+    """
+    import signal, threading
+    from viz import cli, staging
+
+    class SignalsWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    def other_run():
+        try:
+            with cli._signals_as_exceptions():
+                pass
+            print("thread finished")
+        except BaseException as exc:
+            print("thread", type(exc).__name__)
+
+    try:
+        with cli._signals_as_exceptions():
+            SignalsWhenCollected()  # recorded, its exception swallowed
+            worker = threading.Thread(target=other_run)
+            worker.start()
+            worker.join()
+            staging.check_interrupted()  # the main run's next checkpoint
+            print("main finished")
+    except KeyboardInterrupt:
+        print("main KeyboardInterrupt")
+    """
+)
+
+
+def test_a_run_in_another_thread_neither_forgets_nor_takes_the_main_runs_signal():
+    """The block in a non-main thread installs no handler, so it must leave the main thread's
+    recorded signal alone: it used to forget it (the interrupted main run went on and committed),
+    and with the block's end as a checkpoint it would have raised it in the wrong run."""
+    child = subprocess.run([sys.executable, "-c", A_THREAD_RUNS_THE_BLOCK_MEANWHILE],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.splitlines() == ["thread finished", "main KeyboardInterrupt"]

@@ -447,14 +447,18 @@ class _signals_as_exceptions:
     """Within the block, SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated` in the
     main thread, and each is recorded for the run's checkpoints (:func:`viz.staging.interrupt`),
     which raise it again where Python swallowed it (its "Exception ignored" report is not
-    printed); the end of the block is the last of them. A signal ignored when the process started stays ignored, as Python leaves it (a
-    shell starts its background jobs, ``cmd &``, with SIGINT ignored), and one handled outside
-    Python is left alone. The previous handlers come back after the block."""
+    printed); the end of the block is the last of them. A signal ignored when the process
+    started stays ignored, as Python leaves it (a shell starts its background jobs, ``cmd &``,
+    with SIGINT ignored), and one handled outside Python is left alone. The previous handlers
+    come back after the block. In another thread the block does nothing."""
 
     def __enter__(self) -> None:
-        staging.forget_interruption()
+        # Signal handlers live in the main thread only; a run in another thread leaves alone the
+        # signal recorded for the main thread's run (the interruption is one per process).
+        self._main = threading.current_thread() is threading.main_thread()
         self._previous = {}
-        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+        if self._main:
+            staging.forget_interruption()
             self._previous = {signum: signal.signal(signum, self._interrupt)
                               for signum in SIGNAL_EXCEPTIONS if signal.getsignal(signum) not in (signal.SIG_IGN, None)}
         self._unraisable = sys.unraisablehook
@@ -472,7 +476,10 @@ class _signals_as_exceptions:
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
-        sys.unraisablehook = self._unraisable
+        if self._previous:
+            sys.unraisablehook = self._unraisable
+        if not self._main:
+            return
         try:
             if exc_type is None:  # the last checkpoint: a signal swallowed after the commit still stops the run
                 staging.check_interrupted()
