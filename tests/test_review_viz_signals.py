@@ -132,3 +132,49 @@ def test_a_run_in_another_thread_neither_forgets_nor_takes_the_main_runs_signal(
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert child.stdout.splitlines() == ["thread finished", "main KeyboardInterrupt"]
+
+
+#: A child whose run is interrupted while it enters the output staging: at the ``nth`` start of
+#: a file system call ``event`` (creating --out's folders, the staging dir, its lock, the search
+#: for stale staging dirs). argv: out dir, event, nth.
+SIGNAL_WHILE_ENTERING = textwrap.dedent(
+    """
+    import signal, sys
+    from pathlib import Path
+    from viz import cli, staging
+
+    out, event, left = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    armed = False
+
+    def signal_at_the_event(name, args):
+        global armed, left
+        if armed and name == event:
+            left -= 1
+            if left == 0:
+                armed = False
+                signal.raise_signal(signal.SIGINT)
+
+    sys.addaudithook(signal_at_the_event)
+    try:
+        with cli._signals_as_exceptions():
+            armed = True
+            with staging.OutputStaging(out) as run:
+                print("entered")
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt")
+    """
+)
+
+
+@pytest.mark.parametrize("event, nth", [("os.mkdir", 2), ("tempfile.mkdtemp", 1), ("fcntl.flock", 1), ("os.scandir", 1)])
+def test_a_signal_while_the_staging_is_entered_leaves_nothing(tmp_path, event, nth):
+    """Ctrl-C at any moment leaves nothing in --out: also while the run creates --out's folders,
+    its staging dir and lock (it used to leave a staging dir without a lock, which no later run
+    removes as stale, and the folders it had created)."""
+    out = tmp_path / "made" / "out"
+    child = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_ENTERING, str(out), event, str(nth)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["KeyboardInterrupt"]
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [], left

@@ -161,16 +161,25 @@ class OutputStaging:
         self.removed_stale: list[Path] = []
 
     def __enter__(self) -> OutputStaging:
-        self._create_out_dir()
+        # A signal waits while the folders, the staging dir and its lock are made and stale ones
+        # removed, then has them removed again: cut short, they would stay (a staging dir
+        # without its lock, or a stale one that lost its lock, is never taken for stale).
+        with _signals_deferred():
+            self._create_out_dir()
+            try:
+                self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+                self._lock = _lock_staging_dir(self._staging)
+            except OSError as exc:
+                if self._staging is not None:
+                    shutil.rmtree(self._staging, ignore_errors=True)
+                self._remove_created_dirs()
+                raise VizError(f"cannot write to output directory {self.out_dir}: {exc.strerror or exc}") from None
+            self.removed_stale = remove_stale_staging_dirs(self.out_dir)
         try:
-            self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
-            self._lock = _lock_staging_dir(self._staging)
-        except OSError as exc:
-            if self._staging is not None:
-                shutil.rmtree(self._staging, ignore_errors=True)
-            self._remove_created_dirs()
-            raise VizError(f"cannot write to output directory {self.out_dir}: {exc.strerror or exc}") from None
-        self.removed_stale = remove_stale_staging_dirs(self.out_dir)
+            check_interrupted()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def _create_out_dir(self) -> None:
