@@ -194,8 +194,6 @@ def bench_families(scratch: Path) -> dict[str, Any]:
 def bench_stages(scratch: Path, repeats: int = 5) -> dict[str, float]:
     """(e): CPU seconds of each stage of one warm ``render_layer`` of ResNet-50 layer4 at 8x, each
     stage run alone (best of ``repeats``), and of the whole call (all its threads)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import numpy as np
 
     from viz import render
