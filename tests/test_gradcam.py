@@ -14,7 +14,7 @@ from torch import nn
 import fastinterp
 from viz.errors import VizError
 from viz.gradcam import GRADCAM_OVERLAY, gradcam, layer_maps, write_gradcam
-from viz.render import RenderOptions, colormap_lut, palette_indices
+from viz.render import RenderOptions, colormap_lut, overlay, palette_indices
 
 
 class TinyCnn(nn.Module):
@@ -212,7 +212,9 @@ def test_write_gradcam_files_and_manifest_entry(cnn, tmp_path):
     expected = palette_indices(upsampled, upsampled.min(), upsampled.max())
     np.testing.assert_array_equal(np.asarray(written), expected)
     assert written.getpalette()[:6] == colormap_lut("magma")[:2].ravel().tolist()
-    assert Image.open(tmp_path / GRADCAM_OVERLAY).size == (32, 32)
+    with Image.open(tmp_path / GRADCAM_OVERLAY) as written_overlay:
+        assert written_overlay.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(written_overlay), overlay(picture, cam, colormap_lut("magma"), options.alpha))
 
 
 def test_write_gradcam_refuses_a_batch(tmp_path):

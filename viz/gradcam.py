@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import VizError
 from .layers import eval_mode, resolve_layer
-from .render import PNG_COMPRESS_LEVEL, RenderOptions, colormap_lut, overlay, upsample, write_map
+from .render import RenderOptions, colormap_lut, overlay, upsample, write_map, write_rgb
 from .tokens import MapReader
 
 #: Files :func:`write_gradcam` adds to a layer's folder (the map takes the channel images' format).
@@ -218,8 +218,6 @@ def write_gradcam(
         "overlay": None,
     }
     if image is not None:
-        from PIL import Image
-
-        Image.fromarray(overlay(image, cam, lut, options.alpha)).save(target / GRADCAM_OVERLAY, compress_level=PNG_COMPRESS_LEVEL)
+        write_rgb(target / GRADCAM_OVERLAY, overlay(image, cam, lut, options.alpha))
         entry["overlay"] = GRADCAM_OVERLAY
     return entry
