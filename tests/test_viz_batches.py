@@ -40,6 +40,24 @@ def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 8, 9, 16, 32, 33])
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_batches_are_whole_then_the_last_one_halved(count, batch_size):
+    """Every image once, in order, at most ``batch_size`` at a time; the images of the last
+    batch in halving batches, ending with one image (the rendering left after the last forward pass)."""
+    from viz.api import batch_sizes
+
+    sizes = batch_sizes(count, batch_size)
+    assert sum(sizes) == count and all(1 <= size <= batch_size for size in sizes)
+    full = max(0, (count - 1) // batch_size)
+    assert sizes[:full] == [batch_size] * full
+    left = count - full * batch_size
+    for size in sizes[full:-1]:
+        assert size == (left + 1) // 2  # half of what is left (rounded up), not cut to ones
+        left -= size
+    assert sizes[-1:] == ([1] if count else []) and left == (1 if count else 0)
+
+
 def test_batches_write_the_bytes_of_one_image_at_a_time(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "in").mkdir()

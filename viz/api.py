@@ -292,15 +292,30 @@ def _alike(plan: _Plan, preprocess: Preprocess, index: int) -> int:
     return len(plan.paths) - index if preprocess.input_size else 1
 
 
+def batch_sizes(count: int, batch_size: int) -> list[int]:
+    """Sizes of the batches of ``count`` images, at most ``batch_size`` each: whole batches, then
+    the last batch's images halved again and again (8 -> 4, 2, 1, 1). Each batch is rendered
+    while the next one runs through the model, so only the last batch's rendering is left
+    after the last forward pass: a last batch of one image leaves the least."""
+    sizes = [batch_size] * ((count - 1) // batch_size) if count else []
+    left = count - sum(sizes)
+    while left > 1:
+        sizes.append((left + 1) // 2)
+        left -= sizes[-1]
+    return sizes + [left] * left
+
+
 def _batches(plan: _Plan, preprocess: Preprocess, device: str, batch_size: int, dtype: Any) -> Iterator[tuple[int, Any]]:
-    """(index of the first image, (n, 3, H, W) batch) in order; images of a size that is not
-    fixed by the preprocessing go one at a time (they cannot be stacked)."""
+    """(index of the first image, (n, 3, H, W) batch) in order (sizes: :func:`batch_sizes`);
+    images of a size that is not fixed by the preprocessing go one at a time (they cannot be
+    stacked)."""
     import torch
 
-    step = batch_size if preprocess.input_size else 1
-    for first in range(0, len(plan.paths), step):
-        tensors = [preprocess(load_image(path)) for path in plan.paths[first : first + step]]
+    first = 0
+    for size in batch_sizes(len(plan.paths), batch_size if preprocess.input_size else 1):
+        tensors = [preprocess(load_image(path)) for path in plan.paths[first : first + size]]
         yield first, torch.cat(tensors).to(device=device, dtype=dtype)
+        first += size
 
 
 def _input_dtype(model: Any) -> Any:
@@ -391,7 +406,7 @@ def visualize(
     ``images``: image files and folders. ``layers``: dotted names (``layer4``, ``layer4[-1]``);
     None: the default layer (:func:`viz.layers.default_layer`: the deepest spatial map the
     prediction depends on). The model is moved to ``device`` and put in eval mode; images go
-    through it ``batch_size`` at a time, one whole forward pass per batch (a module that runs
+    through it at most ``batch_size`` at a time (:func:`batch_sizes`), one whole forward pass per batch (a module that runs
     more than once is refused). Each job also gets a Grad-CAM (``gradcam.png``, its overlay and
     a ``gradcam`` manifest entry) of ``target_class`` (None: the predicted class; its name from
     ``class_names``): with ``gradcam=None`` when the model outputs class scores (N, classes),
