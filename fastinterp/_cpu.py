@@ -136,6 +136,8 @@ def _blend_vector(typingctx, row, start, left, right, w_left, w_right):
     same = row.dtype == w_left.dtype == w_right.dtype == left == right
     if not (same and isinstance(row.dtype, types.Float) and row.ndim == w_left.ndim == w_right.ndim == 1):
         return None
+    if not row.layout == w_left.layout == w_right.layout == "C":  # it reads raw memory from ``start`` on
+        return None
     lanes = VECTOR_BYTES * 8 // row.dtype.bitwidth
 
     def codegen(context, builder, signature, args):

@@ -131,3 +131,20 @@ def test_the_headline_case_through_the_thread_pool():
     src = sample(np.random.default_rng(2), (64, 24, 24), np.float32)
     got = fastinterp.resize(src, 8, channels_first=True)
     assert_same_bits(got, planes_path(src, (192, 192), "center", NO_PERIOD, serial=False))
+
+
+def test_the_vector_blend_refuses_arrays_that_are_not_contiguous():
+    """_blend_vector reads and writes raw memory from ``start`` on: a strided array would be read
+    as if it were contiguous, so it is refused when the kernel is typed, never run."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    @njit
+    def blend(row, weights):
+        _cpu._blend_vector(row, 0, np.float32(1), np.float32(2), weights, weights)
+
+    row, weights = np.zeros(8, np.float32), np.arange(16, dtype=np.float32)
+    blend(row, weights[:8])
+    np.testing.assert_array_equal(row, 3 * weights[:8])
+    with pytest.raises(TypingError):
+        blend(row, weights[::2])
