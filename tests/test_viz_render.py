@@ -451,3 +451,16 @@ def test_each_tile_of_the_pages_is_the_channels_own_file_bit_for_bit(tmp_path, s
             assert tile.getpalette() == own.getpalette()
     for key in ("scale_lo", "scale_hi", "mean", "max"):
         assert paged["channels"][key] == loose["channels"][key]
+
+
+def test_palette_indices_give_nan_index_0_without_a_warning():
+    """NaN is documented as index 0 (background), on every platform, with no RuntimeWarning from
+    numpy's cast (a test run printed one per NaN map)."""
+    import warnings
+
+    from viz.render import palette_indices
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        indices = palette_indices(np.array([np.nan, 0.0, 1.0, 2.0, np.inf, -np.inf], np.float32), 0.0, 2.0)
+    np.testing.assert_array_equal(indices, [0, 0, 128, 255, 255, 0])

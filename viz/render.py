@@ -147,7 +147,7 @@ def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
     """Colour-table indices of ``values`` normalised to ``lo``..``hi`` (broadcast), as uint8.
 
     ``x = (v - lo) / (hi - lo)`` in the values' precision, index ``floor(x * 256)`` clipped
-    to 0..255 (values outside the range saturate). A flat range (``hi == lo``) maps to 0.
+    to 0..255 (values outside the range saturate). A flat range (``hi == lo``) maps to 0, NaN to 0.
     """
     lo = np.asarray(lo, values.dtype)
     span = np.asarray(hi, values.dtype) - lo
@@ -156,6 +156,7 @@ def palette_indices(values: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
     scaled /= span  # in place: a layer's chunk is megabytes, and fresh arrays cost page faults
     scaled *= LUT_SIZE
     np.clip(scaled, 0, LUT_SIZE - 1, out=scaled)
+    np.copyto(scaled, 0, where=scaled != scaled)  # NaN: the cast's result would depend on the CPU (and warn)
     return scaled.astype(np.uint8)
 
 
