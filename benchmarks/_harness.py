@@ -332,8 +332,7 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
     benchmark's time over that of ``label`` in the same group), or ``{"value": key,
     "max": x}`` (a number the benchmark stored in its extra info, in seconds, or a ratio with
     ``"unit": "x"``), which may name a ``"control"``: the label of a benchmark in the same
-    group whose same number is shown beside it (what the value cannot go below). With
-    ``"within": x`` instead of a bound, the value must be at most the control's plus ``x``.
+    group whose same number is shown beside it (what the value cannot go below).
     """
     groups = by_group(records)
     results = []
@@ -352,16 +351,9 @@ def evaluate_targets(records: list[Record]) -> list[tuple[str, bool]]:
                 control = next((r for r in groups[record.group] if r.label == target.get("control")), None)
                 if control is not None:
                     shown += f" ({control.label}: {control.info[target['value']]:.3f} s)"
-                elif "within" in target:
-                    results.append((f"{record.group}: {target['control']} was not measured", False))
-                    continue
-            if "within" in target:
-                met = value <= control.info[target["value"]] + target["within"]
-                limit = f"<= {control.label} + {target['within']} s"
-            else:
-                bound = "max" if "max" in target else "min"
-                met = value <= target["max"] if bound == "max" else value >= target["min"]
-                limit = f"<= {target['max']}" if bound == "max" else f">= {target['min']}"
+            bound = "max" if "max" in target else "min"
+            met = value <= target["max"] if bound == "max" else value >= target["min"]
+            limit = f"<= {target['max']}" if bound == "max" else f">= {target['min']}"
             results.append((f"{record.group}: {what} = {shown} (target {limit}): {'met' if met else 'MISSED'}", met))
     return results
 

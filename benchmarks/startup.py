@@ -3,7 +3,7 @@
 Run ``python benchmarks/startup.py`` for a one-off measurement, ``python benchmarks/startup.py
 --pairs 9`` for the warm first call against the control timed in alternation (issue 13: within
 0.1 s of it); ``test_bench_core.py`` uses :func:`measure` and :func:`measure_legacy` for the
-core issue's targets (warm < 0.5 s, cold compile < 5 s) and :func:`measure_numba_floor` for
+core issue's targets (cold compile < 5 s) and :func:`measure_numba_floor` for
 what any numba package pays before its first warm call.
 """
 

@@ -148,12 +148,23 @@ def test_first_call(benchmark: Any, numba_cache_dir: str, cache: str) -> None:
         shutil.rmtree(numba_cache_dir)
         os.mkdir(numba_cache_dir)
     benchmark.group = "first call in a new process"
-    # Cold: the core issue's 5 s. Warm: issue 13's "within 0.1 s of the control", a one-line
-    # cached numba function's first call in a new process, measured in the same run.
-    target = {"value": "first_call_s", "max": 5.0} if cache == "cold" else {
-        "value": "first_call_s", "control": NUMBA_FLOOR, "within": 0.1}
-    benchmark.extra_info.update(label=f"{cache} cache", targets=[target])
+    # Cold: the core issue's 5 s. Warm: issue 13's target ("within 0.1 s of the control") is timed
+    # in alternation, in test_warm_first_call_against_the_control.
+    targets = [{"value": "first_call_s", "max": 5.0}] if cache == "cold" else []
+    benchmark.extra_info.update(label=f"{cache} cache", targets=targets)
     times = benchmark.pedantic(startup.measure, args=(numba_cache_dir,), rounds=1, iterations=1)
+    benchmark.extra_info.update(times)
+
+
+def test_warm_first_call_against_the_control(benchmark: Any) -> None:
+    """Issue 13: the warm first call within 0.1 s of the control's, as the median of paired
+    differences (:func:`benchmarks.startup.warm_against_control`): two single processes minutes
+    apart differed by +-0.5 s on a shared machine."""
+    benchmark.group = "first call in a new process"
+    pairs = settings().paired_rounds
+    benchmark.extra_info.update(label=f"warm cache against {NUMBA_FLOOR}, {pairs} pairs in alternation",
+                                targets=[{"value": "excess_s", "max": 0.1}])
+    times = benchmark.pedantic(startup.warm_against_control, args=(pairs,), rounds=1, iterations=1)
     benchmark.extra_info.update(times)
 
 
