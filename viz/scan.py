@@ -914,12 +914,16 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
         client.submit(_reduce_partition, token, model_future, paths_future, first, stop, job,
                       retries=PARTITION_RETRIES, pure=False, key=key)
         for key, (first, stop) in bounds.items()
-    ], with_results=True)
+    ])
     try:
         with _progress_bar(len(paths), done, progress) as bar:
-            for future, state in partials:
-                if future.status != "finished":  # cancelled: the scheduler went away
+            for future in partials:
+                if future.status not in ("finished", "error"):  # cancelled: the scheduler went away
                     raise _lost_cluster(f"a partition's task was {future.status}", done, len(paths), checkpoint)
+                # One result fetched at a time, here (a task's error is raised): with_results=True
+                # gathers results concurrently, and a scan hung with its last partition finished
+                # in the client but never handed over (distributed 2026.8; see dask/distributed#7331).
+                state = future.result()
                 first, stop = bounds[future.key]
                 if checkpoint is not None:  # saved before the fold merges later ranges into it
                     checkpoint.save(_Piece(first, stop, state), _merged_copy([*fold.states(), state]))
