@@ -22,5 +22,8 @@ python3 -m pip install --quiet --disable-pip-version-check \
 # between processes. worksteal starts each worker on a contiguous half of the tests (module
 # fixtures such as Chromium and LocalCluster start once per worker) and rebalances at the end.
 # Not -n auto: it counts the host's cores, not a container's CPU quota.
-python3 -m pytest -q -p no:cacheprovider -n 2 --dist worksteal -m "not cudasim" --ignore=tests/cudasim "$@"
-NUMBA_ENABLE_CUDASIM=1 python3 -m pytest -q -p no:cacheprovider -m cudasim tests/cudasim "$@"
+# --timeout (pytest-timeout): a test that hangs fails after 20 minutes with every thread's stack,
+# instead of holding CI until its own limit with nothing to show (the longest test takes a few
+# minutes on a cold, loaded machine; the whole cold run about 12).
+python3 -m pytest -q -p no:cacheprovider -n 2 --dist worksteal --timeout 1200 -m "not cudasim" --ignore=tests/cudasim "$@"
+NUMBA_ENABLE_CUDASIM=1 python3 -m pytest -q -p no:cacheprovider --timeout 1200 -m cudasim tests/cudasim "$@"
