@@ -134,9 +134,13 @@ def tap_period(in_size: int, out_size: int, align: str, dtype: np.dtype) -> tupl
     differently weighted edges (by 8 with ``align="center"``: outputs 8i + 4 to 8i + 11 read
     inputs i and i + 1). The kernels then need no gathers there.
     """
-    if out_size % in_size or out_size < 2 * in_size:
-        return NO_PERIOD
-    return period_of(axis_taps(in_size, out_size, align, dtype), out_size // in_size)
+    factor = upscale_factor(in_size, out_size)
+    return period_of(axis_taps(in_size, out_size, align, dtype), factor) if factor else NO_PERIOD
+
+
+def upscale_factor(in_size: int, out_size: int) -> int:
+    """The factor of an integer upscale by at least 2 (the period its taps repeat with), else 0."""
+    return out_size // in_size if out_size % in_size == 0 and out_size >= 2 * in_size else 0
 
 
 def period_of(taps: AxisTaps, period: int) -> tuple[int, int, int]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._coords import NO_PERIOD, AxisTaps, axis_taps, legacy_axis_taps, tap_period
+from ._coords import NO_PERIOD, AxisTaps, axis_taps, legacy_axis_taps, period_of, tap_period, upscale_factor
 from .reference import ALIGN_MODES, ANTIALIAS_ALIGN_MODES, LEGACY_ALIGN_MODES
 
 #: Most bytes one call agrees to allocate: the output (in its dtype) and the temporaries
@@ -70,9 +70,16 @@ class Plan:
             make(self.in_w, self.out_w, self.align, self.compute_dtype),
         )
 
-    def column_period(self) -> tuple[int, int, int]:
-        """The period of the column taps (:func:`~fastinterp._coords.tap_period`); none for legacy taps."""
-        return NO_PERIOD if self.legacy else tap_period(self.in_w, self.out_w, self.align, self.compute_dtype)
+    def column_period(self, column_taps: AxisTaps | None = None) -> tuple[int, int, int]:
+        """The period of the column taps (:func:`~fastinterp._coords.tap_period`), or of a region's
+        ``column_taps`` (:func:`~fastinterp._coords.period_of`, for :mod:`fastinterp.dask`); none
+        for legacy taps."""
+        factor = upscale_factor(self.in_w, self.out_w)
+        if self.legacy or not factor:
+            return NO_PERIOD
+        if column_taps is None:
+            return tap_period(self.in_w, self.out_w, self.align, self.compute_dtype)
+        return period_of(column_taps, factor)
 
 
 def is_torch_tensor(obj: Any) -> bool:

@@ -38,7 +38,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.utils import parse_bytes
 
-from ._coords import interleaved_taps
+from ._coords import NO_PERIOD, interleaved_taps
 from ._plan import (
     INTERLEAVE_MAX_CHANNELS, Plan, antialias_applies, check_align, check_antialias, check_dtype, numpy_layout,
     output_size,
@@ -314,18 +314,9 @@ def run_region(
     # time. Capped instead (:data:`TASK_SCRATCH_BYTES`); the bits do not depend on the split.
     line_bytes = target[0, 0].size * plan.compute_dtype.itemsize
     rows_per_task = _rows_within(row_taps, rows_per_task, scratch_bytes // line_bytes)
-    _cpu.run_tasks(src, target, row_taps, column_taps, rows_per_task, serial, _column_period(plan, column_taps))
-
-
-def _column_period(plan: Plan, column_taps: Any) -> tuple[int, int, int]:
-    """The period of a region's column taps (:func:`fastinterp._coords.period_of`), as the
-    in-memory planes body finds it for the whole width; none for channels-last (interleaved
-    taps) and legacy requests, which the in-memory resize runs without one."""
-    from ._coords import NO_PERIOD, period_of
-
-    if plan.layout != "planes" or plan.legacy or plan.out_w % plan.in_w or plan.out_w < 2 * plan.in_w:
-        return NO_PERIOD
-    return period_of(column_taps, plan.out_w // plan.in_w)
+    # As the in-memory resize: a period for channels-first only (channels-last taps are interleaved)
+    x_period = plan.column_period(column_taps) if plan.layout == "planes" else NO_PERIOD
+    _cpu.run_tasks(src, target, row_taps, column_taps, rows_per_task, serial, x_period)
 
 
 def _resize_region(
