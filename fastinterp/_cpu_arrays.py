@@ -22,12 +22,13 @@ from ._plan import (
 )
 
 
-def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
+def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan, fresh: bool) -> None:
     """Resize kernel-layout ``src`` into kernel-layout ``dest`` with the numba kernels.
 
     ``src`` may have any strides and byte order; ``dest`` must already have the right shape
     and the plan's output dtype. Where ``dest`` cannot be written directly (not C-contiguous,
-    float16) the kernel writes a C-contiguous temporary that is then copied into it.
+    float16) the kernel writes a C-contiguous temporary that is then copied into it. ``fresh``:
+    ``dest`` was just allocated (see :func:`fastinterp._cpu.streams`).
     """
     src = np.ascontiguousarray(src, dtype=np.float32 if plan.dtype == np.float16 else plan.dtype)
     direct = dest.flags.c_contiguous and dest.dtype != np.float16 and dest.dtype.isnative
@@ -39,15 +40,15 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan) -> None:
             *_cpu.schedule(src.shape[0], plan.out_h, max(src.size, target.size)),
         )
     else:
-        _run_plain(src, target, plan)
+        _run_plain(src, target, plan, _cpu.streams(target, fresh or not direct))
     if not direct:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 
 
-def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan) -> None:
+def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan, stream: bool) -> None:
     """The plain bilinear kernels, C-contiguous ``src`` into ``target``: those of
     :mod:`fastinterp._cpu_fixed` at a factor they take (same bits, no tables), else the tables of
-    :mod:`fastinterp._cpu`."""
+    :mod:`fastinterp._cpu` (``stream``: see :func:`fastinterp._cpu.streams`)."""
     factor = _cpu_fixed.fixed_factor(plan)
     if factor:  # both layouts as flat rows of W * channels
         images, channels = src.shape[0], src.shape[3] if plan.layout == "pixels" else 1
@@ -64,7 +65,7 @@ def _run_plain(src: np.ndarray, target: np.ndarray, plan: Plan) -> None:
         images, channels = src.shape[0], src.shape[3]
         src, target = src.reshape(images, plan.in_h, -1), target.reshape(images, plan.out_h, -1)
         xs = interleaved_taps(plan.in_w, plan.out_w, plan.align, plan.compute_dtype, channels)
-    _cpu.run_tasks(src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size), x_period)
+    _cpu.run_tasks(src, target, ys, xs, *_cpu.schedule(src.shape[0], plan.out_h, target.size), x_period, stream)
 
 
 def resize_numpy(
@@ -80,7 +81,7 @@ def resize_numpy(
     else:
         result = check_out_numpy(out, user_shape, plan.out_dtype, arr)
     _, dest = numpy_layout(result, channels_first)
-    run_cpu(src, dest, plan)
+    run_cpu(src, dest, plan, fresh=out is None)
     if not np.may_share_memory(dest, result):  # folding a strided out= had to copy it
         np.copyto(result, dest.reshape(user_shape))
     return result
@@ -145,7 +146,7 @@ def resize_torch_cpu(
     if out is not None and overlaps(dest_np, src_np):
         raise ValueError("out= overlaps the input; pass a separate tensor")
     dest = _torch_kernel_view(dest_np, layout)
-    run_cpu(src, dest, plan)
+    run_cpu(src, dest, plan, fresh=out is None or writable is not result)
     if not np.may_share_memory(dest, dest_np):  # folding a strided out= had to copy it
         np.copyto(dest_np, dest.reshape(dest_np.shape))
     if writable is not result:
