@@ -457,7 +457,8 @@ METHODS: dict[str, Method] = {
     ),
     "memory floor: fill out=": Method(
         _floor(True),
-        "numba `parallel=True` fill of a preallocated output-sized array (no resize can beat it)",
+        "numba `parallel=True` fill of a preallocated output-sized array, in ordinary stores (a resize "
+        "cannot beat it with ordinary stores; fastinterp writes a large `out=` in streaming stores, which can)",
         role="floor",
         in_series=False,
     ),
