@@ -242,38 +242,38 @@ def _stream_scalar(typingctx, out, index, value):
 
 
 @intrinsic
-def _stream_pixel_vector(typingctx, out, index, src, corners, weights):
-    """``out.flat[index + k]`` for the :func:`_lanes` ``k`` of one vector: the channels-last blend
-    of :func:`_blend` in a streaming store, from the four ``src.flat[corners[n] + k]`` (upper left,
-    upper right, lower left, lower right) with ``weights`` (left, right, top, bottom). A clamped
-    axis (both corners one pixel) reads its first corner alone, as the scalar body does, and
+def _stream_pixel_vector(typingctx, target, index, upper, lower, columns, weights, y_clamped):
+    """``target.flat[index + k]`` for the :func:`_lanes` ``k`` of one vector: the channels-last
+    blend of :func:`_blend` in a streaming store, from ``upper.flat`` and ``lower.flat`` at
+    ``columns`` (left + k, right + k) with ``weights`` (left, right, top, bottom). A clamped axis
+    (left == right, or ``y_clamped``) reads its first tap alone, as the scalar body does, and
     each lane is the same IEEE multiply and add: the same bits. Alignment and the fence: as
     :func:`_stream_vector`."""
-    if not (_float_arrays_of_one_dtype(out, src) and corners == types.UniTuple(types.int64, 4)):
+    if not (_float_arrays_of_one_dtype(target, upper, lower) and columns == types.UniTuple(types.int64, 2)):
         return None
-    if weights != types.UniTuple(out.dtype, 4):
+    if weights != types.UniTuple(target.dtype, 4) or y_clamped != types.boolean:
         return None
 
     def codegen(context, builder, signature, args):
-        out_value, index_value, src_value, corners_value, weights_value = args
-        pointer, splat = _vector_codegen(context, builder, out.dtype)
-        alignment = out.dtype.bitwidth // 8
-        upper_left, upper_right, lower_left, lower_right = (builder.extract_value(corners_value, n) for n in range(4))
+        target_value, index_value, upper_value, lower_value, columns_value, weights_value, y_clamped_value = args
+        pointer, splat = _vector_codegen(context, builder, target.dtype)
+        alignment = target.dtype.bitwidth // 8
+        left_index, right_index = (builder.extract_value(columns_value, n) for n in range(2))
         w_left, w_right, w_top, w_bottom = (splat(builder.extract_value(weights_value, n)) for n in range(4))
-        x_clamped = builder.icmp_signed("==", upper_left, upper_right)
-        y_clamped = builder.icmp_signed("==", upper_left, lower_left)
+        x_clamped = builder.icmp_signed("==", left_index, right_index)
+        y_clamped_bit = context.cast(builder, y_clamped_value, types.boolean, types.boolean)
 
-        def across(left_index, right_index):
-            left = builder.load(pointer(src, src_value, left_index), align=alignment)
-            right = builder.load(pointer(src, src_value, right_index), align=alignment)
+        def across(row_type, row_value):
+            left = builder.load(pointer(row_type, row_value, left_index), align=alignment)
+            right = builder.load(pointer(row_type, row_value, right_index), align=alignment)
             return builder.select(x_clamped, left, builder.fadd(builder.fmul(left, w_left), builder.fmul(right, w_right)))
 
-        top, bottom = across(upper_left, upper_right), across(lower_left, lower_right)
-        value = builder.select(y_clamped, top, builder.fadd(builder.fmul(top, w_top), builder.fmul(bottom, w_bottom)))
-        _store_streaming(builder, value, pointer(out, out_value, index_value), VECTOR_BYTES)
+        top, bottom = across(upper, upper_value), across(lower, lower_value)
+        value = builder.select(y_clamped_bit, top, builder.fadd(builder.fmul(top, w_top), builder.fmul(bottom, w_bottom)))
+        _store_streaming(builder, value, pointer(target, target_value, index_value), VECTOR_BYTES)
         return context.get_dummy_value()
 
-    return types.none(out, index, src, corners, weights), codegen
+    return types.none(target, index, upper, lower, columns, weights, y_clamped), codegen
 
 
 @intrinsic
@@ -394,8 +394,8 @@ def _blend_rows_impl(out, plane, i, rows, top, bottom, w_top, w_bottom, stream):
     """``out[plane, i] = rows[top] * w_top + rows[bottom] * w_bottom`` (row ``top`` alone where
     ``top == bottom``); with ``stream``, in streaming stores where the output can take them: a
     C-contiguous, aligned float array of the rows' dtype (an integer output is rounded and
-    saturated per element)."""
-    if not (_float_arrays_of_one_dtype(out, rows) and out.aligned):
+    saturated per element). ``stream`` None: never (see :func:`run_tasks`)."""
+    if isinstance(stream, types.NoneType) or not (_float_arrays_of_one_dtype(out, rows) and out.aligned):
         return lambda out, plane, i, rows, top, bottom, w_top, w_bottom, stream: _blend_rows_cached(
             out, plane, i, rows, top, bottom, w_top, w_bottom
         )
@@ -451,83 +451,81 @@ def _blend_impl(a, b, c, d, w_left, w_right, w_top, w_bottom, x_clamped, y_clamp
 
 @njit(cache=True)
 def _pixel_task(src, out, ys, xs, task, blocks_per_image, rows_per_task, x_period, stream):
-    out_h, out_w = out.shape[1], out.shape[2]
-    image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out_h)
-    # Indexed, not through views of rows or pixels (see the planes body).
+    image, row_start, row_stop = _task_rows(task, blocks_per_image, rows_per_task, out.shape[1])
     for i in range(row_start, row_stop):
-        for j in range(out_w):
-            _blend_pixel(src, out, ys, xs, image, i, j, stream)
-    if stream:
+        # Views per row, none per pixel: each view costs two atomic reference-count updates.
+        upper, lower, target = src[image, ys.first[i]], src[image, ys.second[i]], out[image, i]
+        # ``stream is not None`` on a None argument is pruned before typing, so a call that does
+        # not stream compiles no streaming code (1.5-2 s of cold compile for this body when the
+        # choice was made per pixel by the types alone).
+        if stream is not None and stream:
+            _pixel_row_streamed(upper, lower, target, ys, xs, i)
+        else:
+            _pixel_row(upper, lower, target, ys, xs, i)
+    if stream is not None and stream:
         _store_fence()
 
 
-@njit(inline="always")
-def _pixel_taps(ys, xs, i, j):
-    """The taps (upper, lower, left, right) and weights (left, right, top, bottom) of output pixel
-    (``i``, ``j``), read once per pixel: read per channel, from arrays that might alias the
-    output, they kept the channel loop from vectorising (30x slower)."""
-    taps = (ys.first[i], ys.second[i], xs.first[j], xs.second[j])
-    return taps, (xs.w_first[j], xs.w_second[j], ys.w_first[i], ys.w_second[i])
-
-
-@njit(inline="always")
-def _pixel_channel(src, out, ys, image, taps, weights, c):
-    """Channel ``c`` of an output pixel of ``image`` with :func:`_pixel_taps` ``taps`` and ``weights``, as stored."""
-    upper, lower, left, right = taps
-    w_left, w_right, w_top, w_bottom = weights
-    return _blend(
-        src[image, upper, left, c], src[image, upper, right, c], src[image, lower, left, c], src[image, lower, right, c],
-        w_left, w_right, w_top, w_bottom, left == right, upper == lower, ys, out,
-    )  # fmt: skip
-
-
-@njit(inline="always")
-def _blend_pixel_cached(src, out, ys, xs, image, i, j):
-    taps, weights = _pixel_taps(ys, xs, i, j)
-    for c in range(out.shape[3]):
-        out[image, i, j, c] = _pixel_channel(src, out, ys, image, taps, weights, c)
-
-
-@njit(inline="always")
-def _blend_pixel_streamed(src, out, ys, xs, image, i, j):
-    """:func:`_blend_pixel_cached` in streaming stores: vectors of channels from the pixel's first
-    aligned address on (:func:`_stream_pixel_vector`), single channels before and after."""
-    channels, lanes = out.shape[3], _lanes(out)
-    index = ((image * out.shape[1] + i) * out.shape[2] + j) * channels  # of out[image, i, j, 0]
-    head, body_stop = _aligned_span(out, index, channels, lanes)
-    taps, weights = _pixel_taps(ys, xs, i, j)
-    upper, lower, left, right = taps
-    in_h, in_w = src.shape[1], src.shape[2]
-    upper_row, lower_row = (image * in_h + upper) * in_w, (image * in_h + lower) * in_w
-    corners = ((upper_row + left) * channels, (upper_row + right) * channels, (lower_row + left) * channels, (lower_row + right) * channels)
-    for c in range(head):
-        _stream_scalar(out, index + c, _pixel_channel(src, out, ys, image, taps, weights, c))
-    for c in range(head, body_stop, lanes):
-        _stream_pixel_vector(out, index + c, src, (corners[0] + c, corners[1] + c, corners[2] + c, corners[3] + c), weights)
-    for c in range(body_stop, channels):
-        _stream_scalar(out, index + c, _pixel_channel(src, out, ys, image, taps, weights, c))
-
-
-def _blend_pixel(src, out, ys, xs, image, i, j, stream):  # pragma: no cover - see the overload
+def _pixel_row_streamed(upper, lower, target, ys, xs, i):  # pragma: no cover - see the overload
     raise NotImplementedError
 
 
-@overload(_blend_pixel, inline="always")
-def _blend_pixel_impl(src, out, ys, xs, image, i, j, stream):
-    """Output pixel (``i``, ``j``) of ``image``, every channel; with ``stream``, in streaming stores
-    where the output can take them (see :func:`_blend_rows`): also a source of its dtype, read
-    as it is, and the correct taps (the legacy ones store uint8)."""
-    streamable = _float_arrays_of_one_dtype(out, src) and out.aligned and src.aligned
-    if not (streamable and getattr(ys, "instance_class", None) is AxisTaps):
-        return lambda src, out, ys, xs, image, i, j, stream: _blend_pixel_cached(src, out, ys, xs, image, i, j)
+@overload(_pixel_row_streamed, inline="always")
+def _pixel_row_streamed_impl(upper, lower, target, ys, xs, i):
+    """Output row ``i`` into ``target`` (W, C) from input rows ``upper`` and ``lower``, each pixel's
+    channels in streaming stores: vectors from its first aligned address on
+    (:func:`_stream_pixel_vector`), single channels before and after. Where the output cannot
+    take them (see :func:`_blend_rows`; also input rows of its dtype and the correct taps, as
+    the legacy ones store uint8), in ordinary stores."""
+    streamable = _float_arrays_of_one_dtype(target, upper, lower) and target.aligned and upper.aligned
+    streamable = streamable and getattr(ys, "instance_class", None) is AxisTaps
 
-    def blend(src, out, ys, xs, image, i, j, stream):
-        if stream:
-            _blend_pixel_streamed(src, out, ys, xs, image, i, j)
-        else:
-            _blend_pixel_cached(src, out, ys, xs, image, i, j)
+    def blend(upper, lower, target, ys, xs, i):
+        channels, lanes = target.shape[1], _lanes(target)
+        weights_y = (ys.w_first[i], ys.w_second[i])
+        y_clamped = ys.first[i] == ys.second[i]
+        for j in range(target.shape[0]):
+            left, right = xs.first[j], xs.second[j]
+            weights = (xs.w_first[j], xs.w_second[j], weights_y[0], weights_y[1])
+            head, body_stop = _aligned_span(target, j * channels, channels, lanes)
+            for c in range(head):
+                _stream_scalar(target, j * channels + c, _pixel_blend_call(upper, lower, left, right, weights, y_clamped, c, ys, target))
+            for c in range(head, body_stop, lanes):
+                _stream_pixel_vector(target, j * channels + c, upper, lower, (left * channels + c, right * channels + c), weights, y_clamped)
+            for c in range(body_stop, channels):
+                _stream_scalar(target, j * channels + c, _pixel_blend_call(upper, lower, left, right, weights, y_clamped, c, ys, target))
 
-    return blend
+    return blend if streamable else lambda upper, lower, target, ys, xs, i: _pixel_row(upper, lower, target, ys, xs, i)
+
+
+@njit(inline="always")
+def _pixel_row(upper, lower, target, ys, xs, i):
+    """Output row ``i`` into ``target`` (W, C) from input rows ``upper`` and ``lower``."""
+    weights_y = (ys.w_first[i], ys.w_second[i])
+    y_clamped = ys.first[i] == ys.second[i]
+    for j in range(target.shape[0]):
+        left, right = xs.first[j], xs.second[j]
+        weights = (xs.w_first[j], xs.w_second[j], weights_y[0], weights_y[1])
+        for c in range(target.shape[1]):
+            target[j, c] = _pixel_blend(upper, lower, left, right, weights, y_clamped, c, ys, target)
+
+
+@njit
+def _pixel_blend_call(upper, lower, left, right, weights, y_clamped, c, ys, target):
+    """:func:`_pixel_blend` as a function call (LLVM inlines it): inlined by numba twice into one
+    function, it left IR that numba warned about (NumbaIRAssumptionWarning)."""
+    return _pixel_blend(upper, lower, left, right, weights, y_clamped, c, ys, target)
+
+
+@njit(inline="always")
+def _pixel_blend(upper, lower, left, right, weights, y_clamped, c, ys, target):
+    """Channel ``c`` of the output pixel with columns ``left`` and ``right`` of input rows ``upper``
+    and ``lower``, ``weights`` (left, right, top, bottom), as stored in ``target``."""
+    w_left, w_right, w_top, w_bottom = weights
+    return _blend(
+        upper[left, c], upper[right, c], lower[left, c], lower[right, c],
+        w_left, w_right, w_top, w_bottom, left == right, y_clamped, ys, target,
+    )  # fmt: skip
 
 
 @njit(inline="always")
@@ -565,8 +563,8 @@ def _run_task(src, out, ys, xs, task, blocks, rows_per_task, x_period, stream): 
 @overload(_run_task, inline="always")
 def _run_task_impl(src, out, ys, xs, task, blocks, rows_per_task, x_period, stream):
     """Pick the task body from the argument types: the adjoint for inverse taps, else (P, H, W)
-    planes or (N, H, W, C) pixels by the rank of ``src``. Only the planes body reads ``x_period``
-    and ``stream``."""
+    planes or (N, H, W, C) pixels by the rank of ``src``. Only the planes body reads ``x_period``,
+    the planes and pixels bodies ``stream``."""
     if getattr(ys, "instance_class", None) is InverseTaps:
         body = _adjoint_task
     elif src.ndim == 3:
@@ -588,17 +586,17 @@ def _task_count(src, out, rows_per_task):
 # Two drivers, not one with a serial branch: LLVM optimises the task body again inside every
 # driver that calls it, and a first call now compiles only the driver it runs.
 @njit(cache=True)
-def serial_tasks(src, out, ys, xs, rows_per_task, x_period=NO_PERIOD, stream=False):
+def serial_tasks(src, out, ys, xs, rows_per_task, x_period=NO_PERIOD, stream=None):
     """Fill ``out`` from ``src`` in tasks of one leading item and ``rows_per_task`` rows of ``out``, in order;
-    ``x_period``: see :func:`fastinterp._coords.tap_period`; ``stream``: write the output with
-    streaming stores where it can take them (both read by the planes body only)."""
+    ``x_period``: see :func:`fastinterp._coords.tap_period`; ``stream`` True: write the output in
+    streaming stores where it can take them, None: never (see :func:`run_tasks`)."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in range(n_tasks):
         _run_task(src, out, ys, xs, task, blocks, rows_per_task, x_period, stream)
 
 
 @njit(cache=True, parallel=True)
-def parallel_tasks(src, out, ys, xs, rows_per_task, x_period=NO_PERIOD, stream=False):
+def parallel_tasks(src, out, ys, xs, rows_per_task, x_period=NO_PERIOD, stream=None):
     """:func:`serial_tasks` on numba's thread pool."""
     n_tasks, blocks = _task_count(src, out, rows_per_task)
     for task in prange(n_tasks):
@@ -625,11 +623,15 @@ def run_tasks(
     skip the gathers; ``stream`` (see :func:`streams`) has it write in streaming stores. Neither
     changes a result."""
     src = read_only(src)
+    # Not streaming is passed as None, not False: the kernels are then typed without their
+    # streaming code, which cost every cold first call 2.5-3.3 s more to compile; a call that
+    # streams compiles its own.
+    stream_or_none = True if stream else None
     if serial:
-        serial_tasks(src, out, ys, xs, rows_per_task, x_period, stream)
+        serial_tasks(src, out, ys, xs, rows_per_task, x_period, stream_or_none)
     else:
         with parallel_launch():
-            parallel_tasks(src, out, ys, xs, rows_per_task, x_period, stream)
+            parallel_tasks(src, out, ys, xs, rows_per_task, x_period, stream_or_none)
 
 
 def streams(out: np.ndarray, fresh: bool, stream_bytes: int = STREAM_BYTES) -> bool:
