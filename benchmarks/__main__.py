@@ -117,23 +117,31 @@ def measured_seconds(record: Record) -> str:
 
 #: Why a peer can beat every fastinterp variant on a case, by (case and dtype, peer): measured
 #: once, kept beside the numbers so that a loss in the report always says why.
+#: The quiet rotations these cite: ``python -m benchmarks.bench_photo --rounds 15`` (each call after a
+#: 30 ms pause), run twice on a quiet machine on 2026-11-28 (load 0.7-1.1).
+_ROTATION = "timed in rotation, each call after a 30 ms pause (`python -m benchmarks.bench_photo --rounds 15`, two quiet runs, 2026-11-28)"
 _HALVING_UINT8 = (
     "at exactly 1/2 OpenCV's INTER_LINEAR takes its area path, a SIMD sum of each 2x2 block rounded half up; "
     "ours rounds half to even, bit for bit the float path (one more operation per value), and a 1.5 MB output "
-    "split over the thread pool pays the pool's wake-up; timed in rotation, each call after a 30 ms pause "
-    "(`python -m benchmarks.bench_photo --rounds 15`, quiet machine, 2026-11-28): OpenCV HWC chunks 1.47 ms, "
-    "fastinterp CHW 1.53 ms"
+    f"split over the thread pool pays the pool's wake-up; {_ROTATION}: OpenCV HWC chunks 1.52 and 1.45 ms, "
+    "fastinterp CHW 1.69 and 1.56 ms (OpenCV 1.08-1.11x faster)"
 )
 _DOUBLING_UINT8 = (
-    "back-to-back rounds on a shared machine; timed in rotation, each call after a 30 ms pause "
-    "(`python -m benchmarks.bench_photo --rounds 15`, quiet machine, 2026-11-28), fastinterp CHW is first: "
-    "8.39 ms against OpenCV HWC chunks 8.80 ms and OpenCV CHW per plane 8.96 ms"
+    f"a tie: {_ROTATION}, OpenCV HWC chunks 8.61 and 8.84 ms against fastinterp CHW out= 8.71 and 8.94 ms "
+    "(OpenCV 1.01x faster; the stop before, fastinterp 1.05x faster): fastinterp computes in float32 and rounds "
+    "half to even, bit for bit its float path, where OpenCV computes in 11-bit fixed point"
+)
+_HALVING_FLOAT32 = (
+    f"back-to-back rounds on a shared machine; {_ROTATION}, fastinterp is first: CHW 3.03 and CHW out= 2.49 ms "
+    "against OpenCV HWC chunks 4.50 and 3.91 ms (1.49-1.57x)"
 )
 WHY_A_PEER_WINS: dict[tuple[str, str], str] = {
     ("photo (3, 1080, 1920) x0.5 uint8", "OpenCV CHW per plane"): _HALVING_UINT8,
     ("photo (3, 1080, 1920) x0.5 uint8", "OpenCV HWC chunks"): _HALVING_UINT8,
     ("photo (3, 1080, 1920) x2 uint8", "OpenCV CHW per plane"): _DOUBLING_UINT8,
     ("photo (3, 1080, 1920) x2 uint8", "OpenCV HWC chunks"): _DOUBLING_UINT8,
+    ("photo (3, 1080, 1920) x0.5 float32", "OpenCV CHW per plane"): _HALVING_FLOAT32,
+    ("photo (3, 1080, 1920) x0.5 float32", "OpenCV HWC chunks"): _HALVING_FLOAT32,
     ("antialias photo (3, 1080, 1920) x0.5 uint8", "torch channels_last"): (
         "torch's uint8 antialias path computes in fixed point (weights rounded to integers); "
         "ours computes in float32 and rounds once, within 1 of Pillow"
