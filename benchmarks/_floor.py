@@ -61,8 +61,8 @@ def _streaming_fill_blocks(flat, vector, block_size):
 def streaming_fill(out: np.ndarray) -> np.ndarray:
     """Write 1 into every element of the C-contiguous float array ``out`` with all numba threads,
     in streaming stores, as fastinterp writes a large ``out=`` (see :data:`fastinterp._cpu.STREAM_BYTES`)."""
-    if out.dtype.kind != "f" or not out.flags.c_contiguous:
-        raise TypeError(f"a streaming fill writes C-contiguous float arrays, not {out.dtype}")
+    if out.dtype.kind != "f" or not (out.flags.c_contiguous and out.flags.aligned):
+        raise TypeError(f"a streaming fill writes C-contiguous, aligned float arrays, not {out.dtype} {out.flags}")
     vector = np.ones(_cpu.VECTOR_BYTES // out.itemsize, out.dtype)
     _streaming_fill_blocks(out.reshape(-1), vector, _BLOCK)
     return out

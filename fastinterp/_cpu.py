@@ -27,6 +27,8 @@ is not worth waking the thread pool.
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -278,11 +280,17 @@ def _stream_pixel_vector(typingctx, target, index, upper, lower, columns, weight
 
 @intrinsic
 def _store_fence(typingctx):
-    """A full memory fence: streaming stores are not ordered with other stores, so a task that
-    made them fences before the thread reports its work done."""
+    """A store fence: streaming stores are not ordered with other stores, so a task that made
+    them fences before the thread reports its work done. On x86 an SFENCE, the fence the
+    architecture documents for them (LLVM lowers a ``fence seq_cst`` to a locked add there,
+    which is not documented to order them); elsewhere a ``fence seq_cst``."""
 
     def codegen(context, builder, signature, args):
-        builder.fence("seq_cst")
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+            sfence = builder.module.declare_intrinsic("llvm.x86.sse.sfence", fnty=ir.FunctionType(ir.VoidType(), []))
+            builder.call(sfence, [])
+        else:
+            builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.none(), codegen
@@ -393,9 +401,9 @@ def _blend_rows(out, plane, i, rows, top, bottom, w_top, w_bottom, stream):  # p
 def _blend_rows_impl(out, plane, i, rows, top, bottom, w_top, w_bottom, stream):
     """``out[plane, i] = rows[top] * w_top + rows[bottom] * w_bottom`` (row ``top`` alone where
     ``top == bottom``); with ``stream``, in streaming stores where the output can take them: a
-    C-contiguous, aligned float array of the rows' dtype (an integer output is rounded and
-    saturated per element). ``stream`` None: never (see :func:`run_tasks`)."""
-    if isinstance(stream, types.NoneType) or not (_float_arrays_of_one_dtype(out, rows) and out.aligned):
+    C-contiguous float array of the rows' dtype (an integer output is rounded and saturated per
+    element). ``stream`` None: never (see :func:`run_tasks`)."""
+    if isinstance(stream, types.NoneType) or not _float_arrays_of_one_dtype(out, rows):
         return lambda out, plane, i, rows, top, bottom, w_top, w_bottom, stream: _blend_rows_cached(
             out, plane, i, rows, top, bottom, w_top, w_bottom
         )
@@ -477,7 +485,7 @@ def _pixel_row_streamed_impl(upper, lower, target, ys, xs, i):
     (:func:`_stream_pixel_vector`), single channels before and after. Where the output cannot
     take them (see :func:`_blend_rows`; also input rows of its dtype and the correct taps, as
     the legacy ones store uint8), in ordinary stores."""
-    streamable = _float_arrays_of_one_dtype(target, upper, lower) and target.aligned and upper.aligned
+    streamable = _float_arrays_of_one_dtype(target, upper, lower)
     streamable = streamable and getattr(ys, "instance_class", None) is AxisTaps
 
     def blend(upper, lower, target, ys, xs, i):
@@ -625,8 +633,9 @@ def run_tasks(
     src = read_only(src)
     # Not streaming is passed as None, not False: the kernels are then typed without their
     # streaming code, which cost every cold first call 2.5-3.3 s more to compile; a call that
-    # streams compiles its own.
-    stream_or_none = True if stream else None
+    # streams compiles its own. An output off its element alignment never streams (a streaming
+    # vector store there faults); numba types every array as aligned, so it is checked here.
+    stream_or_none = True if stream and out.flags.aligned else None
     if serial:
         serial_tasks(src, out, ys, xs, rows_per_task, x_period, stream_or_none)
     else:
@@ -634,9 +643,13 @@ def run_tasks(
             parallel_tasks(src, out, ys, xs, rows_per_task, x_period, stream_or_none)
 
 
-def streams(out: np.ndarray, fresh: bool, stream_bytes: int = STREAM_BYTES) -> bool:
+def streams(out: np.ndarray, fresh: bool, compute_dtype: np.dtype, stream_bytes: int = STREAM_BYTES) -> bool:
     """Whether to write ``out`` in streaming stores: an output of ``stream_bytes`` or more that
-    was not just allocated. The kernel zeroes a fresh page into the cache on its first write,
-    where ordinary stores then hit it: streaming there took 1.20-1.26x ``np.empty`` + fill on
-    (2048, 192, 192) float32, ordinary stores 1.13-1.18x."""
-    return not fresh and out.nbytes >= stream_bytes
+    was not just allocated, C-contiguous, aligned, of the ``compute_dtype`` the kernels blend in
+    (the others take ordinary stores anyway: asking would only compile the kernels again). The
+    kernel zeroes a fresh page into the cache on its first write, where ordinary stores then hit
+    it: streaming there took 1.20-1.26x ``np.empty`` + fill on (2048, 192, 192) float32,
+    ordinary stores 1.13-1.18x."""
+    if fresh or out.nbytes < stream_bytes or out.dtype != compute_dtype:
+        return False
+    return bool(out.flags.c_contiguous and out.flags.aligned)

@@ -40,7 +40,7 @@ def run_cpu(src: np.ndarray, dest: np.ndarray, plan: Plan, fresh: bool) -> None:
             *_cpu.schedule(src.shape[0], plan.out_h, max(src.size, target.size)),
         )
     else:
-        _run_plain(src, target, plan, _cpu.streams(target, fresh or not direct))
+        _run_plain(src, target, plan, _cpu.streams(target, fresh or not direct, plan.compute_dtype))
     if not direct:
         np.copyto(dest, target.reshape(dest.shape), casting="unsafe")
 

@@ -2,6 +2,10 @@
 output the caller gives): the same bits as ordinary stores at every alignment of the output,
 nothing written outside it, and the cases that must not stream."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -83,11 +87,15 @@ def test_an_integer_output_asked_to_stream_is_rounded_and_saturated_as_usual(dty
 
 def test_only_a_large_output_the_caller_gives_streams():
     """A fresh output has just been zeroed into the cache by the kernel: ordinary stores hit it.
-    A small one stays in the cache for its reader."""
-    small, large = np.empty(1000, np.float32), np.empty(_cpu.STREAM_BYTES // 4, np.float32)
-    assert _cpu.streams(large, fresh=False)
-    assert not _cpu.streams(large, fresh=True)
-    assert not _cpu.streams(small, fresh=False)
+    A small one stays in the cache for its reader. Only the compute dtype, C-contiguous."""
+    f32 = np.dtype(np.float32)
+    small, large = np.empty(1000, f32), np.empty(_cpu.STREAM_BYTES // 4, f32)
+    assert _cpu.streams(large, fresh=False, compute_dtype=f32)
+    assert not _cpu.streams(large, fresh=True, compute_dtype=f32)
+    assert not _cpu.streams(small, fresh=False, compute_dtype=f32)
+    # Outputs the kernels would write in ordinary stores anyway: asking would compile them again.
+    assert not _cpu.streams(large.view(np.uint8), fresh=False, compute_dtype=f32)
+    assert not _cpu.streams(large[::2], fresh=False, compute_dtype=f32)
 
 
 def test_a_large_out_through_the_front_matches_a_fresh_output():
@@ -122,3 +130,42 @@ def test_the_streaming_store_refuses_arrays_it_cannot_write_as_vectors(bad):
     out = aligned[::2] if bad == "strided" else np.zeros(32, np.float64)
     with pytest.raises(TypingError):
         store(out, rows, np.float32(0.5))
+
+
+def test_an_out_off_its_element_alignment_is_written_in_ordinary_stores():
+    """A float32 ``out=`` one byte past a boundary (numpy and torch allow it): a streaming vector
+    store there faults, so such an output must never stream. Run in a child: a fault kills it."""
+    child = textwrap.dedent(
+        """
+        import numpy as np, fastinterp
+        src = np.random.default_rng(0).random((256, 24, 24), dtype=np.float32)
+        expected = fastinterp.resize(src, 8, channels_first=True)
+        buffer = np.zeros(expected.nbytes + 64, np.uint8)
+        start = -buffer.ctypes.data % 64 + 1
+        out = buffer[start : start + expected.nbytes].view(np.float32).reshape(expected.shape)
+        assert not out.flags.aligned and out.nbytes >= fastinterp._cpu.STREAM_BYTES
+        fastinterp.resize(src, 8, channels_first=True, out=out)
+        assert np.array_equal(out, expected)
+        print("same values")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "same values" in result.stdout, (result.returncode, result.stderr[-2000:])
+
+
+def test_only_the_calls_that_stream_compile_streaming_stores():
+    """Streaming stores are in the kernel compiled for ``stream=True`` and not in the one for the
+    other calls (None: see ``_cpu.run_tasks``), both bodies; compiled here, not loaded from the cache."""
+    import numba
+
+    serial = numba.njit(_cpu.serial_tasks.py_func)
+    for src in (np.ones((2, 4, 4), np.float32), np.ones((1, 4, 4, 9), np.float32)):
+        layout = "planes" if src.ndim == 3 else "pixels"
+        plan = make_plan(layout, src.shape, src.dtype, None, None, (8, 40), "center", False)
+        ys, xs = plan.taps()
+        out = np.empty((src.shape[0], 8, 40, *src.shape[3:]), np.float32)
+        for stream in (True, None):
+            serial(_cpu.read_only(src), out, ys, xs, 8, (0, 0, 0), stream)
+        streaming = {str(signature[-1]): "movnt" in serial.inspect_asm(signature) for signature in serial.signatures}
+        assert streaming == {"bool": True, "none": False}, (layout, streaming)
+        serial = numba.njit(_cpu.serial_tasks.py_func)  # a fresh dispatcher per body
