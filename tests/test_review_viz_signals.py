@@ -8,8 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_viz_hardening import FOREGROUND
 
 ROOT = Path(__file__).resolve().parents[1]
+# Each child starts with SIGINT at its default, as a terminal's foreground job (FOREGROUND): a test
+# run started in the background (``cmd &``, SIGINT ignored) made every child ignore the SIGINT
+# these tests raise, and 8 of them failed.
 
 #: A child that stages one job under the CLI's signal handlers, is interrupted while the job is
 #: staged, and gets a second signal as the cleanup starts removing files (a user pressing
@@ -47,7 +51,7 @@ def test_a_second_signal_during_the_cleanup_still_leaves_nothing_in_out(tmp_path
     """Ctrl-C at any moment leaves nothing in --out: also a second one while the first one's
     cleanup is removing the staged files (it used to raise there and leave the staging dir)."""
     out = tmp_path / "made" / "out"  # created by the run, so removed by its cleanup
-    child = subprocess.run([sys.executable, "-c", SECOND_SIGNAL_DURING_CLEANUP, str(out), first, second],
+    child = subprocess.run([*FOREGROUND, "-c", SECOND_SIGNAL_DURING_CLEANUP, str(out), first, second],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() in ("KeyboardInterrupt", "Terminated")
@@ -84,7 +88,7 @@ def test_a_swallowed_signal_after_the_last_checkpoint_still_stops_the_run(signum
     """The end of the block is the run's last checkpoint: a signal Python swallowed after the
     commit (a ``__del__`` while the summary prints) still exits 130/143, not 0; the previous
     handler is back and nothing is reported on stderr."""
-    child = subprocess.run([sys.executable, "-c", SWALLOWED_AFTER_THE_LAST_CHECKPOINT, signum],
+    child = subprocess.run([*FOREGROUND, "-c", SWALLOWED_AFTER_THE_LAST_CHECKPOINT, signum],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == [exception, "True"]
@@ -128,7 +132,7 @@ def test_a_run_in_another_thread_neither_forgets_nor_takes_the_main_runs_signal(
     """The block in a non-main thread installs no handler, so it must leave the main thread's
     recorded signal alone: it used to forget it (the interrupted main run went on and committed),
     and with the block's end as a checkpoint it would have raised it in the wrong run."""
-    child = subprocess.run([sys.executable, "-c", A_THREAD_RUNS_THE_BLOCK_MEANWHILE],
+    child = subprocess.run([*FOREGROUND, "-c", A_THREAD_RUNS_THE_BLOCK_MEANWHILE],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert child.stdout.splitlines() == ["thread finished", "main KeyboardInterrupt"]
@@ -172,7 +176,7 @@ def test_a_signal_while_the_staging_is_entered_leaves_nothing(tmp_path, event, n
     its staging dir and lock (it used to leave a staging dir without a lock, which no later run
     removes as stale, and the folders it had created)."""
     out = tmp_path / "made" / "out"
-    child = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_ENTERING, str(out), event, str(nth)],
+    child = subprocess.run([*FOREGROUND, "-c", SIGNAL_WHILE_ENTERING, str(out), event, str(nth)],
                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["KeyboardInterrupt"]
