@@ -3,7 +3,6 @@ moments of a real run's output staging, in a child process, by a real ``signal.r
 from an audit hook (the moment a file system call starts), so no timing decides the outcome."""
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
