@@ -886,6 +886,8 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
     back as it is done, is saved (with a checkpoint) and merged with the others in index order."""
     import pickle
 
+    from concurrent.futures import CancelledError
+
     from distributed import KilledWorker, as_completed
 
     threads = max(1, sum(client.nthreads().values()))
@@ -923,7 +925,14 @@ def _scan_on_cluster(client: Any, model: Any, paths: list[str], job: _ScanJob, p
                 # One result fetched at a time, here (a task's error is raised): with_results=True
                 # gathers results concurrently, and a scan hung with its last partition finished
                 # in the client but never handed over (distributed 2026.8; see dask/distributed#7331).
-                state = future.result()
+                try:
+                    state = future.result()
+                except (CancelledError, OSError, TimeoutError):
+                    if future.status == "error":  # the task's own error
+                        raise
+                    # Finished, then the cluster went away before its result was fetched: the
+                    # fetch is cancelled or its connection closed, which was a traceback.
+                    raise _lost_cluster("a finished partition's result was lost", done, len(paths), checkpoint) from None
                 first, stop = bounds[future.key]
                 if checkpoint is not None:  # saved before the fold merges later ranges into it
                     checkpoint.save(_Piece(first, stop, state), _merged_copy([*fold.states(), state]))
