@@ -87,7 +87,7 @@ def test_an_integer_output_asked_to_stream_is_rounded_and_saturated_as_usual(dty
 
 def test_only_a_large_output_the_caller_gives_streams():
     """A fresh output has just been zeroed into the cache by the kernel: ordinary stores hit it.
-    A small one stays in the cache for its reader. Only the compute dtype, C-contiguous."""
+    A small one stays in the cache for its reader. Only the compute dtype, C-contiguous, aligned."""
     f32 = np.dtype(np.float32)
     small, large = np.empty(1000, f32), np.empty(_cpu.STREAM_BYTES // 4, f32)
     assert _cpu.streams(large, fresh=False, compute_dtype=f32)
@@ -95,7 +95,11 @@ def test_only_a_large_output_the_caller_gives_streams():
     assert not _cpu.streams(small, fresh=False, compute_dtype=f32)
     # Outputs the kernels would write in ordinary stores anyway: asking would compile them again.
     assert not _cpu.streams(large.view(np.uint8), fresh=False, compute_dtype=f32)
-    assert not _cpu.streams(large[::2], fresh=False, compute_dtype=f32)
+    strided = np.empty(_cpu.STREAM_BYTES // 2, f32)[::2]  # as many bytes as ``large``
+    assert strided.nbytes == large.nbytes and not _cpu.streams(strided, fresh=False, compute_dtype=f32)
+    # An output off its element alignment: a streaming vector store there faults.
+    unaligned = np.empty(large.nbytes + 4, np.uint8)[1 : 1 + large.nbytes].view(f32)
+    assert not unaligned.flags.aligned and not _cpu.streams(unaligned, fresh=False, compute_dtype=f32)
 
 
 def test_a_large_out_through_the_front_matches_a_fresh_output():
