@@ -464,3 +464,24 @@ def test_palette_indices_give_nan_index_0_without_a_warning():
         warnings.simplefilter("error")
         indices = palette_indices(np.array([np.nan, 0.0, 1.0, 2.0, np.inf, -np.inf], np.float32), 0.0, 2.0)
     np.testing.assert_array_equal(indices, [0, 0, 128, 255, 255, 0])
+
+
+@pytest.mark.parametrize(("channel_files", "planted"), [(False, "files"), (True, "files"), (True, "folder")])
+def test_a_name_the_writer_creates_that_is_already_a_symlink_is_not_followed(tmp_path, features, channel_files, planted):
+    """The writers open their files with O_NOFOLLOW: a symlink planted at a name they write (in a
+    staging folder only this process writes, so only by a race) leaves what it points to as it
+    was; so does one at the folder of loose channels."""
+    options = RenderOptions(channel_files=channel_files)
+    (tmp_path / "learn").mkdir()
+    render_layer(features, tmp_path / "learn", options)
+    secret, elsewhere, target = tmp_path / "secret", tmp_path / "elsewhere", tmp_path / "target"
+    secret.write_bytes(b"keep")
+    elsewhere.mkdir()
+    target.mkdir()
+    for entry in (tmp_path / "learn").iterdir():
+        if entry.is_dir() == (planted == "folder"):
+            (target / entry.name).symlink_to(elsewhere if entry.is_dir() else secret)
+    with pytest.raises(OSError):
+        render_layer(features, target, options)
+    assert secret.read_bytes() == b"keep"
+    assert not any(elsewhere.iterdir())

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .errors import VizError
+from .paths import write_file
 from .render import (
     ChannelStats,
     Panel,
@@ -194,5 +195,5 @@ def compare_layer(
             "panel_sum.png", "panel_sheet.png", "manifest.json",
         ],
     }
-    (target / "manifest.json").write_text(manifest_json(manifest))
+    write_file(target / "manifest.json", manifest_json(manifest).encode())
     return manifest

@@ -7,7 +7,8 @@ names on Windows (``CON``, ``NUL``), be longer than a file system allows, or col
 other once cleaned. :func:`safe_component` makes one name safe, :func:`unique_components` makes a
 list of names safe and distinct, and :func:`inside` checks, after resolving symlinks, that a path
 lies inside a root before anything is written or replaced there. :func:`write_atomically`
-replaces a file so that a reader never sees half of it.
+replaces a file so that a reader never sees half of it; :func:`write_file` (and
+:func:`open_for_writing`) never writes through a symlink at the name it writes.
 """
 
 from __future__ import annotations
@@ -123,6 +124,34 @@ def printable(text: str) -> str:
         else:
             shown.append(character)
     return "".join(shown)
+
+
+#: Flags of a file the tools write: a symlink at its name is refused (ELOOP), not followed out of
+#: the output folder (the tools write into folders of their own making, so only a race plants one).
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_for_writing(path: Path) -> int:
+    """A descriptor of ``path``, created or emptied, readable by all; a symlink there is an OSError."""
+    return os.open(path, _WRITE_FLAGS, 0o666)
+
+
+def write_all(descriptor: int, data: bytes | memoryview) -> None:
+    """Write all of ``data``: a regular file may take less than asked (a nearly full disk)."""
+    remaining = memoryview(data)
+    while remaining:
+        remaining = remaining[os.write(descriptor, remaining) :]
+
+
+def write_file(path: Path, data: bytes | memoryview) -> None:
+    """``path.write_bytes(data)`` through :func:`open_for_writing`, and with less CPU than the
+    buffered file object (0.07 against 0.096 ms for a 4.6 kB file: for thousands of small
+    files its work shows)."""
+    descriptor = open_for_writing(path)
+    try:
+        write_all(descriptor, data)
+    finally:
+        os.close(descriptor)
 
 
 def write_atomically(path: Path, write: Callable[[IO[bytes]], object], *, prefix: str, durable: bool = False) -> None:

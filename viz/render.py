@@ -11,6 +11,7 @@ only colour tables and tick positions, so ``matplotlib.figure`` is never importe
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from numba import njit
 import fastinterp
 
 from .errors import VizError
-from .paths import inside
+from .paths import inside, open_for_writing, write_all, write_file
 
 NORM_MODES = ("channel", "layer", "percentile")
 RANK_MODES = ("mean", "max", "energy")
@@ -675,7 +676,7 @@ def rgb_png(image: np.ndarray) -> memoryview:
 
 def write_rgb(path: Path, image: np.ndarray) -> None:
     """Write an (h, w, 3) uint8 image as an RGB PNG (:func:`rgb_png`)."""
-    _write_file(path, rgb_png(image))
+    write_file(path, rgb_png(image))
 
 
 def _png_files_of(images: np.ndarray, pixel_bytes: int, head: bytes) -> list[memoryview]:
@@ -700,10 +701,12 @@ def write_indexed(path: Path, indices: np.ndarray, lut: np.ndarray) -> None:
     from PIL import Image
 
     if path.suffix == ".png":
-        path.write_bytes(palette_png(indices, lut.tobytes()))
+        write_file(path, palette_png(indices, lut.tobytes()))
     else:
+        encoded = io.BytesIO()
         # 4:4:4: chroma subsampling would smear the colormap's hues across channel edges.
-        Image.fromarray(lut[indices], "RGB").save(path, quality=JPEG_QUALITY, subsampling=0)
+        Image.fromarray(lut[indices], "RGB").save(encoded, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+        write_file(path, encoded.getbuffer())
 
 
 def write_map(path: Path, values: np.ndarray, lut: np.ndarray, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:
@@ -975,28 +978,12 @@ def write_batch(paths: Sequence[Path], indices: np.ndarray, lut: np.ndarray, pro
     assert len(paths) == len(indices), "one file per channel"
     if paths and paths[0].suffix == ".png":
         for path, data in zip(paths, palette_pngs(indices, lut.tobytes())):
-            _write_file(path, data)
+            write_file(path, data)
     else:
         for path, channel in zip(paths, indices):
             write_indexed(path, channel, lut)
     if progress is not None:
         progress(len(paths))
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """``path.write_bytes(data)`` with ~25% less CPU (measured: 0.07 against 0.096 ms for a
-    4.6 kB file): for thousands of small files the buffered file object's work shows."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        _write_all(descriptor, data)
-    finally:
-        os.close(descriptor)
-
-
-def _write_all(descriptor: int, data: bytes | memoryview) -> None:
-    remaining = memoryview(data)
-    while remaining:  # a regular file may take less than asked (e.g. a nearly full disk)
-        remaining = remaining[os.write(descriptor, remaining) :]
 
 
 def finish(futures: Sequence[Future[None]]) -> None:
@@ -1243,17 +1230,17 @@ class AtlasPages:
             if page != self._page:
                 self._end_page()
                 self._page = page
-                self._descriptor = os.open(self.target / self.atlas.pages[page], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                self._descriptor = open_for_writing(self.target / self.atlas.pages[page])
                 height, width = self.atlas.page_shape(page)
-                _write_all(self._descriptor, png_head(height, width, self.palette))
+                write_all(self._descriptor, png_head(height, width, self.palette))
                 self._adler = 1
-            _write_all(self._descriptor, data)
+            write_all(self._descriptor, data)
             self._adler = adler32_combine(self._adler, adler, length)
 
     def _end_page(self) -> None:
         if self._descriptor >= 0:
             try:
-                _write_all(self._descriptor, png_end(self._adler))
+                write_all(self._descriptor, png_end(self._adler))
             finally:
                 self.release()
 
@@ -1416,5 +1403,5 @@ def render_layer(
         **(extra or {}),
         "files": files,
     }
-    (target / "manifest.json").write_text(manifest_json(manifest))
+    write_file(target / "manifest.json", manifest_json(manifest).encode())
     return manifest

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import io
 import json
 import math
 import os
@@ -37,7 +38,7 @@ import numpy as np
 
 from .errors import VizError
 from .inputs import IMAGE_SUFFIXES, Preprocess
-from .paths import inside, printable, unique_components, write_atomically
+from .paths import inside, printable, unique_components, write_atomically, write_file
 from .staging import STAGING_PREFIX
 
 FORMAT_NAME = "fastinterp-scan"
@@ -495,8 +496,9 @@ def _write_strips(target: Path, scan: LayerScan, images: Sequence[str], preproce
     cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def write(channel: int) -> None:
-        path = inside(target, target / f"{channel:0{digits}d}.png")
-        Image.fromarray(_strip(scan, channel, cache, lut)).save(path, compress_level=PNG_COMPRESS_LEVEL)
+        encoded = io.BytesIO()
+        Image.fromarray(_strip(scan, channel, cache, lut)).save(encoded, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        write_file(inside(target, target / f"{channel:0{digits}d}.png"), encoded.getbuffer())
 
     with ThreadPoolExecutor(default_threads()) as pool, \
             tqdm(total=scan.channels, desc=description, unit="ch", disable=None if progress is None else not progress) as bar:
