@@ -7,11 +7,14 @@
     (integers: computed in float32, within 1 of the CPU), close to torch ``interpolate``;
     legacy bit-exact against the original script's reference; the adjoint against torch
     autograd's gradient and bit-identical across runs; numba/CuPy/host-copy inputs;
-    bfloat16; a (1, 3, 4000, 6000) 8x uint8 output of 4.6e9 elements (64-bit offsets).
+    bfloat16; a (1, 3, 4000, 6000) 8x uint8 output of 4.6e9 elements (64-bit offsets);
+    ``antialias=True`` (both layouts, both pass orders, every dtype) equal to the CPU bit for
+    bit, and its backward equal to the CPU's adjoint and bit-identical across runs.
 (b) Timing with CUDA events, each call queued behind a GPU sleep so Python launch time is
     not counted, median of many runs after warm-up: fastinterp against torch (NCHW and
-    channels_last), the adjoint against torch's backward, a device-to-device copy for the
-    bytes floor, and the Python-side cost of one call on a small input.
+    channels_last), the adjoint against torch's backward, antialiased downscaling against
+    torch's ``antialias=True`` (issue 13: within 1.5x of the bytes floor), a device-to-device
+    copy for the bytes floor, and the Python-side cost of one call on a small input.
 
 Writes ``gpu_device.json`` under ``--out`` and prints a table last. Exits 1 if a check failed.
 """
@@ -242,7 +245,32 @@ def check_huge() -> None:
     got = flat[torch.from_numpy(picks).cuda()].cpu().numpy()
     check("(1,3,4000,6000) 8x uint8, 4.6e9 elements: sampled pixels", elements > 2**32
           and np.abs(got.astype(np.int64) - expected.astype(np.int64)).max() <= 1, f"{elements:,} elements")
-    del out
+
+
+def check_antialias() -> None:
+    """``antialias=True`` on the GPU: the CPU's bits for every dtype and layout, with the rows
+    blended first (both axes down) and the columns first (height up, width down); the torch
+    operator's backward against the CPU's, and bit-identical across runs."""
+    from fastinterp.torch import resize as differentiable_resize
+
+    for (in_h, in_w), size in (((37, 53), (11, 17)), ((20, 40), (33, 13))):
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.uint8):
+            for channels_last in (False, True):
+                x = random_tensor((2, 5, in_h, in_w), dtype, channels_last)
+                out = poisoned_like((2, 5, *size), dtype, channels_last)
+                got = fastinterp.resize(x, size=size, antialias=True, out=out)
+                torch.cuda.synchronize()
+                expected = fastinterp.resize(x.cpu(), size=size, antialias=True).numpy()
+                layout = "channels_last" if channels_last else "NCHW"
+                check(f"antialias {(in_h, in_w)}->{size} {str(dtype)[6:]} {layout} == CPU bit for bit",
+                      got is out and np.array_equal(got.cpu().numpy(), expected))
+    x = random_tensor((2, 5, 37, 53), torch.float32).requires_grad_()
+    grad = torch.randn((2, 5, 11, 17), device="cuda")
+    runs = [torch.autograd.grad(differentiable_resize(x, size=(11, 17), antialias=True), x, grad)[0] for _ in range(3)]
+    x_cpu = x.detach().cpu().requires_grad_()
+    expected = torch.autograd.grad(differentiable_resize(x_cpu, size=(11, 17), antialias=True), x_cpu, grad.cpu())[0]
+    check("antialias backward == CPU bit for bit, the same bits on every run",
+          torch.equal(runs[0].cpu(), expected) and all(torch.equal(run, runs[0]) for run in runs[1:]))
 
 
 # --------------------------------------------------------------------------- (b) timings
@@ -278,28 +306,31 @@ def copy_rate() -> float:
 
 
 def time_forward_cases(rate: float) -> None:
-    rows = []
-    for shape in TIMED_CASES:
-        n, c, h, w = shape
-        size = (h * FACTOR, w * FACTOR)
-        x = random_tensor(shape, torch.float32)
-        x_cl = x.contiguous(memory_format=torch.channels_last)
-        out, out_cl = torch.empty(n, c, *size, device="cuda"), torch.empty(n, c, *size, device="cuda").contiguous(
-            memory_format=torch.channels_last)
-        row = {
-            "case": f"{shape} 8x float32",
-            "launch": str(_cuda_launch.launch_shape(n * c, *size, 1, torch.cuda.get_device_properties(0).multi_processor_count)),
-            "floor_us": (x.numel() + out.numel()) * 4 / rate * 1e6,
-            "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=size, out=out)),
-            "fastinterp_channels_last_us": gpu_time_us(lambda: fastinterp.resize(x_cl, size=size, out=out_cl)),
-            "torch_nchw_us": gpu_time_us(lambda: F.interpolate(x, size=size, mode="bilinear", align_corners=False)),
-            "torch_channels_last_us": gpu_time_us(
-                lambda: F.interpolate(x_cl, size=size, mode="bilinear", align_corners=False)),
-        }
-        print(f"   {row}", flush=True)
-        rows.append(row)
-        del x, x_cl, out, out_cl
-    timings["forward_float32"] = rows
+    timings["forward_float32"] = [printed(forward_row(shape, rate)) for shape in TIMED_CASES]
+
+
+def printed(row: dict[str, Any]) -> dict[str, Any]:
+    print(f"   {row}", flush=True)
+    return row
+
+
+def forward_row(shape: tuple[int, int, int, int], rate: float) -> dict[str, Any]:
+    n, c, h, w = shape
+    size = (h * FACTOR, w * FACTOR)
+    x = random_tensor(shape, torch.float32)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    out = torch.empty(n, c, *size, device="cuda")
+    out_cl = torch.empty_like(out).contiguous(memory_format=torch.channels_last)
+    return {
+        "case": f"{shape} 8x float32",
+        "launch": str(_cuda_launch.launch_shape(n * c, *size, 1, torch.cuda.get_device_properties(0).multi_processor_count)),
+        "floor_us": (x.numel() + out.numel()) * 4 / rate * 1e6,
+        "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=size, out=out)),
+        "fastinterp_channels_last_us": gpu_time_us(lambda: fastinterp.resize(x_cl, size=size, out=out_cl)),
+        "torch_nchw_us": gpu_time_us(lambda: F.interpolate(x, size=size, mode="bilinear", align_corners=False)),
+        "torch_channels_last_us": gpu_time_us(
+            lambda: F.interpolate(x_cl, size=size, mode="bilinear", align_corners=False)),
+    }
 
 
 def time_launch_shapes() -> None:
@@ -328,49 +359,72 @@ def time_launch_shapes() -> None:
 
 
 def time_other_dtypes(rate: float) -> None:
-    rows = []
+    timings["forward_other"] = [printed(other_dtype_row(dtype, rate)) for dtype in (torch.uint8, torch.float16)]
+    timings["forward_other"].append(printed(huge_uint8_row(rate)))
+
+
+def other_dtype_row(dtype: torch.dtype, rate: float) -> dict[str, Any]:
     shape, size = (1, 2048, 24, 24), (192, 192)
-    for dtype in (torch.uint8, torch.float16):
-        x = random_tensor(shape, dtype)
-        out = torch.empty(1, 2048, *size, device="cuda", dtype=dtype)
-        row = {
-            "case": f"{shape} 8x {str(dtype)[6:]}",
-            "floor_us": (x.numel() + out.numel()) * x.element_size() / rate * 1e6,
-            "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=size, out=out)),
-            "torch_nchw_us": None if dtype == torch.uint8 else gpu_time_us(
-                lambda: F.interpolate(x, size=size, mode="bilinear", align_corners=False)),
-        }
-        print(f"   {row}", flush=True)
-        rows.append(row)
+    x = random_tensor(shape, dtype)
+    out = torch.empty(1, 2048, *size, device="cuda", dtype=dtype)
+    return {
+        "case": f"{shape} 8x {str(dtype)[6:]}",
+        "floor_us": (x.numel() + out.numel()) * x.element_size() / rate * 1e6,
+        "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=size, out=out)),
+        "torch_nchw_us": None if dtype == torch.uint8 else gpu_time_us(
+            lambda: F.interpolate(x, size=size, mode="bilinear", align_corners=False)),
+    }
+
+
+def huge_uint8_row(rate: float) -> dict[str, Any]:
     x = random_tensor((1, 3, 4000, 6000), torch.uint8)
     out = torch.empty(1, 3, 32000, 48000, device="cuda", dtype=torch.uint8)
-    row = {"case": "(1, 3, 4000, 6000) 8x uint8", "floor_us": (x.numel() + out.numel()) / rate * 1e6,
-           "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=(32000, 48000), out=out), runs=10),
-           "torch_nchw_us": None}
-    print(f"   {row}", flush=True)
-    rows.append(row)
-    del x, out
-    timings["forward_other"] = rows
+    return {"case": "(1, 3, 4000, 6000) 8x uint8", "floor_us": (x.numel() + out.numel()) / rate * 1e6,
+            "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=(32000, 48000), out=out), runs=10),
+            "torch_nchw_us": None}
+
+
+def time_antialias(rate: float) -> None:
+    """Antialiased downscaling (issue 13's cases: a photo halved, feature maps pooled 4x) against
+    torch's ``antialias=True``; the floor is the bytes read and written."""
+    timings["antialias"] = [printed(antialias_row(shape, size, rate))
+                            for shape, size in (((1, 3, 1080, 1920), (540, 960)), ((1, 2048, 96, 96), (24, 24)))]
+
+
+def antialias_row(shape: tuple[int, int, int, int], size: tuple[int, int], rate: float) -> dict[str, Any]:
+    x = random_tensor(shape, torch.float32)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    out = torch.empty(*shape[:2], *size, device="cuda")
+    out_cl = torch.empty_like(out).contiguous(memory_format=torch.channels_last)
+    return {
+        "case": f"{shape} -> {size} antialias float32",
+        "floor_us": (x.numel() + out.numel()) * 4 / rate * 1e6,
+        "fastinterp_nchw_us": gpu_time_us(lambda: fastinterp.resize(x, size=size, antialias=True, out=out)),
+        "fastinterp_channels_last_us": gpu_time_us(
+            lambda: fastinterp.resize(x_cl, size=size, antialias=True, out=out_cl)),
+        "torch_nchw_us": gpu_time_us(
+            lambda: F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)),
+        "torch_channels_last_us": gpu_time_us(
+            lambda: F.interpolate(x_cl, size=size, mode="bilinear", align_corners=False, antialias=True)),
+    }
 
 
 def time_adjoint(rate: float) -> None:
-    rows = []
-    for shape in TIMED_CASES:
-        n, c, h, w = shape
-        x = torch.rand(shape, device="cuda", requires_grad=True)
-        y = F.interpolate(x, scale_factor=FACTOR, mode="bilinear", align_corners=False)
-        grad = torch.randn_like(y)
-        row = {
-            "case": f"{shape} 8x float32 backward",
-            "floor_us": (grad.numel() + x.numel()) * 4 / rate * 1e6,
-            "fastinterp_nchw_us": gpu_time_us(lambda: _cuda.resize_adjoint_cuda(grad, h, w, "center")),
-            "torch_nchw_us": gpu_time_us(lambda: torch.autograd.grad(y, x, grad, retain_graph=True)),
-        }
-        print(f"   {row}", flush=True)
-        rows.append(row)
-        del x, y, grad
-    timings["adjoint"] = rows
+    timings["adjoint"] = [printed(adjoint_row(shape, rate)) for shape in TIMED_CASES]
     sweep_adjoint()
+
+
+def adjoint_row(shape: tuple[int, int, int, int], rate: float) -> dict[str, Any]:
+    n, c, h, w = shape
+    x = torch.rand(shape, device="cuda", requires_grad=True)
+    y = F.interpolate(x, scale_factor=FACTOR, mode="bilinear", align_corners=False)
+    grad = torch.randn_like(y)
+    return {
+        "case": f"{shape} 8x float32 backward",
+        "floor_us": (grad.numel() + x.numel()) * 4 / rate * 1e6,
+        "fastinterp_nchw_us": gpu_time_us(lambda: _cuda.resize_adjoint_cuda(grad, h, w, "center")),
+        "torch_nchw_us": gpu_time_us(lambda: torch.autograd.grad(y, x, grad, retain_graph=True)),
+    }
 
 
 def _kernel_resources(launch: Any) -> str:
@@ -483,7 +537,8 @@ def table() -> str:
     def fmt(value: Any) -> str:
         return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
-    for row in timings.get("forward_float32", []) + timings.get("forward_other", []) + timings.get("adjoint", []):
+    rows = [row for key in ("forward_float32", "forward_other", "antialias", "adjoint") for row in timings.get(key, [])]
+    for row in rows:
         ours, theirs = row["fastinterp_nchw_us"], row.get("torch_nchw_us")
         lines.append(" | ".join([
             f"| {row['case']}", fmt(row["floor_us"]), fmt(ours), f"{ours / row['floor_us']:.2f}",
@@ -530,7 +585,7 @@ def main() -> int:
     torch.manual_seed(int(time.time()))
     for name, body in (("forward vs CPU", check_forward), ("forward vs torch", check_against_torch),
                        ("legacy", check_legacy), ("adjoint", check_adjoint), ("other inputs", check_other_inputs),
-                       ("huge output", check_huge)):
+                       ("huge output", check_huge), ("antialias", check_antialias)):
         guarded(name, body)
     torch.cuda.empty_cache()
     if not args.skip_timing:
@@ -539,6 +594,7 @@ def main() -> int:
         guarded("forward float32 timings", lambda: time_forward_cases(rate))
         guarded("launch shape sweep", time_launch_shapes)
         guarded("uint8/float16 timings", lambda: time_other_dtypes(rate))
+        guarded("antialias timings", lambda: time_antialias(rate))
         guarded("adjoint timings", lambda: time_adjoint(rate))
         guarded("per-call overhead", time_overhead)
     with open(f"{args.out}/gpu_device.json", "w") as handle:
