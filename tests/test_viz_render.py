@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
 import zlib
@@ -253,6 +254,28 @@ def test_the_files_of_a_stack_equal_those_of_each_image():
     for image, file in zip(stack, files):
         assert bytes(file) == palette_png(image, palette)
         check_palette_png_round_trip(image)
+
+
+def huffman_cost(counts: list[int]) -> int:
+    """The bits of an optimal prefix code for ``counts`` (two symbols at least): the sum of the
+    merged weights, merging the two lightest each time (a plain heap)."""
+    heap = [count for count in counts if count > 0]
+    heapq.heapify(heap)
+    cost = 0
+    while len(heap) > 1:
+        merged = heapq.heappop(heap) + heapq.heappop(heap)
+        cost += merged
+        heapq.heappush(heap, merged)
+    return cost
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10**6), min_size=2, max_size=286).filter(lambda c: sum(map(bool, c)) >= 2))
+def test_huffman_lengths_are_an_optimal_complete_code(counts):
+    lengths = _huffman_lengths(np.array(counts, np.int64), 99)
+    assert int(np.dot(lengths, counts)) == huffman_cost(counts)
+    assert all((length > 0) == (count > 0) for length, count in zip(lengths, counts))
+    assert sum(2.0 ** -int(length) for length in lengths if length) == 1.0  # complete: Kraft's sum is 1
 
 
 def test_a_skewed_histogram_gets_a_code_of_at_most_15_bits():

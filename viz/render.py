@@ -288,6 +288,9 @@ DEFLATE_HEADER_BOUND = 512
 ADLER_MODULUS = 65521
 #: Bytes summed between two reductions of Adler-32's sums: they stay far inside int64.
 ADLER_BLOCK = 1 << 16
+#: The type of the image-data chunk, and the end of an empty stored block (lengths 0 and ~0).
+IDAT = np.frombuffer(b"IDAT", np.uint8)
+EMPTY_STORED_BLOCK_END = np.array([0, 0, 0xFF, 0xFF], np.uint8)
 
 
 def _crc_tables() -> np.ndarray:
@@ -317,18 +320,28 @@ def _huffman_lengths(counts, max_bits):  # pragma: no cover - compiled
 
     At least two symbols get a code, as deflate wants. A code deeper than ``max_bits`` is
     built again from halved counts: it converges to a balanced code, always short enough.
+    Plain loops only: numpy's sorts and fancy indexing here cost the first run ~8 s of compiling.
     """
     counts = counts.copy()
+    n = 0
+    for count in counts:
+        n += count > 0
+    symbol = 0
+    while n < 2:  # the first symbols without a count get one
+        if counts[symbol] == 0:
+            counts[symbol], n = 1, n + 1
+        symbol += 1
+    used = np.empty(n, np.int64)
+    n = 0
     for symbol in range(len(counts)):
-        if len(np.flatnonzero(counts)) >= 2:
-            break
-        counts[symbol] = max(counts[symbol], 1)
-    used = np.flatnonzero(counts)
-    n = len(used)
+        if counts[symbol] > 0:
+            used[n], n = symbol, n + 1
+    order = np.empty(n, np.int64)
     weight, parent, depth = np.empty(2 * n - 1, np.int64), np.empty(2 * n - 1, np.int64), np.empty(2 * n - 1, np.int64)
     while True:
-        order = used[np.argsort(counts[used], kind="mergesort")]
-        weight[:n] = counts[order]
+        _sort_by_count(used, counts, order)
+        for k in range(n):
+            weight[k] = counts[order[k]]
         leaf, node = 0, n  # two queues: the sorted leaves and the merged nodes (made in increasing weight)
         for new in range(n, 2 * n - 1):
             total = 0
@@ -340,16 +353,37 @@ def _huffman_lengths(counts, max_bits):  # pragma: no cover - compiled
                 parent[child] = new
                 total += weight[child]
             weight[new] = total
-        depth[2 * n - 2] = 0
+        depth[2 * n - 2], deepest = 0, 0
         for k in range(2 * n - 3, -1, -1):  # a parent is made after its children
             depth[k] = depth[parent[k]] + 1
-        if depth[:n].max() <= max_bits:
+            deepest = max(deepest, depth[k])
+        if deepest <= max_bits:
             break
         for symbol in used:
             counts[symbol] = (counts[symbol] + 1) // 2
     lengths = np.zeros(len(counts), np.int64)
-    lengths[order] = depth[:n]
+    for k in range(n):
+        lengths[order[k]] = depth[k]
     return lengths
+
+
+@njit(cache=True, nogil=True)
+def _sort_by_count(symbols, counts, order):  # pragma: no cover - compiled
+    """``symbols`` (increasing) into ``order`` by increasing count, ties by symbol: a shell sort
+    of the distinct keys count * 2**9 + symbol (deflate's alphabets have < 2**9 symbols)."""
+    for k in range(len(symbols)):
+        order[k] = counts[symbols[k]] << 9 | symbols[k]
+    gap = len(order) // 2
+    while gap > 0:
+        for k in range(gap, len(order)):
+            key, j = order[k], k
+            while j >= gap and order[j - gap] > key:
+                order[j] = order[j - gap]
+                j -= gap
+            order[j] = key
+        gap //= 2
+    for k in range(len(order)):
+        order[k] &= (1 << 9) - 1
 
 
 @njit(cache=True, nogil=True)
@@ -375,9 +409,10 @@ def _canonical_codes(lengths):  # pragma: no cover - compiled
     return codes
 
 
-@njit(inline="always")
+@njit(nogil=True)
 def _put_bits(out, position, buffer, filled, value, bits):  # pragma: no cover - compiled
-    """Append ``bits`` bits of ``value`` to the bit buffer; whole 32-bit words go to ``out``."""
+    """Append ``bits`` bits of ``value`` to the bit buffer; whole 32-bit words go to ``out``. Not
+    inlined by numba (LLVM still may): six call sites of its typed IR cost a first run ~2 s."""
     buffer |= np.uint64(value) << np.uint64(filled)
     filled += bits
     if filled >= 32:
@@ -387,6 +422,15 @@ def _put_bits(out, position, buffer, filled, value, bits):  # pragma: no cover -
         filled -= 32
         position += 4
     return position, buffer, filled
+
+
+@njit(inline="always")
+def _put_bytes(out, position, data):  # pragma: no cover - compiled
+    """``data`` at ``position``; returns the position after it. A loop, not a slice assignment:
+    its shape check compiles error formatting that cost a first run ~5 s."""
+    for k in range(len(data)):
+        out[position + k] = data[k]
+    return position + len(data)
 
 
 @njit(inline="always")
@@ -476,11 +520,11 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
     ``position``; returns the position after it. A ``final`` block ends zero-padded to a byte;
     another ends with an empty stored block (zlib's sync flush), so that it too ends on a byte and
     blocks encoded apart can be concatenated."""
-    lengths = _huffman_lengths(counts, MAX_CODE_BITS)
+    lengths = _huffman_lengths(counts, np.int64(MAX_CODE_BITS))
     codes = _canonical_codes(lengths)
     # The code lengths of both alphabets as code-length symbols: runs of zeros as 17 (3-10) or 18 (11-138).
     sent_lengths = np.ones(LITERAL_SYMBOLS + DISTANCE_CODES, np.int64)
-    sent_lengths[:LITERAL_SYMBOLS] = lengths
+    _put_bytes(sent_lengths, 0, lengths)
     symbols, extras = np.empty(len(sent_lengths), np.int64), np.empty(len(sent_lengths), np.int64)
     n_symbols, k = 0, 0
     while k < len(sent_lengths):
@@ -498,7 +542,7 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
     length_counts = np.zeros(19, np.int64)
     for s in range(n_symbols):
         length_counts[symbols[s]] += 1
-    length_lengths = _huffman_lengths(length_counts, MAX_CODE_LENGTH_BITS)
+    length_lengths = _huffman_lengths(length_counts, np.int64(MAX_CODE_LENGTH_BITS))
     length_codes = _canonical_codes(length_lengths)
     n_length_codes = 19
     while n_length_codes > 4 and length_lengths[CODE_LENGTH_ORDER[n_length_codes - 1]] == 0:
@@ -516,7 +560,9 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
             position, buffer, filled = _put_bits(out, position, buffer, filled, extras[s], 3 if symbol == 17 else 7)
     # The hot loop, written out (through the helper it is 4x slower): each byte's code and length
     # from one table entry, and 64 bits written at a time (a code that does not fit is carried).
-    table = codes.astype(np.uint64) | lengths.astype(np.uint64) << np.uint64(32)
+    table = np.empty(LITERAL_SYMBOLS, np.uint64)
+    for symbol in range(LITERAL_SYMBOLS):
+        table[symbol] = np.uint64(codes[symbol]) | np.uint64(lengths[symbol]) << np.uint64(32)
     for k in range(data.shape[0]):
         entry = table[data[k]]
         code, length = entry & np.uint64(0xFFFFFFFF), np.int64(entry >> np.uint64(32))
@@ -541,9 +587,8 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
         buffer >>= np.uint64(8)
         filled -= 8
         position += 1
-    if not final:  # the stored block's length 0 and its complement
-        out[position : position + 4] = np.array([0, 0, 0xFF, 0xFF], np.uint8)
-        position += 4
+    if not final:
+        position = _put_bytes(out, position, EMPTY_STORED_BLOCK_END)
     return position
 
 
@@ -590,16 +635,13 @@ def _png_files(images, pixel_bytes, head, tail, crc_tables, out, sizes):  # prag
     counts[END_OF_BLOCK] = 1
     for i in range(images.shape[0]):
         file = out[i]
-        file[: len(head)] = head
-        start = len(head)
+        start = _put_bytes(file, 0, head)
         _paeth_rows(images[i], 0, rows, pixel_bytes)
         adler = _histogram_adler(rows.ravel(), counts)
         end = _zlib_stream(rows, counts, adler, file, start + 8)
-        _put_u32(file, start, end - start - 8)
-        file[start + 4 : start + 8] = np.array([73, 68, 65, 84], np.uint8)  # "IDAT"
+        _put_bytes(file, _put_u32(file, start, end - start - 8), IDAT)
         end = _chunk_crc(file, start + 4, end, crc_tables)
-        file[end : end + len(tail)] = tail
-        sizes[i] = end + len(tail)
+        sizes[i] = _put_bytes(file, end, tail)
 
 
 @njit(cache=True, nogil=True)
@@ -618,8 +660,7 @@ def _idat_band(image, first, zlib_header, crc_tables, out):  # pragma: no cover 
         out[8], out[9] = 0x78, 0x01
         position = 10
     end = _huffman_block(rows.ravel(), counts, out, position, False)
-    _put_u32(out, 0, end - 8)
-    out[4:8] = np.array([73, 68, 65, 84], np.uint8)  # "IDAT"
+    _put_bytes(out, _put_u32(out, 0, end - 8), IDAT)
     return _chunk_crc(out, 4, end, crc_tables), adler
 
 
@@ -682,6 +723,9 @@ def write_rgb(path: Path, image: np.ndarray) -> None:
 def _png_files_of(images: np.ndarray, pixel_bytes: int, head: bytes) -> list[memoryview]:
     """(n, h, row bytes) uint8 images as n PNG files that start with ``head`` (:func:`_png_files`)."""
     count, height, row_bytes = images.shape
+    # Always read-only: numba compiles a kernel once per writability (6 s more on a first run).
+    images = images.view()
+    images.flags.writeable = False
     tail = _png_chunk(b"IEND", b"")
     symbols = height * (row_bytes + 1) + 1
     bound = len(head) + 12 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 8 + 4 + len(tail)
@@ -726,8 +770,10 @@ def warm_up_in_background() -> threading.Thread:
     """
 
     def load() -> None:
-        upsampled = upsample(np.zeros((2, 2, 2), np.float32), (4, 4))
-        upsample(np.zeros((2, 2), np.float64), (4, 4))
+        # Not a factor 2, which takes other kernels (fastinterp._cpu_fixed) than the run's
+        # maps do: compiling those cost a first run 13 s.
+        upsampled = upsample(np.zeros((2, 2, 2), np.float32), (5, 5))
+        upsample(np.zeros((2, 2), np.float64), (5, 5))
         indices = quantize_planes(upsampled, np.empty(2, np.float32), np.empty(2, np.float32), upsampled[0].copy(), own_range=True)
         palette_pngs(indices, bytes(3 * LUT_SIZE))
         idat_band(indices[0], 0, zlib_header=True)
