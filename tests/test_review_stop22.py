@@ -1,0 +1,74 @@
+"""Review of stop 22 (f66bbf8: "every file the viz tools write is opened with O_NOFOLLOW"): files
+the tools still open by name through a symlink, so a symlink in ``--out`` leads a write (or a
+delete) outside it. Each test plants the symlink as pre-existing content of the output folder,
+or (stats.npz) at a name the writer creates, as the commit's own test does for the other writers."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+from viz import explorer
+from viz.errors import VizError
+
+scan_module = importlib.import_module("viz.scan")  # ``viz.scan`` the attribute is the function
+
+
+@pytest.mark.xfail(strict=True, reason="viz.explorer._locked opens .explorer/lock with open(path, 'a'): it follows a symlink and creates its target")
+def test_a_symlink_at_the_explorers_lock_creates_nothing_outside_out(tmp_path):
+    """``.explorer`` of an output folder someone else made (unpacked, shared) holds its marker and
+    a symlink ``lock`` pointing outside: refreshing index.html must not create that file."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    (out / explorer.DATA_DIR).mkdir(parents=True)
+    outside.mkdir()
+    (out / explorer.DATA_DIR / explorer.MARKER_NAME).write_text("planted")
+    (out / explorer.DATA_DIR / explorer.LOCK_NAME).symlink_to(outside / "created")
+    try:
+        explorer.write_index(out)
+    except (OSError, VizError):
+        pass  # refusing is fine
+    assert not (outside / "created").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="np.savez(path) in viz.scan._write_stats follows a symlink at stats.npz")
+def test_a_symlink_at_stats_npz_is_not_followed(tmp_path):
+    """The scan's stats.npz is written by name (np.savez), not through viz.paths.write_file as
+    every other writer since f66bbf8: a symlink planted there is followed."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"keep")
+    (tmp_path / "layer").mkdir()
+    (tmp_path / "layer" / scan_module.STATS_FILE).symlink_to(secret)
+    layer = scan_module.LayerScan(
+        mean=np.zeros(2), max=np.zeros(2, np.float32), active=np.zeros(2), top_images=np.zeros((2, 1), np.int64),
+        top_scores=np.zeros((2, 1), np.float32), top_where=np.zeros((2, 1, 2), np.int64), map_size=(1, 1))
+    with pytest.raises(OSError):
+        scan_module._write_stats(tmp_path / "layer" / scan_module.STATS_FILE, layer)
+    assert secret.read_bytes() == b"keep"
+
+
+@pytest.mark.xfail(strict=True, reason="_Checkpoint.resume follows out/.scan-state: inside() is given the symlink itself as its root")
+def test_resume_does_not_follow_a_symlinked_state_folder_out_of_out(tmp_path):
+    """``out/.scan-state`` is a symlink to a folder outside ``out`` that holds a state of the same
+    scan: --resume deletes the ``.scan-tmp-*`` files there and writes its pieces there (every
+    ``inside(self.folder, ...)`` check resolves its root through the same symlink)."""
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    fingerprint = {"model": "m", "layers": ["x"], "top": 1, "images": "1 images", "preprocessing": "p"}
+    (outside / scan_module.STATE_HEADER).write_text(json.dumps(
+        {"format": scan_module.STATE_FORMAT, "version": scan_module.STATE_VERSION, "fingerprint": fingerprint,
+         "partition_size": None}))
+    kept = outside / f"{scan_module.TEMP_PREFIX}someone-elses"
+    kept.write_bytes(b"keep")
+    (out / scan_module.STATE_DIR).symlink_to(outside, target_is_directory=True)
+    checkpoint = scan_module._Checkpoint(out, fingerprint, ["image.png"], None, "m", "w")
+    try:
+        checkpoint.resume()
+        checkpoint.use_partition_size(7)  # rewrites state.json, as a cluster scan does
+    except (OSError, VizError):
+        pass  # refusing is fine
+    assert kept.exists()
+    assert json.loads((outside / scan_module.STATE_HEADER).read_text())["partition_size"] is None
