@@ -1,6 +1,6 @@
 """Review of stop 22 (f66bbf8: "every file the viz tools write is opened with O_NOFOLLOW"): files
-the tools still open by name through a symlink, so a symlink in ``--out`` leads a write (or a
-delete) outside it. Each test plants the symlink as pre-existing content of the output folder,
+the tools opened by name through a symlink, so that a symlink in ``--out`` led a write (or a
+delete) outside it, and a scan that removed a live run's staging folder. Each test plants the symlink as pre-existing content of the output folder,
 or (stats.npz) at a name the writer creates, as the commit's own test does for the other writers."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from viz.errors import VizError
 scan_module = importlib.import_module("viz.scan")  # ``viz.scan`` the attribute is the function
 
 
-@pytest.mark.xfail(strict=True, reason="viz.explorer._locked opens .explorer/lock with open(path, 'a'): it follows a symlink and creates its target")
 def test_a_symlink_at_the_explorers_lock_creates_nothing_outside_out(tmp_path):
     """``.explorer`` of an output folder someone else made (unpacked, shared) holds its marker and
     a symlink ``lock`` pointing outside: refreshing index.html must not create that file."""
@@ -36,7 +35,6 @@ def test_a_symlink_at_the_explorers_lock_creates_nothing_outside_out(tmp_path):
     assert not (outside / "created").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="np.savez(path) in viz.scan._write_stats follows a symlink at stats.npz")
 def test_a_symlink_at_stats_npz_is_not_followed(tmp_path):
     """The scan's stats.npz is written by name (np.savez), not through viz.paths.write_file as
     every other writer since f66bbf8: a symlink planted there is followed."""
@@ -52,7 +50,6 @@ def test_a_symlink_at_stats_npz_is_not_followed(tmp_path):
     assert secret.read_bytes() == b"keep"
 
 
-@pytest.mark.xfail(strict=True, reason="_Checkpoint.resume follows out/.scan-state: inside() is given the symlink itself as its root")
 def test_resume_does_not_follow_a_symlinked_state_folder_out_of_out(tmp_path):
     """``out/.scan-state`` is a symlink to a folder outside ``out`` that holds a state of the same
     scan: --resume deletes the ``.scan-tmp-*`` files there and writes its pieces there (every
@@ -77,7 +74,6 @@ def test_resume_does_not_follow_a_symlinked_state_folder_out_of_out(tmp_path):
     assert json.loads((outside / scan_module.STATE_HEADER).read_text())["partition_size"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="viz.explorer._locked opens .explorer/lock for writing without O_NONBLOCK: a FIFO there hangs every run's index refresh")
 def test_a_fifo_at_the_explorers_lock_does_not_hang_the_index(tmp_path):
     """A FIFO planted at ``.explorer/lock`` (pre-existing content of ``--out``): opening it for
     writing waits for a reader forever. The explorer's own PNG reader opens with O_NONBLOCK for
@@ -104,7 +100,6 @@ def test_a_fifo_at_the_explorers_lock_does_not_hang_the_index(tmp_path):
     assert not hung
 
 
-@pytest.mark.xfail(strict=True, reason="viz.scan.run removes every .viz-partial-* in --out by name, also a live run's (not remove_stale_staging_dirs)")
 def test_a_scan_leaves_the_staging_folder_of_a_live_run_alone(tmp_path):
     """Another run (a render, another scan's save) is staging into the same ``--out``: its lock is
     held, so :func:`viz.staging.remove_stale_staging_dirs` leaves it; the scan command must too."""

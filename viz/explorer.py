@@ -660,9 +660,14 @@ def _locked(data_dir: Path) -> Iterator[None]:
     except ImportError:  # Windows: the last writer wins; the next refresh is complete again
         yield
         return
-    with open(data_dir / LOCK_NAME, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # O_NOFOLLOW: a symlink planted there must not create its target; O_NONBLOCK: a FIFO must not hang the
+    # run (ENXIO); no O_TRUNC: a hard link must not empty its other file.
+    descriptor = os.open(data_dir / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(descriptor)
 
 
 def _write_locked(root: Path, data_dir: Path, index_path: Path) -> Path:

@@ -39,7 +39,7 @@ import numpy as np
 from .errors import VizError
 from .inputs import IMAGE_SUFFIXES, Preprocess
 from .paths import inside, printable, unique_components, write_atomically, write_file
-from .staging import STAGING_PREFIX
+from .staging import remove_stale_staging_dirs
 
 FORMAT_NAME = "fastinterp-scan"
 FORMAT_VERSION = 1
@@ -408,8 +408,10 @@ class ScanResult:
 
 
 def _write_stats(path: Path, scan: LayerScan) -> None:
-    np.savez(path, mean=scan.mean, max=scan.max, active=scan.active, top_images=scan.top_images,
+    encoded = io.BytesIO()
+    np.savez(encoded, mean=scan.mean, max=scan.max, active=scan.active, top_images=scan.top_images,
              top_scores=scan.top_scores, top_where=scan.top_where)
+    write_file(path, encoded.getbuffer())
 
 
 def load_scan(out_dir: Path | str) -> ScanResult:
@@ -498,7 +500,9 @@ def _write_strips(target: Path, scan: LayerScan, images: Sequence[str], preproce
     def write(channel: int) -> None:
         encoded = io.BytesIO()
         Image.fromarray(_strip(scan, channel, cache, lut)).save(encoded, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-        write_file(inside(target, target / f"{channel:0{digits}d}.png"), encoded.getbuffer())
+        path = target / f"{channel:0{digits}d}.png"
+        inside(target, path)
+        write_file(path, encoded.getbuffer())  # the name, not its resolution: a symlink there is refused
 
     with ThreadPoolExecutor(default_threads()) as pool, \
             tqdm(total=scan.channels, desc=description, unit="ch", disable=None if progress is None else not progress) as bar:
@@ -658,6 +662,7 @@ class _Checkpoint:
 
     def resume(self) -> list[_Piece]:
         """The saved pieces (sorted, disjoint) of the same scan; a one-line refusal for another scan."""
+        inside(self.out, self.folder)  # a symlink out of ``out`` must not take the state's reads, writes and deletes there
         try:
             header = json.loads((self.folder / STATE_HEADER).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -1109,8 +1114,10 @@ def run(args: argparse.Namespace) -> ScanResult:
     client, cluster = _connect(args.scheduler, args.scheduler_timeout) if args.scheduler else (None, None)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        for leftover in [*args.out.glob(TEMP_PREFIX + "*"), *args.out.glob(STAGING_PREFIX + "*")]:
+        for leftover in args.out.glob(TEMP_PREFIX + "*"):
             _remove(args.out, leftover)  # of a killed run: ours, by name
+        # Staging folders: only dead runs' (their lock free); a live run's is left alone.
+        remove_stale_staging_dirs(args.out)
         result = scan(loaded.model, paths, layers, args.top, args.batch_size, args.device, client, workers=args.workers,
                       partition_size=args.partition_size, checkpoint_dir=args.out, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, **options)
