@@ -508,3 +508,9 @@ def test_a_name_the_writer_creates_that_is_already_a_symlink_is_not_followed(tmp
         render_layer(features, target, options)
     assert secret.read_bytes() == b"keep"
     assert not any(elsewhere.iterdir())
+
+
+def test_write_indexed_refuses_a_format_it_does_not_write(tmp_path):
+    with pytest.raises(ValueError, match=r"\.png or \.jpg files, not '\.webp'"):
+        write_indexed(tmp_path / "channel.webp", np.zeros((2, 2), np.uint8), colormap_lut("viridis"))
+    assert not any(tmp_path.iterdir())

@@ -550,9 +550,9 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
 
     buffer, filled = np.uint64(0), 0
     header = (1 if final else 0) | 2 << 1 | (LITERAL_SYMBOLS - 257) << 3 | (DISTANCE_CODES - 1) << 8 | (n_length_codes - 4) << 13  # dynamic
-    position, buffer, filled = _put_bits(out, position, buffer, filled, header, 17)
+    position, buffer, filled = _put_bits(out, position, buffer, filled, header, np.int64(17))
     for k in range(n_length_codes):
-        position, buffer, filled = _put_bits(out, position, buffer, filled, length_lengths[CODE_LENGTH_ORDER[k]], 3)
+        position, buffer, filled = _put_bits(out, position, buffer, filled, length_lengths[CODE_LENGTH_ORDER[k]], np.int64(3))
     for s in range(n_symbols):
         symbol = symbols[s]
         position, buffer, filled = _put_bits(out, position, buffer, filled, length_codes[symbol], length_lengths[symbol])
@@ -581,7 +581,7 @@ def _huffman_block(data, counts, out, position, final):  # pragma: no cover - co
         position += 1
     position, buffer, filled = _put_bits(out, position, buffer, filled, codes[END_OF_BLOCK], lengths[END_OF_BLOCK])
     if not final:  # the header of an empty stored block: not last, type 0
-        position, buffer, filled = _put_bits(out, position, buffer, filled, 0, 3)
+        position, buffer, filled = _put_bits(out, position, buffer, filled, np.int64(0), np.int64(3))
     while filled > 0:  # the last partial byte, zero-padded
         out[position] = buffer & np.uint64(0xFF)
         buffer >>= np.uint64(8)
@@ -605,7 +605,7 @@ def _zlib_stream(rows, counts, adler, out, position):  # pragma: no cover - comp
     their Adler-32) as a zlib stream (RFC 1950) of one deflate block (:func:`_huffman_block`),
     written to ``out`` from ``position``; returns the position after it."""
     out[position], out[position + 1] = 0x78, 0x01  # deflate with a 32 KiB window; (0x78 << 8 | 0x01) % 31 == 0
-    position = _huffman_block(rows.ravel(), counts, out, position + 2, True)
+    position = _huffman_block(rows.ravel(), counts, out, position + 2, np.bool_(True))
     return _put_u32(out, position, adler)
 
 
@@ -636,7 +636,7 @@ def _png_files(images, pixel_bytes, head, tail, crc_tables, out, sizes):  # prag
     for i in range(images.shape[0]):
         file = out[i]
         start = _put_bytes(file, 0, head)
-        _paeth_rows(images[i], 0, rows, pixel_bytes)
+        _paeth_rows(images[i], np.int64(0), rows, pixel_bytes)
         adler = _histogram_adler(rows.ravel(), counts)
         end = _zlib_stream(rows, counts, adler, file, start + 8)
         _put_bytes(file, _put_u32(file, start, end - start - 8), IDAT)
@@ -653,15 +653,15 @@ def _idat_band(image, first, zlib_header, crc_tables, out):  # pragma: no cover 
     rows = np.empty((image.shape[0] - first, image.shape[1] + 1), np.uint8)
     counts = np.zeros(LITERAL_SYMBOLS, np.int64)
     counts[END_OF_BLOCK] = 1
-    _paeth_rows(image, first, rows, 1)
+    _paeth_rows(image, first, rows, np.int64(1))
     adler = _histogram_adler(rows.ravel(), counts)
     position = 8
     if zlib_header:
         out[8], out[9] = 0x78, 0x01
         position = 10
-    end = _huffman_block(rows.ravel(), counts, out, position, False)
+    end = _huffman_block(rows.ravel(), counts, out, position, np.bool_(False))
     _put_bytes(out, _put_u32(out, 0, end - 8), IDAT)
-    return _chunk_crc(out, 4, end, crc_tables), adler
+    return _chunk_crc(out, np.int64(4), end, crc_tables), adler
 
 
 def png_head(height: int, width: int, palette: bytes | None) -> bytes:
@@ -678,7 +678,8 @@ def idat_band(image: np.ndarray, first: int, *, zlib_header: bool) -> tuple[memo
     filter); returns the chunk and the Adler-32 of its uncompressed bytes (``(h - first) * (w + 1)``).
     Bands encoded apart (e.g. on several threads) are written one after the other between
     :func:`png_head` and :func:`png_end`."""
-    image = np.ascontiguousarray(image, np.uint8)
+    image = np.ascontiguousarray(image, np.uint8).view()
+    image.flags.writeable = False  # as _png_files_of: one compiled _paeth_rows for both encoders
     symbols = (image.shape[0] - first) * (image.shape[1] + 1) + 1
     out = np.empty(8 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 5 + 4, np.uint8)
     size, adler = _idat_band(image, first, zlib_header, CRC_TABLES, out)
@@ -746,6 +747,8 @@ def write_indexed(path: Path, indices: np.ndarray, lut: np.ndarray) -> None:
 
     if path.suffix == ".png":
         write_file(path, palette_png(indices, lut.tobytes()))
+    elif path.suffix not in (".jpg", ".jpeg"):
+        raise ValueError(f"channel images are .png or .jpg files, not {path.suffix!r}")
     else:
         encoded = io.BytesIO()
         # 4:4:4: chroma subsampling would smear the colormap's hues across channel edges.
