@@ -320,7 +320,7 @@ def forward_row(shape: tuple[int, int, int, int], rate: float) -> dict[str, Any]
     x = random_tensor(shape, torch.float32)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     out = torch.empty(n, c, *size, device="cuda")
-    out_cl = torch.empty_like(out).contiguous(memory_format=torch.channels_last)
+    out_cl = torch.empty_like(out, memory_format=torch.channels_last)
     return {
         "case": f"{shape} 8x float32",
         "launch": str(_cuda_launch.launch_shape(n * c, *size, 1, torch.cuda.get_device_properties(0).multi_processor_count)),
@@ -389,13 +389,18 @@ def time_antialias(rate: float) -> None:
     torch's ``antialias=True``; the floor is the bytes read and written."""
     timings["antialias"] = [printed(antialias_row(shape, size, rate))
                             for shape, size in (((1, 3, 1080, 1920), (540, 960)), ((1, 2048, 96, 96), (24, 24)))]
+    for row in timings["antialias"]:
+        for layout in ("nchw", "channels_last"):
+            ours = row[f"fastinterp_{layout}_us"]
+            check(f"{row['case']} {layout}: within 1.5x of the bytes floor (issue 13)", ours <= 1.5 * row["floor_us"],
+                  f"{ours:.1f} us, floor {row['floor_us']:.1f} us")
 
 
 def antialias_row(shape: tuple[int, int, int, int], size: tuple[int, int], rate: float) -> dict[str, Any]:
     x = random_tensor(shape, torch.float32)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     out = torch.empty(*shape[:2], *size, device="cuda")
-    out_cl = torch.empty_like(out).contiguous(memory_format=torch.channels_last)
+    out_cl = torch.empty_like(out, memory_format=torch.channels_last)
     return {
         "case": f"{shape} -> {size} antialias float32",
         "floor_us": (x.numel() + out.numel()) * 4 / rate * 1e6,
