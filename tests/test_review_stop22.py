@@ -120,3 +120,29 @@ def test_a_scan_leaves_the_staging_folder_of_a_live_run_alone(tmp_path):
                                  "--input-size", "64", "--layer", "layer2", "--top", "2", "--quiet"])
         assert code == 0
         assert (staged / "file").exists()
+
+
+@pytest.mark.parametrize("planted", [f"{explorer.DATA_DIR}/{explorer.STAMPS_NAME}", "index.html", "job/layer4/manifest.json"])
+def test_a_fifo_the_explorer_reads_does_not_hang_the_index(tmp_path, planted):
+    """A FIFO planted where the explorer reads (its stamps, the page it may replace, a job's
+    manifest): opening it for reading waits for a writer forever. Each is refused or skipped."""
+    out = tmp_path / "out"
+    (out / explorer.DATA_DIR).mkdir(parents=True)
+    (out / explorer.DATA_DIR / explorer.MARKER_NAME).write_text("planted")
+    fifo = out / planted
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+
+    def refresh() -> None:
+        with contextlib.suppress(OSError, VizError):
+            explorer.write_index(out)
+
+    worker = threading.Thread(target=refresh, daemon=True)
+    worker.start()
+    worker.join(5)
+    hung = worker.is_alive()
+    while worker.is_alive():  # a writer lets a hung open return (then EOF), so the thread ends
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(0.5)
+    assert not hung

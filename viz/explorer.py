@@ -43,6 +43,8 @@ DATA_DIR = ".explorer"
 #: Marks ``DATA_DIR`` as the explorer's own, so a user's folder of that name is never touched.
 MARKER_NAME = "fastinterp-explorer"
 STAMPS_NAME = "stamps.json"
+#: The most of the stamps file read (a short line per layer; a larger one is not ours: refreshed).
+STAMPS_LIMIT = 16 << 20
 LOCK_NAME = "lock"
 STATIC_DIR = Path(__file__).with_name("explorer_static")
 SCAN_FORMAT = "fastinterp-scan"
@@ -222,7 +224,7 @@ def _read_json(path: Path, limit: int) -> dict[str, Any]:
     try:
         if path.stat().st_size > limit:
             raise BadJobFile(f"larger than {limit >> 20} MB")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_regular(path, limit + 1).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BadJobFile(f"cannot read it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not isinstance(data, dict):
@@ -253,17 +255,28 @@ def _figure(files: FileCheck, job_dir: Path, prefix: str, entry: Any, title: str
             "note": ", ".join(notes)}
 
 
+def _read_regular(path: Path, limit: int, *, follow_symlinks: bool = True) -> bytes:
+    """Up to ``limit`` bytes from the start of ``path``, which must be a regular file (an OSError
+    otherwise). Opened without blocking, so a named pipe planted there is refused, not waited on."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(path, flags if follow_symlinks else flags | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        chunks, left = [], limit
+        while left > 0 and (chunk := os.read(descriptor, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
+
+
 def _png_size(path: Path) -> tuple[int, int] | None:
     """(height, width) from a PNG's IHDR, without following a symlink; None if it is not a PNG
-    (or not a regular file: opened without blocking, so a named pipe swapped in is not waited on)."""
+    or not a regular file (:func:`_read_regular`)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        try:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                return None
-            head = os.read(descriptor, 24)
-        finally:
-            os.close(descriptor)
+        head = _read_regular(path, 24, follow_symlinks=False)
     except OSError:
         return None
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
@@ -582,7 +595,7 @@ def _write_if_changed(root: Path, path: Path, text: str) -> bool:
     inside(root, path.parent)
     data = text.encode("utf-8")
     try:
-        if path.read_bytes() == data:
+        if _read_regular(path, len(data) + 1, follow_symlinks=False) == data:
             return False
     except FileNotFoundError:
         pass
@@ -675,7 +688,7 @@ def _write_locked(root: Path, data_dir: Path, index_path: Path) -> Path:
     jobs, skipped = find_jobs(root)
     stamps_path = data_dir / STAMPS_NAME
     try:
-        old_stamps = json.loads(stamps_path.read_text(encoding="utf-8"))
+        old_stamps = json.loads(_read_regular(stamps_path, STAMPS_LIMIT, follow_symlinks=False))
         old_stamps = old_stamps if isinstance(old_stamps, dict) else {}
     except (OSError, ValueError):
         old_stamps = {}
@@ -710,8 +723,7 @@ def _write_locked(root: Path, data_dir: Path, index_path: Path) -> Path:
 def _written_by_us(path: Path) -> bool:
     """Whether ``path`` is a page this module wrote (its signature near the top), so it may be replaced."""
     try:
-        with path.open("rb") as handle:
-            return PAGE_SIGNATURE.encode() in handle.read(512)
+        return PAGE_SIGNATURE.encode() in _read_regular(path, 512, follow_symlinks=False)
     except OSError:
         return False
 
