@@ -74,32 +74,6 @@ def test_resume_does_not_follow_a_symlinked_state_folder_out_of_out(tmp_path):
     assert json.loads((outside / scan_module.STATE_HEADER).read_text())["partition_size"] is None
 
 
-def test_a_fifo_at_the_explorers_lock_does_not_hang_the_index(tmp_path):
-    """A FIFO planted at ``.explorer/lock`` (pre-existing content of ``--out``): opening it for
-    writing waits for a reader forever. The explorer's own PNG reader opens with O_NONBLOCK for
-    this; the lock must too (ENXIO, then the usual warning instead of a hung run)."""
-    out = tmp_path / "out"
-    (out / explorer.DATA_DIR).mkdir(parents=True)
-    (out / explorer.DATA_DIR / explorer.MARKER_NAME).write_text("planted")
-    fifo = out / explorer.DATA_DIR / explorer.LOCK_NAME
-    os.mkfifo(fifo)
-
-    def refresh() -> None:
-        with contextlib.suppress(OSError, VizError):
-            explorer.write_index(out)
-
-    worker = threading.Thread(target=refresh, daemon=True)
-    worker.start()
-    worker.join(5)
-    hung = worker.is_alive()
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets a hung open return, so the thread ends
-    try:
-        worker.join(30)
-    finally:
-        os.close(reader)
-    assert not hung
-
-
 def test_a_scan_leaves_the_staging_folder_of_a_live_run_alone(tmp_path):
     """Another run (a render, another scan's save) is staging into the same ``--out``: its lock is
     held, so :func:`viz.staging.remove_stale_staging_dirs` leaves it; the scan command must too."""
@@ -122,10 +96,15 @@ def test_a_scan_leaves_the_staging_folder_of_a_live_run_alone(tmp_path):
         assert (staged / "file").exists()
 
 
-@pytest.mark.parametrize("planted", [f"{explorer.DATA_DIR}/{explorer.STAMPS_NAME}", "index.html", "job/layer4/manifest.json"])
-def test_a_fifo_the_explorer_reads_does_not_hang_the_index(tmp_path, planted):
-    """A FIFO planted where the explorer reads (its stamps, the page it may replace, a job's
-    manifest): opening it for reading waits for a writer forever. Each is refused or skipped."""
+@pytest.mark.parametrize("planted", [
+    f"{explorer.DATA_DIR}/{explorer.LOCK_NAME}", f"{explorer.DATA_DIR}/{explorer.STAMPS_NAME}", "index.html",
+    "job/layer4/manifest.json",
+])  # fmt: skip
+def test_a_fifo_where_the_explorer_opens_a_file_does_not_hang_the_index(tmp_path, planted):
+    """A FIFO planted where the explorer opens a file (pre-existing content of ``--out``): opening
+    it waits forever for the other end, a reader for the lock it writes, a writer for the stamps,
+    the page it may replace or a job's manifest. Each is refused (ENXIO for the lock, then the
+    usual warning) or skipped, as the explorer's own PNG reader does."""
     out = tmp_path / "out"
     (out / explorer.DATA_DIR).mkdir(parents=True)
     (out / explorer.DATA_DIR / explorer.MARKER_NAME).write_text("planted")
@@ -141,8 +120,7 @@ def test_a_fifo_the_explorer_reads_does_not_hang_the_index(tmp_path, planted):
     worker.start()
     worker.join(5)
     hung = worker.is_alive()
-    while worker.is_alive():  # a writer lets a hung open return (then EOF), so the thread ends
-        with contextlib.suppress(OSError):
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    while worker.is_alive():  # opened at both ends, a hung open returns, so the thread ends
+        os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))
         worker.join(0.5)
     assert not hung
