@@ -835,3 +835,14 @@ def test_channel_files_and_figures_swapped_for_symlinks_after_the_index_are_drop
         swapped.symlink_to(secret)
     explorer.write_index(out)
     assert "0002.png" not in data() and "sum.png" not in data()
+
+
+def test_a_job_file_is_read_up_to_its_limit_and_refused_above_it(tmp_path):
+    limit = 1 << 20
+    path = tmp_path / "manifest.json"
+    body = limit - len(b'{"a": ""}')
+    path.write_bytes(b'{"a": "' + b"x" * body + b'"}')  # exactly the limit
+    assert explorer._read_json(path, limit)["a"] == "x" * body
+    path.write_bytes(b'{"a": "' + b"x" * (body + 1) + b'"}')  # one byte more
+    with pytest.raises(explorer.BadJobFile, match="larger than 1 MB"):
+        explorer._read_json(path, limit)

@@ -222,9 +222,10 @@ def colour_stops(name: Any) -> list[str]:
 
 def _read_json(path: Path, limit: int) -> dict[str, Any]:
     try:
-        if path.stat().st_size > limit:
+        raw = _read_regular(path, limit + 1)  # one byte more than allowed tells a larger file
+        if len(raw) > limit:
             raise BadJobFile(f"larger than {limit >> 20} MB")
-        data = json.loads(_read_regular(path, limit + 1).decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BadJobFile(f"cannot read it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not isinstance(data, dict):
