@@ -678,8 +678,7 @@ def idat_band(image: np.ndarray, first: int, *, zlib_header: bool) -> tuple[memo
     filter); returns the chunk and the Adler-32 of its uncompressed bytes (``(h - first) * (w + 1)``).
     Bands encoded apart (e.g. on several threads) are written one after the other between
     :func:`png_head` and :func:`png_end`."""
-    image = np.ascontiguousarray(image, np.uint8).view()
-    image.flags.writeable = False  # as _png_files_of: one compiled _paeth_rows for both encoders
+    image = _read_only(np.ascontiguousarray(image, np.uint8))
     symbols = (image.shape[0] - first) * (image.shape[1] + 1) + 1
     out = np.empty(8 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 5 + 4, np.uint8)
     size, adler = _idat_band(image, first, zlib_header, CRC_TABLES, out)
@@ -721,12 +720,18 @@ def write_rgb(path: Path, image: np.ndarray) -> None:
     write_file(path, rgb_png(image))
 
 
+def _read_only(images: np.ndarray) -> np.ndarray:
+    """A read-only view, as both encoders pass their images: numba compiles a kernel (and the
+    helpers it shares with the other encoder) once per writability, 6 s more on a first run."""
+    view = images.view()
+    view.flags.writeable = False
+    return view
+
+
 def _png_files_of(images: np.ndarray, pixel_bytes: int, head: bytes) -> list[memoryview]:
     """(n, h, row bytes) uint8 images as n PNG files that start with ``head`` (:func:`_png_files`)."""
     count, height, row_bytes = images.shape
-    # Always read-only: numba compiles a kernel once per writability (6 s more on a first run).
-    images = images.view()
-    images.flags.writeable = False
+    images = _read_only(images)
     tail = _png_chunk(b"IEND", b"")
     symbols = height * (row_bytes + 1) + 1
     bound = len(head) + 12 + 2 + DEFLATE_HEADER_BOUND + (MAX_CODE_BITS * symbols + 7) // 8 + 8 + 4 + len(tail)
