@@ -169,7 +169,7 @@ SIGNAL_WHILE_ENTERING = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("event, nth", [("os.mkdir", 2), ("tempfile.mkdtemp", 1), ("fcntl.flock", 1), ("os.scandir", 1)])
+@pytest.mark.parametrize("event, nth", [("os.mkdir", 2), ("tempfile.mkstemp", 1), ("fcntl.flock", 1), ("os.mkdir", 3), ("os.scandir", 1)])
 def test_a_signal_while_the_staging_is_entered_leaves_nothing(tmp_path, event, nth):
     """Ctrl-C at any moment leaves nothing in --out: also while the run creates --out's folders,
     its staging dir and lock (it used to leave a staging dir without a lock, which no later run

@@ -368,7 +368,10 @@ PATIENCE_S = 600
 
 
 def partial_dirs(out: Path) -> set[str]:
-    return {name for name in os.listdir(out) if name.startswith(".viz-partial-")} if out.exists() else set()
+    """The staging directories in ``out`` (each with its ``.lock`` beside it while its run lives)."""
+    if not out.exists():
+        return set()
+    return {name for name in os.listdir(out) if name.startswith(".viz-partial-") and (out / name).is_dir()}
 
 
 def with_sigint(disposition: str) -> list[str]:
@@ -504,30 +507,158 @@ def test_the_next_run_removes_a_killed_runs_litter_and_keeps_a_live_runs(tmp_pat
         code, _, err = run_cli(tmp_path / "dog.png", *FAST, "--out", out, "--quiet")
         assert code == 0, err
         assert partial_dirs(out) == live  # the dead run's directory is gone, the live run's kept
-        assert sorted(os.listdir(out / next(iter(live)))) == [".owner.lock", "held"]
+        [name] = live
+        assert os.listdir(out / name) == ["held"] and sorted(n for n in os.listdir(out) if n.startswith(".viz-")) == [
+            name, f"{name}.lock"]  # the dead run's lock is gone too
     finally:
         holder.communicate("done\n", timeout=PATIENCE_S)
     assert holder.returncode == 0
     assert partial_dirs(out) == set() and sorted(os.listdir(out)) == [".explorer", "held", "index.html", "resnet18"]
 
 
-def test_stale_staging_dirs_are_found_only_by_their_unlocked_owner_lock(tmp_path):
-    from viz.staging import OWNER_LOCK, STAGING_PREFIX, OutputStaging, remove_stale_staging_dirs
+def test_stale_staging_dirs_are_found_only_by_their_unlocked_lock(tmp_path):
+    from viz.staging import LOCK_SUFFIX, STAGING_PREFIX, OutputStaging, remove_stale_staging_dirs
 
     dead = tmp_path / f"{STAGING_PREFIX}dead"
     (dead / "cat").mkdir(parents=True)
-    (dead / OWNER_LOCK).write_text("pid 1")  # nobody holds its lock
+    Path(f"{dead}{LOCK_SUFFIX}").write_text("pid 1")  # nobody holds its lock
+    ended = tmp_path / f"{STAGING_PREFIX}ended"
+    Path(f"{ended}{LOCK_SUFFIX}").write_text("pid 2")  # a run killed after removing its directory
     no_lock = tmp_path / f"{STAGING_PREFIX}nolock"
-    no_lock.mkdir()  # no owner lock: an older version's run, or one in its first instant
+    no_lock.mkdir()  # no lock: made on a file system without locks, or by an older version
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
     link = tmp_path / f"{STAGING_PREFIX}link"
-    link.symlink_to(dead)
+    link.symlink_to(outside)
+    Path(f"{link}{LOCK_SUFFIX}").write_text("pid 3")
+    linked_lock = tmp_path / f"{STAGING_PREFIX}linked{LOCK_SUFFIX}"
+    linked_lock.symlink_to(outside / "keep")  # a lock that is a symlink is not ours
     user = tmp_path / "_viz-partial-user"  # a job directory is never named with a leading dot
     user.mkdir()
     with OutputStaging(tmp_path) as staging:
-        assert staging.removed_stale == [dead]
+        assert sorted(staging.removed_stale) == [dead, ended, link]
         assert remove_stale_staging_dirs(tmp_path) == []  # this run's own directory is locked
-    assert not dead.exists() and no_lock.is_dir() and link.is_symlink() and user.is_dir()
+    assert not dead.exists() and no_lock.is_dir() and link.is_symlink() and user.is_dir() and linked_lock.is_symlink()
+    assert (outside / "keep").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(LOCK_SUFFIX)) == [linked_lock.name]
 
+
+@pytest.mark.parametrize("cleaner", ["removed it", "holds it"])
+def test_a_new_lock_a_cleaning_run_takes_first_is_given_up_for_a_new_one(tmp_path, monkeypatch, cleaner):
+    """Between creating its lock and locking it, a run's lock looks dead: a cleaning run that
+    takes it then removes it. The run must notice and start again, not go on without a lock."""
+    import fcntl
+    import tempfile
+
+    from viz import staging
+
+    held, made, mkstemp = [], [], tempfile.mkstemp
+
+    def mkstemp_then_a_cleaner(*args, **kwargs):
+        descriptor, name = mkstemp(*args, **kwargs)
+        made.append(Path(name))
+        if len(made) == 1 and cleaner == "removed it":
+            assert staging.remove_stale_staging_dirs(tmp_path) == [Path(name[: -len(staging.LOCK_SUFFIX)])]
+        elif len(made) == 1:
+            held.append(os.open(name, os.O_RDONLY))
+            fcntl.flock(held[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return descriptor, name
+
+    monkeypatch.setattr(staging.tempfile, "mkstemp", mkstemp_then_a_cleaner)
+    with staging.OutputStaging(tmp_path) as run:
+        (run.claim("job") / "file").write_text("done")
+        lock = made[-1]
+        assert len(made) == 2 and lock.is_file() and staging.remove_stale_staging_dirs(tmp_path) == []
+    for descriptor in held:  # the cleaner that held the first lock removes it
+        assert staging.remove_stale_staging_dirs(tmp_path) == []  # still held
+        os.close(descriptor)
+        assert staging.remove_stale_staging_dirs(tmp_path) == [Path(str(made[0])[: -len(staging.LOCK_SUFFIX)])]
+    assert sorted(os.listdir(tmp_path)) == ["job"]
+
+
+def test_on_a_file_system_without_locks_the_staging_dir_has_none_and_is_never_taken_for_stale(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from viz import staging
+
+    def no_locks(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    with staging.OutputStaging(tmp_path) as first:
+        monkeypatch.setattr(staging.fcntl, "flock", no_locks)
+        with staging.OutputStaging(tmp_path) as second:
+            monkeypatch.setattr(staging.fcntl, "flock", fcntl.flock)
+            [unlocked] = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != first._staging.name]
+            assert not Path(f"{unlocked}{staging.LOCK_SUFFIX}").exists()
+            assert staging.remove_stale_staging_dirs(tmp_path) == []  # the first's lock is held, the second has none
+            (second.claim("job") / "file").write_text("done")
+    assert sorted(os.listdir(tmp_path)) == ["job"]
+
+
+#: Runs OutputStaging once per step ``n`` = 1, 2, ... in a forked child that SIGKILLs itself right
+#: after the n-th call it makes to ``os``, ``tempfile``, ``fcntl`` or ``shutil`` (every change
+#: staging makes to the file system), in ``argv[1]/n``, until a child runs to the end unkilled.
+#: Prints one line per step: the step and the child's wait status.
+KILLED_AT_EVERY_STEP = """
+import os, signal, sys
+import viz.staging as staging
+
+class KilledAfter:
+    def __init__(self, module, step, calls):
+        self.module, self.step, self.calls = module, step, calls
+
+    def __getattr__(self, name):
+        value = getattr(self.module, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+        def counted(*args, **kwargs):
+            result = value(*args, **kwargs)
+            self.calls[0] += 1
+            if self.calls[0] == self.step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+        return counted
+
+step = 0
+while True:
+    step += 1
+    out = os.path.join(sys.argv[1], str(step))
+    os.mkdir(out)
+    child = os.fork()
+    if child == 0:
+        calls = [0]
+        for name in ("os", "tempfile", "fcntl", "shutil"):
+            setattr(staging, name, KilledAfter(getattr(staging, name), step, calls))
+        with staging.OutputStaging(out) as run:
+            with open(run.claim("job") / "file", "w") as file:
+                file.write("done")
+        os._exit(0)
+    status = os.waitpid(child, 0)[1]
+    print(step, status, flush=True)
+    if status == 0:
+        break
+"""
+
+
+def test_a_run_killed_at_any_step_of_its_staging_leaves_nothing_the_next_run_keeps(tmp_path):
+    """No instant of a run's staging (making the staging directory and its lock, the commit, the
+    cleanup) leaves a directory that a later run cannot tell for dead: SIGKILL after each call."""
+    from viz.staging import remove_stale_staging_dirs
+
+    done = subprocess.run([sys.executable, "-c", KILLED_AT_EVERY_STEP, str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=PATIENCE_S)
+    assert done.returncode == 0, done.stderr
+    steps = [tuple(map(int, line.split())) for line in done.stdout.splitlines()]
+    killed = [step for step, status in steps if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL]
+    assert killed == [step for step, _ in steps[:-1]] and len(killed) >= 5, steps  # the last one ran to its end
+    for step, _ in steps:
+        out = tmp_path / str(step)
+        remove_stale_staging_dirs(out)
+        assert sorted(os.listdir(out)) in ([], ["job"]), (step, sorted(os.listdir(out)))
+        if os.listdir(out):
+            assert (out / "job" / "file").read_text() == "done"
+    assert os.listdir(tmp_path / str(steps[-1][0])) == ["job"]
 
 # --- every error of the command line: one line, exit 2 ------------------------------------------
 

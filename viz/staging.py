@@ -2,9 +2,11 @@
 directory and moved into place only when the whole run succeeded.
 
 A run that is killed (SIGKILL, power loss) cannot clean up after itself, so each staging
-directory holds a lock file that its run keeps locked (``flock``) while it lives; the kernel
-drops the lock when the process dies, however it dies. Every later run removes the staging
-directories whose lock it can take (their runs are dead) and leaves the others alone.
+directory ``.viz-partial-X`` has a lock file ``.viz-partial-X.lock`` beside it that its run keeps
+locked (``flock``) while it lives; the kernel drops the lock when the process dies, however it
+dies. The lock is made and locked before the directory and removed after it, so no instant of a
+run leaves a directory without a lock. Every later run removes the staging directories whose
+lock it can take (their runs are dead), with the lock, and leaves the others alone.
 
 A signal that interrupts a run (the command line's SIGINT and SIGTERM handlers, :mod:`viz.cli`)
 is recorded here as well as raised: Python drops an exception raised inside a ``__del__``, a
@@ -21,6 +23,7 @@ import fcntl
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +35,12 @@ from .paths import inside
 
 #: Prefix of the hidden staging directory inside the output directory.
 STAGING_PREFIX = ".viz-partial-"
-#: The lock file inside a staging directory, locked by its run for as long as it lives. Its
-#: leading dot keeps it apart from job directories (their names never start with a dot).
-OWNER_LOCK = ".owner.lock"
+#: Suffix of a staging directory's lock file, beside it: ``.viz-partial-X`` has ``.viz-partial-X.lock``,
+#: locked by its run for as long as it lives. The leading dot keeps both apart from job
+#: directories (their names never start with a dot).
+LOCK_SUFFIX = ".lock"
+#: Errors of ``flock`` on a file system without locks.
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 #: The exception of the signal that interrupted this run (KeyboardInterrupt, viz.cli.Terminated), if any.
@@ -77,63 +83,98 @@ def forget_interruption() -> None:
     _interruption = None
 
 
-def _lock_staging_dir(staging: Path) -> int | None:
-    """Create and lock the owner lock of ``staging``; returns the open descriptor to keep, or
-    None on a file system without locks (the directory is then never taken for stale).
+def _names(descriptor: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``descriptor`` (a cleaning run unlinks a lock it took)."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
-    The lock is taken on a temporary name and then renamed into place, so a cleaning run never
-    finds the lock file unlocked while its owner is alive.
+
+def _staging_dir_of(lock: Path) -> Path:
+    return lock.with_name(lock.name[: -len(LOCK_SUFFIX)])
+
+
+def _make_staging_dir(out_dir: Path, attempts: int = 10) -> tuple[Path, int | None]:
+    """Make a staging directory in ``out_dir`` with its lock beside it, locked; returns the
+    directory and the lock's open descriptor to keep (None on a file system without locks: the
+    directory then has no lock file and is never taken for stale).
+
+    A cleaning run that opens the new lock before it is locked takes it for a dead run's and
+    removes it: this run then finds its lock taken or unlinked and starts again with a new name.
     """
-    pending = staging / f"{OWNER_LOCK}.{os.getpid()}"
-    descriptor = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(descriptor)
-        pending.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-            return None
-        raise
-    try:
-        # For a person looking at the directory; liveness is decided by the lock alone.
-        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}\n".encode())
-        os.replace(pending, staging / OWNER_LOCK)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor
+    for _ in range(attempts):
+        descriptor, name = tempfile.mkstemp(prefix=STAGING_PREFIX, suffix=LOCK_SUFFIX, dir=out_dir)
+        lock = Path(name)
+        staging = _staging_dir_of(lock)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(descriptor)
+            if exc.errno in _NO_LOCKS:
+                os.unlink(lock)
+                os.mkdir(staging, 0o700)
+                return staging, None
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                continue  # a cleaning run holds it, and removes it
+            os.unlink(lock)
+            raise
+        try:
+            if not _names(descriptor, lock):
+                os.close(descriptor)  # a cleaning run took it and has removed it
+                continue
+            # For a person looking at the directory; liveness is decided by the lock alone.
+            os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}\n".encode())
+            os.mkdir(staging, 0o700)
+        except BaseException:
+            os.unlink(lock)
+            os.close(descriptor)
+            raise
+        return staging, descriptor
+    raise OSError(errno.EAGAIN, f"cleaning runs took {attempts} new staging locks in a row")
 
 
 def remove_stale_staging_dirs(out_dir: Path) -> list[Path]:
-    """Remove the staging directories in ``out_dir`` left by runs that died; returns them.
+    """Remove the staging directories in ``out_dir`` left by runs that died, with their locks;
+    returns them.
 
-    A staging directory is removed only when its owner lock exists and can be locked, i.e. the
-    run that made it no longer runs. Directories without a lock file (a run in its first
-    instant, or made by an older version) and symlinks are left alone.
+    A staging directory is removed only when its lock can be locked, i.e. the run that made it
+    no longer runs; a lock without its directory (a run killed as it began or ended) is removed
+    as well. Directories without a lock (made on a file system without locks, or by an older
+    version) and symlinks are left alone.
     """
-    removed = []
     try:
         entries = list(os.scandir(out_dir))
     except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
-            continue
-        try:
-            descriptor = os.open(Path(entry.path) / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
+        return []
+    locks = [Path(e.path) for e in entries if e.name.startswith(STAGING_PREFIX) and e.name.endswith(LOCK_SUFFIX)]
+    return [staging for staging in map(_remove_if_dead, locks) if staging is not None]
+
+
+def _remove_if_dead(lock: Path) -> Path | None:
+    """Remove ``lock``'s staging directory, then ``lock``, if its run is dead; returns the directory."""
+    try:
+        descriptor = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(descriptor)  # locked: its run is alive
-            continue
-        try:
-            shutil.rmtree(entry.path, ignore_errors=True)
-        finally:
-            os.close(descriptor)
-        removed.append(Path(entry.path))
-    return removed
+            return None  # locked: its run is alive (or no locks here: never taken for stale)
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode) or not _names(descriptor, lock):
+            return None  # not a lock of ours, or another cleaning run removed it first
+        staging = _staging_dir_of(lock)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(staging).st_mode):
+                shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)  # after the directory: a cleanup cut short is found again
+        return staging
+    finally:
+        os.close(descriptor)
 
 
 class OutputStaging:
@@ -162,16 +203,13 @@ class OutputStaging:
 
     def __enter__(self) -> OutputStaging:
         # A signal waits while the folders, the staging dir and its lock are made and stale ones
-        # removed, then has them removed again: cut short, they would stay (a staging dir
-        # without its lock, or a stale one that lost its lock, is never taken for stale).
+        # removed, then has them removed again: cut short, the folders would stay, and a lock
+        # or a half-removed stale directory would wait for a later run.
         with _signals_deferred():
             self._create_out_dir()
             try:
-                self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
-                self._lock = _lock_staging_dir(self._staging)
+                self._staging, self._lock = _make_staging_dir(self.out_dir)
             except OSError as exc:
-                if self._staging is not None:
-                    shutil.rmtree(self._staging, ignore_errors=True)
                 self._remove_created_dirs()
                 raise VizError(f"cannot write to output directory {self.out_dir}: {exc.strerror or exc}") from None
             self.removed_stale = remove_stale_staging_dirs(self.out_dir)
@@ -225,7 +263,9 @@ class OutputStaging:
             with _signals_deferred():
                 if self._staging is not None:
                     shutil.rmtree(self._staging, ignore_errors=True)
-                if self._lock is not None:
+                if self._staging is not None and self._lock is not None:  # after the directory, as a cleaner does
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._staging.with_name(self._staging.name + LOCK_SUFFIX))
                     os.close(self._lock)
                     self._lock = None
                 if exc_type is not None:
