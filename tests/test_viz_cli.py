@@ -347,14 +347,14 @@ def test_read_only_output_directory(images, tmp_path, monkeypatch):
     out.mkdir()
     out.chmod(0o500)
     if os.geteuid() == 0:  # root writes anywhere: make creating files there fail as it would for a user
-        real_mkdtemp = tempfile.mkdtemp
+        real_mkstemp = tempfile.mkstemp  # a run's first file in out: its staging lock
 
         def refuse_in_out(*args, dir=None, **kwargs):
             if dir is not None and Path(dir) == out:
                 raise PermissionError(errno.EACCES, "Permission denied")
-            return real_mkdtemp(*args, dir=dir, **kwargs)
+            return real_mkstemp(*args, dir=dir, **kwargs)
 
-        monkeypatch.setattr(tempfile, "mkdtemp", refuse_in_out)
+        monkeypatch.setattr(tempfile, "mkstemp", refuse_in_out)
     try:
         code, _, err = run_cli(images / "cat.png", *SMALL, "--weights", "none", "--out", out)
     finally:
