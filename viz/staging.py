@@ -128,7 +128,10 @@ def _make_staging_dir(out_dir: Path, attempts: int = 10) -> tuple[Path, int | No
             # For a person looking at the directory; liveness is decided by the lock alone.
             os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}\n".encode())
             os.mkdir(staging, 0o700)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, FileExistsError):  # e.g. a Ctrl-C raised as mkdir returned: the dir is ours
+                with contextlib.suppress(OSError):
+                    os.rmdir(staging)
             os.unlink(lock)
             os.close(descriptor)
             raise
@@ -153,10 +156,26 @@ def remove_stale_staging_dirs(out_dir: Path) -> list[Path]:
     return [staging for staging in map(_remove_if_dead, locks) if staging is not None]
 
 
+def _remove_dir_then_lock(staging: Path, lock: Path) -> bool:
+    """Remove ``staging``, then ``lock`` only if the directory is gone; whether both are.
+
+    A directory that cannot be emptied (EBUSY, EACCES, EIO) keeps its lock, so a later run
+    tries again rather than finding a directory it can never tell for dead."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(staging).st_mode):
+            shutil.rmtree(staging, ignore_errors=True)
+            if os.path.lexists(staging):
+                return False
+    with contextlib.suppress(OSError):  # a lock that stays is only tried again
+        os.unlink(lock)
+    return not os.path.lexists(lock)
+
+
 def _remove_if_dead(lock: Path) -> Path | None:
     """Remove ``lock``'s staging directory, then ``lock``, if its run is dead; returns the directory."""
     try:
-        descriptor = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        # Read-write: on NFS, flock is a POSIX lock, and an exclusive one needs a file open for writing.
+        descriptor = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -167,12 +186,7 @@ def _remove_if_dead(lock: Path) -> Path | None:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode) or not _names(descriptor, lock):
             return None  # not a lock of ours, or another cleaning run removed it first
         staging = _staging_dir_of(lock)
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISDIR(os.lstat(staging).st_mode):
-                shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock)  # after the directory: a cleanup cut short is found again
-        return staging
+        return staging if _remove_dir_then_lock(staging, lock) else None
     finally:
         os.close(descriptor)
 
@@ -199,21 +213,26 @@ class OutputStaging:
         self._created: list[Path] = []
         self._staging: Path | None = None
         self._lock: int | None = None
+        self._pid = os.getpid()
         self.removed_stale: list[Path] = []
 
     def __enter__(self) -> OutputStaging:
         # A signal waits while the folders, the staging dir and its lock are made and stale ones
         # removed, then has them removed again: cut short, the folders would stay, and a lock
         # or a half-removed stale directory would wait for a later run.
+        self._pid = os.getpid()
         with _signals_deferred():
             self._create_out_dir()
             try:
                 self._staging, self._lock = _make_staging_dir(self.out_dir)
-            except OSError as exc:
+            except BaseException as exc:  # a KeyboardInterrupt too, where no viz.cli handler defers it
                 self._remove_created_dirs()
+                if not isinstance(exc, OSError):
+                    raise
                 raise VizError(f"cannot write to output directory {self.out_dir}: {exc.strerror or exc}") from None
-            self.removed_stale = remove_stale_staging_dirs(self.out_dir)
         try:
+            with _signals_deferred():
+                self.removed_stale = remove_stale_staging_dirs(self.out_dir)
             check_interrupted()
         except BaseException as exc:
             self.__exit__(type(exc), exc, exc.__traceback__)
@@ -256,18 +275,20 @@ class OutputStaging:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if os.getpid() != self._pid:  # a forked child leaving the block: the staging is its parent's
+            return
         try:
             if exc_type is None:
                 self._commit()
         finally:
             with _signals_deferred():
                 if self._staging is not None:
-                    shutil.rmtree(self._staging, ignore_errors=True)
-                if self._staging is not None and self._lock is not None:  # after the directory, as a cleaner does
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self._staging.with_name(self._staging.name + LOCK_SUFFIX))
-                    os.close(self._lock)
-                    self._lock = None
+                    if self._lock is None:  # no locks here: no lock file either
+                        shutil.rmtree(self._staging, ignore_errors=True)
+                    else:
+                        _remove_dir_then_lock(self._staging, self._staging.with_name(self._staging.name + LOCK_SUFFIX))
+                        os.close(self._lock)
+                        self._lock = None
                 if exc_type is not None:
                     self._remove_created_dirs()
         check_interrupted()  # a signal during the cleanup of a committed run: the run still stops
