@@ -279,7 +279,7 @@ def test_channel_from_the_url_a_click_and_the_keyboard(jobs, session):
     page.keyboard.press("Escape")
     assert dialog.is_hidden() and "channel" not in hash_params(page)
 
-    page.click(f'.cell[data-channel="17"]')
+    page.click('.cell[data-channel="17"]')
     assert dialog.is_visible() and "#17" in page.inner_text("#view-title")
     page.reload()  # the URL names the view
     page.wait_for_selector("body[data-ready]")
@@ -596,6 +596,46 @@ def test_a_page_replaced_by_a_symlink_after_the_index_was_written_is_dropped_on_
     explorer.write_index(out)
     data = "".join(path.read_text() for path in (out / explorer.DATA_DIR).glob("*.js"))
     assert data.count("channels.png") == 1  # conv1's page only
+
+
+#: Refreshes argv[1]'s index in a child that SIGKILLs itself as it renames argv[2] into place.
+KILLED_AT_A_RENAME = """
+import os, signal, sys
+from viz import explorer
+
+out, target, rename = sys.argv[1], sys.argv[2], os.replace
+
+def killed_at_the_rename(source, destination):
+    if os.path.basename(destination) == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rename(source, destination)
+
+os.replace = killed_at_the_rename
+explorer.write_index(out)
+"""
+
+
+@pytest.mark.parametrize("target", [explorer.INDEX_NAME, explorer.STAMPS_NAME])
+def test_a_temporary_file_of_a_killed_refresh_is_removed_by_the_next(tmp_path, target):
+    """A refresh killed between writing a file and renaming it into place (a scan SIGKILLed as it
+    saves its partial view) left its temporary file in OUT or .explorer for good."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_A_RENAME, str(out), target], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, timeout=600)
+    assert killed.returncode == -9, killed.stderr
+    folder = out if target == explorer.INDEX_NAME else out / explorer.DATA_DIR
+    ours = {explorer.DATA_DIR, explorer.INDEX_NAME, explorer.LOCK_NAME, explorer.MARKER_NAME, explorer.STAMPS_NAME}
+    assert len(set(os.listdir(folder)) - ours) == 1  # the killed write's temporary file
+    (out / f"{explorer.TEMP_PREFIX}folder").mkdir()  # a folder or a link of that name is not a temporary file
+    (out / f"{explorer.TEMP_PREFIX}link").symlink_to(tmp_path)
+    explorer.write_index(out)
+    assert sorted(os.listdir(out)) == sorted(
+        [f"{explorer.TEMP_PREFIX}folder", f"{explorer.TEMP_PREFIX}link", explorer.DATA_DIR, explorer.INDEX_NAME])
+    assert sorted(os.listdir(out / explorer.DATA_DIR)) == sorted([explorer.LOCK_NAME, explorer.MARKER_NAME, explorer.STAMPS_NAME])
 
 
 # --- untrusted names and files -------------------------------------------------------------------

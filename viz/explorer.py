@@ -46,6 +46,9 @@ STAMPS_NAME = "stamps.json"
 #: The most of the stamps file read (a short line per layer; a larger one is not ours: refreshed).
 STAMPS_LIMIT = 16 << 20
 LOCK_NAME = "lock"
+#: Temporary files of the writes made holding the lock, beside their targets (OUT for the page,
+#: DATA_DIR for the rest): one found while holding the lock is a killed writer's.
+TEMP_PREFIX = ".explorer-tmp-"
 STATIC_DIR = Path(__file__).with_name("explorer_static")
 SCAN_FORMAT = "fastinterp-scan"
 #: A manifest larger than this is not one the tools wrote (2,048 channels take about 0.3 MB).
@@ -589,8 +592,9 @@ def _js_json(value: Any) -> str:
     return text
 
 
-def _write_if_changed(root: Path, path: Path, text: str) -> bool:
-    """Write ``text`` atomically to ``path`` (proven inside ``root``) unless it already holds it."""
+def _write_if_changed(root: Path, path: Path, text: str, temp_prefix: str = TEMP_PREFIX) -> bool:
+    """Write ``text`` atomically to ``path`` (proven inside ``root``) unless it already holds it,
+    through a temporary file ``temp_prefix*`` beside it."""
     if path.is_symlink():
         raise VizError(f"refusing to write {path}: it is a symlink")
     inside(root, path.parent)
@@ -603,7 +607,7 @@ def _write_if_changed(root: Path, path: Path, text: str) -> bool:
     except OSError as exc:
         raise VizError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        write_atomically(path, lambda out: out.write(data), prefix=f".{path.name}.")
+        write_atomically(path, lambda out: out.write(data), prefix=temp_prefix)
     except OSError as exc:
         raise VizError(f"cannot write {path}: {exc.strerror or exc}") from None
     return True
@@ -629,7 +633,9 @@ def _data_dir(root: Path) -> Path:
         raise VizError(f"{folder} exists and was not written by the explorer; move it away to write {INDEX_NAME}")
     try:
         folder.mkdir(exist_ok=True)
-        _write_if_changed(root, folder / MARKER_NAME, "Data files of index.html, written by fastinterp-viz; safe to delete.\n")
+        # Written before the lock is taken: not under the prefix the lock holder takes for a killed writer's.
+        _write_if_changed(root, folder / MARKER_NAME, "Data files of index.html, written by fastinterp-viz; safe to delete.\n",
+                          temp_prefix=f".{MARKER_NAME}.")
     except OSError as exc:
         raise VizError(f"cannot create {folder}: {exc.strerror or exc}") from None
     return folder
@@ -684,8 +690,20 @@ def _locked(data_dir: Path) -> Iterator[None]:
         os.close(descriptor)
 
 
+def _remove_killed_writers_files(*folders: Path) -> None:
+    """Remove the temporary files (regular files named ``TEMP_PREFIX*``) in ``folders``: only the
+    holder of the lock writes them, so those found by the holder are of writers that were killed."""
+    for folder in folders:
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:  # unreadable: the write fails later, in one line
+            for entry in entries:
+                if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+
+
 def _write_locked(root: Path, data_dir: Path, index_path: Path) -> Path:
     """:func:`write_index`'s work, holding the lock."""
+    _remove_killed_writers_files(root, data_dir)
     jobs, skipped = find_jobs(root)
     stamps_path = data_dir / STAMPS_NAME
     try:
