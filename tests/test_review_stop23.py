@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_viz_hardening import FOREGROUND
+from test_viz_hardening import FOREGROUND, partial_dirs
 
 from viz import staging
 from viz.staging import LOCK_SUFFIX, OutputStaging, remove_stale_staging_dirs
@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def lockless_dirs(out: Path) -> list[str]:
     """The staging directories in ``out`` without their lock: no later run can tell them for dead."""
-    return sorted(name for name in os.listdir(out) if name.startswith(staging.STAGING_PREFIX) and (out / name).is_dir()
-                  and not (out / f"{name}{LOCK_SUFFIX}").exists())
+    return sorted(name for name in partial_dirs(out) if not (out / f"{name}{LOCK_SUFFIX}").exists())
 
 
 @pytest.mark.parametrize("who", ["the run", "a cleaning run"])

@@ -660,6 +660,7 @@ def test_a_run_killed_at_any_step_of_its_staging_leaves_nothing_the_next_run_kee
             assert (out / "job" / "file").read_text() == "done"
     assert os.listdir(tmp_path / str(steps[-1][0])) == ["job"]
 
+
 # --- every error of the command line: one line, exit 2 ------------------------------------------
 
 @pytest.mark.parametrize("argv, fragment", [

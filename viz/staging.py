@@ -97,6 +97,10 @@ def _staging_dir_of(lock: Path) -> Path:
     return lock.with_name(lock.name[: -len(LOCK_SUFFIX)])
 
 
+def _lock_of(staging: Path) -> Path:
+    return staging.with_name(staging.name + LOCK_SUFFIX)
+
+
 def _make_staging_dir(out_dir: Path, attempts: int = 10) -> tuple[Path, int | None]:
     """Make a staging directory in ``out_dir`` with its lock beside it, locked; returns the
     directory and the lock's open descriptor to keep (None on a file system without locks: the
@@ -156,8 +160,8 @@ def remove_stale_staging_dirs(out_dir: Path) -> list[Path]:
     return [staging for staging in map(_remove_if_dead, locks) if staging is not None]
 
 
-def _remove_dir_then_lock(staging: Path, lock: Path) -> bool:
-    """Remove ``staging``, then ``lock`` only if the directory is gone; whether both are.
+def _remove_dir_then_lock(staging: Path) -> bool:
+    """Remove ``staging``, then its lock only if the directory is gone; whether both are.
 
     A directory that cannot be emptied (EBUSY, EACCES, EIO) keeps its lock, so a later run
     tries again rather than finding a directory it can never tell for dead."""
@@ -166,6 +170,7 @@ def _remove_dir_then_lock(staging: Path, lock: Path) -> bool:
             shutil.rmtree(staging, ignore_errors=True)
             if os.path.lexists(staging):
                 return False
+    lock = _lock_of(staging)
     with contextlib.suppress(OSError):  # a lock that stays is only tried again
         os.unlink(lock)
     return not os.path.lexists(lock)
@@ -186,7 +191,7 @@ def _remove_if_dead(lock: Path) -> Path | None:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode) or not _names(descriptor, lock):
             return None  # not a lock of ours, or another cleaning run removed it first
         staging = _staging_dir_of(lock)
-        return staging if _remove_dir_then_lock(staging, lock) else None
+        return staging if _remove_dir_then_lock(staging) else None
     finally:
         os.close(descriptor)
 
@@ -286,7 +291,7 @@ class OutputStaging:
                     if self._lock is None:  # no locks here: no lock file either
                         shutil.rmtree(self._staging, ignore_errors=True)
                     else:
-                        _remove_dir_then_lock(self._staging, self._staging.with_name(self._staging.name + LOCK_SUFFIX))
+                        _remove_dir_then_lock(self._staging)
                         os.close(self._lock)
                         self._lock = None
                 if exc_type is not None:
